@@ -1,0 +1,1 @@
+//! `cachew-archive`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.

@@ -1,0 +1,1 @@
+//! `cachew-client`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.

@@ -1,0 +1,1 @@
+//! Cachew wire protocol types.

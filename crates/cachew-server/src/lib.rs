@@ -1,0 +1,1 @@
+//! `cachew-server`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.

@@ -1,0 +1,1 @@
+//! `cachew-transport`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.
