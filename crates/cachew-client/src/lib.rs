@@ -1,1 +1,19 @@
-//! `cachew-client`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.
+//! The cachew-rs client facade.
+//!
+//! [`Cache`] is the one trait every backend implements: `MemoryCache`,
+//! `DiskCache` (the embedded backend behind `--url file:///path`) and the
+//! remote client for a Cachew server. Everything else — saving and restoring
+//! directories, keys from files — is written once against `dyn Cache`.
+//!
+//! **API boundary:** this crate re-exports the protocol types users need, so
+//! depending on it alone is enough.
+
+mod cache;
+mod error;
+
+pub use cache::{AbortCause, Body, Cache, CacheExt, CacheWriter, Object, ObjectMeta};
+pub use cachew_proto as proto;
+pub use cachew_proto::{
+    ByteRange, CreateOptions, EntityTag, EtagCondition, Key, Namespace, OpenOptions, Stats,
+};
+pub use error::{Error, Result};

@@ -1,0 +1,117 @@
+use std::path::PathBuf;
+
+use cachew_proto::ProtoError;
+use http::HeaderMap;
+
+/// What went wrong, from the caller's point of view.
+///
+/// Variants say what happened to the request (`NotFound`, `NotModified`, …),
+/// not which layer noticed. Lower crates keep their own error types and
+/// convert with `From`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No object under this key (404).
+    #[error("object not found")]
+    NotFound,
+    /// An `If-None-Match` condition matched (304); carries the object's headers.
+    #[error("object not modified")]
+    NotModified {
+        /// The stored headers of the object.
+        headers: Box<HeaderMap>,
+    },
+    /// An `If-Match` condition failed (412).
+    #[error("precondition failed: the object's ETag does not match")]
+    PreconditionFailed,
+    /// The requested range starts beyond the object (416).
+    #[error("range not satisfiable (object size {size:?})")]
+    RangeNotSatisfiable {
+        /// The object's size, when known (`Content-Range: bytes */size`).
+        size: Option<u64>,
+    },
+    /// The backend cannot report statistics (501 from a server).
+    #[error("cache statistics are unavailable")]
+    StatsUnavailable,
+    /// A git bundle request found nothing to add (204).
+    #[error("already up to date")]
+    UpToDate,
+    /// The server answered with an unexpected status.
+    #[error("server returned {code}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Status {
+        /// The HTTP status code.
+        code: u16,
+        /// The server's short error message (its body), if any.
+        message: String,
+    },
+    /// A write was aborted by its caller; the object was discarded.
+    #[error("write aborted: {cause}")]
+    Aborted {
+        /// Why the caller aborted.
+        cause: String,
+    },
+    /// The writer was already committed or aborted.
+    #[error("the cache writer is already {0}")]
+    WriterClosed(&'static str),
+    /// Input that breaks a protocol rule (namespace, ETag, duration, URL).
+    #[error(transparent)]
+    Protocol(#[from] ProtoError),
+    /// An argument that is invalid for this operation.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A file-system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "create directory".
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error without a specific path (a stream, a pipe).
+    #[error("I/O error: {0}")]
+    Stream(#[source] std::io::Error),
+    /// A backend-specific failure described in text.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl Error {
+    /// A file-system error naming the operation and the path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this is [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound)
+    }
+
+    /// The HTTP status this error corresponds to, if it has one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::NotFound => Some(404),
+            Error::NotModified { .. } => Some(304),
+            Error::PreconditionFailed => Some(412),
+            Error::RangeNotSatisfiable { .. } => Some(416),
+            Error::StatsUnavailable => Some(501),
+            Error::UpToDate => Some(204),
+            Error::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Stream(e)
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
