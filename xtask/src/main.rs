@@ -1,2 +1,91 @@
-//! Project automation.
-fn main() {}
+//! Project automation for cachew-rs: `cargo xtask <command>`.
+//!
+//! - `ci`: everything CI checks — formatting, clippy with `-D warnings`, the
+//!   whole test suite, docs with `-Dwarnings`, the layering check and tidy
+//!   rules. This is the project's one test command.
+//! - `layering`: the dependency rules between crates (see `docs/ARCHITECTURE.md`).
+//! - `tidy`: repository rules (crate docs, no `dbg!`/`todo!`).
+//!
+//! xtask has no dependencies beyond std so that it builds in seconds.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("layering") => tidy::layering(&root()),
+        Some("tidy") => tidy::tidy(&root()),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci          fmt check, clippy -D warnings, all tests, docs -Dwarnings, layering, tidy
+  layering    check the crate dependency rules (e.g. cachew-proto has no I/O crates)
+  tidy        check repository rules (crate docs, no dbg!/todo!)
+";
+
+/// The workspace root, found from this crate's manifest directory.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its command line.
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(root());
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn ci() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    tidy::layering(&root())?;
+    tidy::tidy(&root())?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-Dwarnings"))?;
+    run(cargo().args(["test", "--workspace", "--all-features"]))?;
+    eprintln!("xtask: ci passed");
+    Ok(())
+}
