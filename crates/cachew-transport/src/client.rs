@@ -315,10 +315,9 @@ impl HttpClientBuilder {
     /// Fails with [`Error::Config`](crate::Error::Config) for a header value
     /// that is not valid in HTTP, naming the setting but not the value.
     pub fn build(self) -> Result<HttpClient, Error> {
-        let user_agent =
-            HeaderValue::from_str(&self.user_agent).map_err(|_| Error::Config {
-                reason: "user_agent is not a valid header value".into(),
-            })?;
+        let user_agent = HeaderValue::from_str(&self.user_agent).map_err(|_| Error::Config {
+            reason: "user_agent is not a valid header value".into(),
+        })?;
         let authorization = match &self.authorization {
             Some(value) => {
                 let mut value = HeaderValue::from_str(value).map_err(|_| Error::Config {

@@ -257,7 +257,9 @@ mod tests {
 
     #[test]
     fn origin_drops_credentials_path_and_query() {
-        let uri: http::Uri = "https://user:secret@example.com/a/b?token=x".parse().unwrap();
+        let uri: http::Uri = "https://user:secret@example.com/a/b?token=x"
+            .parse()
+            .unwrap();
         assert_eq!(origin_of(&uri), "https://example.com:443");
         let uri: http::Uri = "http://127.0.0.1:8080/api".parse().unwrap();
         assert_eq!(origin_of(&uri), "http://127.0.0.1:8080");
@@ -267,7 +269,11 @@ mod tests {
     fn error_is_small_send_sync() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<Error>();
-        assert!(std::mem::size_of::<Error>() <= 48, "{}", std::mem::size_of::<Error>());
+        assert!(
+            std::mem::size_of::<Error>() <= 48,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub(crate) fn is_idempotent<B>(req: &Request<B>) -> bool {
         return *explicit == Idempotency::Idempotent;
     }
     match *req.method() {
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT
+        Method::GET
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::PUT
         | Method::DELETE => true,
         Method::POST => {
             let path = req.uri().path().trim_end_matches('/');
@@ -259,7 +263,9 @@ mod tests {
     fn idempotency_defaults_and_override() {
         let get = Request::get("http://h/x").body(()).unwrap();
         assert!(is_idempotent(&get));
-        let post = Request::post("http://h/api/v1/object/ns/k").body(()).unwrap();
+        let post = Request::post("http://h/api/v1/object/ns/k")
+            .body(())
+            .unwrap();
         assert!(!is_idempotent(&post));
         let inv = Request::post("http://h/api/v1/object/ns/k/invalidate")
             .body(())

@@ -90,9 +90,7 @@ where
             })
             .await;
             match result {
-                Some(Ok(resp)) => {
-                    Ok(resp.map(|body| ResponseBody::incoming(body, idle, origin)))
-                }
+                Some(Ok(resp)) => Ok(resp.map(|body| ResponseBody::incoming(body, idle, origin))),
                 Some(Err(err)) => Err(err),
                 None => Err(Error::Timeout {
                     kind: TimeoutKind::ResponseHeaders,
