@@ -1,1 +1,420 @@
-//! `cachew-archive`: skeleton; see `docs/ARCHITECTURE.md` for the planned contents.
+//! In-process tar + zstd archives, compatible with GNU tar 1.34 and the
+//! `zstd`/`pzstd` tools, with safe extraction.
+//!
+//! [`archive`] writes what `tar -cpf - -C base -- paths… | zstd` would write
+//! (GNU tar format, `./x` style names when the include path is `.`), and
+//! [`extract`] reads that as well as what `pzstd` writes (several frames and
+//! skippable frames). [`archive_async`] and [`extract_async`] run the same
+//! code on blocking threads and stream through a bounded channel, so they
+//! never block a tokio runtime.
+//!
+//! ```
+//! # fn main() -> cachew_archive::Result<()> {
+//! use cachew_archive::{archive, extract, ArchiveOptions, ExtractOptions};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let base = dir.path().join("src");
+//! # std::fs::create_dir_all(base.join("sub")).unwrap();
+//! # std::fs::write(base.join("sub/a.txt"), b"hello").unwrap();
+//! # std::fs::write(base.join("b.o"), b"obj").unwrap();
+//! let mut compressed = Vec::new();
+//! let summary = archive(&mut compressed, &base, &["."], &["*.o"], &ArchiveOptions::default())?;
+//! assert_eq!(summary.entries, 3); // `./`, `./sub/`, `./sub/a.txt`
+//!
+//! let target = dir.path().join("restored");
+//! extract(compressed.as_slice(), &target, &ExtractOptions::default().with_threads(2))?;
+//! assert_eq!(std::fs::read(target.join("sub/a.txt")).unwrap(), b"hello");
+//! assert!(!target.join("b.o").exists());
+//! # Ok(()) }
+//! ```
+//!
+//! # What is preserved
+//!
+//! Regular files, directories (including empty ones), symlinks (the target
+//! is stored as is: relative, absolute or dangling), hard links, permission
+//! bits including setuid, setgid and sticky, and modification times
+//! (seconds). Names and link targets of any length and any bytes (not only
+//! UTF-8) are supported through GNU long-name entries; pax `path`,
+//! `linkpath`, `size`, `mtime`, `uid` and `gid` records are honoured on
+//! extraction. Files over 8 GiB use GNU base-256 sizes.
+//!
+//! Ownership (numeric uid and gid) is restored only when the extracting
+//! process runs with effective uid 0, like GNU tar's default; otherwise files
+//! belong to the extracting user. Names are not mapped through the user
+//! database on extraction (as `--numeric-owner`).
+//!
+//! # Extraction policy
+//!
+//! Nothing is ever created, modified or removed outside the target directory:
+//!
+//! - Absolute entry names and names with a `..` component are refused with
+//!   [`Error::UnsafeEntry`] (GNU tar would strip them with a warning).
+//! - A hard link whose source is absolute or contains `..` is refused. Hard
+//!   link sources are resolved without following symlinks, so a link cannot
+//!   reach a file outside through a symlink.
+//! - Symlinks are created as stored, but never followed: they are created
+//!   after all regular files of their batch, every parent directory of an
+//!   entry is checked (and a symlink or file in its place, whether from the
+//!   archive or already in the target, is replaced by a real directory, as
+//!   GNU tar does for directory entries), and files are created with
+//!   `O_EXCL | O_NOFOLLOW` after removing whatever was at their path.
+//! - Device nodes and FIFOs are never created: they are skipped and counted
+//!   in [`ExtractSummary::skipped`]. Sockets are not archived (as GNU tar).
+//! - A truncated stream (no end-of-archive block, or a zstd frame cut short),
+//!   a corrupt zstd frame or checksum, and a header with a bad checksum are
+//!   errors. The stream is read to its end after the end-of-archive block.
+//! - Memory is bounded whatever the compression ratio: file data is streamed
+//!   in chunks through bounded queues, and long names and pax headers are
+//!   limited to 1 MiB. (Bookkeeping grows with the number of directory and
+//!   link entries, not with data.)
+//!
+//! Extraction into an existing tree replaces files (they are unlinked, not
+//! written through). Existing directories without owner write or search
+//! permission are made owner-writable first; their modes are restored when
+//! extraction ends, successfully or not (directories in the archive then get
+//! the archive's mode). Directory modes and times are applied last.
+//!
+//! The target itself is created if missing. Concurrent modification of the
+//! target by other processes is out of scope: callers should extract into a
+//! fresh staging directory and rename it into place.
+//!
+//! # Speed
+//!
+//! Archiving walks the tree and reads files on their own threads while the
+//! caller's thread frames tar and feeds a multithreaded zstd encoder.
+//! Extraction decompresses and parses on the caller's thread and creates
+//! files on a small pool of worker threads; the same path always goes to the
+//! same worker, so duplicate entries keep their order. Runs of zeros in large
+//! files become holes.
+
+mod create;
+mod error;
+mod exclude;
+mod extract;
+mod sys;
+mod tarfmt;
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use exclude::ExcludeSet;
+
+/// Options for [`archive`] and [`archive_async`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArchiveOptions {
+    /// zstd compression level (default 3, as the `zstd` tool).
+    pub level: i32,
+    /// Threads to use for compression; 0 means all available cores.
+    pub threads: usize,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            level: 3,
+            threads: 0,
+        }
+    }
+}
+
+impl ArchiveOptions {
+    /// Sets the zstd compression level.
+    #[must_use]
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets the number of threads (0 = all available cores).
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+}
+
+/// Options for [`extract`] and [`extract_async`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ExtractOptions {
+    /// Threads creating files, besides the one decompressing; 0 means one
+    /// per available core, 1 means everything on the calling thread.
+    pub threads: usize,
+}
+
+impl ExtractOptions {
+    /// Sets the number of file-creating threads (0 = one per core).
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+}
+
+/// What [`archive`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiveSummary {
+    /// Tar entries written (not counting GNU long-name pseudo entries).
+    pub entries: u64,
+    /// Length of the tar stream before compression.
+    pub uncompressed_bytes: u64,
+    /// Length of the compressed output.
+    pub compressed_bytes: u64,
+}
+
+/// What [`extract`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExtractSummary {
+    /// Tar entries read (not counting long-name and pax pseudo entries).
+    pub entries: u64,
+    /// Regular files created.
+    pub files: u64,
+    /// Directory entries.
+    pub directories: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hard links created.
+    pub hard_links: u64,
+    /// Bytes of regular-file data written.
+    pub bytes: u64,
+    /// Device nodes and FIFOs skipped (see the crate docs for the policy).
+    pub skipped: u64,
+    /// Names of the first few skipped entries.
+    pub skipped_names: Vec<String>,
+}
+
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
+
+/// Archives `include_paths` (relative to `base_dir`) as tar + zstd into `w`.
+///
+/// Entry names are those of `tar -cpf - -C base_dir -- include_paths…`;
+/// entries matching `exclude_patterns` (GNU tar `--exclude` semantics, see
+/// [`ExcludeSet`]) are left out with their contents. Every include path
+/// must exist; an empty list is an error. Include paths must be relative
+/// and must not contain `..`.
+pub fn archive<W, P, S>(
+    w: W,
+    base_dir: &Path,
+    include_paths: &[P],
+    exclude_patterns: &[S],
+    opts: &ArchiveOptions,
+) -> Result<ArchiveSummary>
+where
+    W: Write,
+    P: AsRef<Path>,
+    S: AsRef<str>,
+{
+    let includes: Vec<PathBuf> = include_paths
+        .iter()
+        .map(|p| p.as_ref().to_path_buf())
+        .collect();
+    let excludes = ExcludeSet::new(exclude_patterns);
+    create::archive_impl(
+        w,
+        base_dir,
+        &includes,
+        &excludes,
+        opts,
+        &AtomicBool::new(false),
+    )
+}
+
+/// Extracts a tar + zstd stream from `r` into `target_dir` (created if
+/// missing). See the crate documentation for the safety policy.
+pub fn extract<R: Read>(r: R, target_dir: &Path, opts: &ExtractOptions) -> Result<ExtractSummary> {
+    extract::extract_impl(r, target_dir, opts, &AtomicBool::new(false))
+}
+
+/// Size of the chunks passed between the async side and the blocking side.
+const ASYNC_CHUNK: usize = 256 * 1024;
+/// Chunks in flight between them.
+const ASYNC_DEPTH: usize = 4;
+
+/// Sets the flag when dropped, so blocking work stops when its future is dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(ASYNC_CHUNK));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the archive consumer went away")
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(ASYNC_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= ASYNC_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Panicked(e.to_string())
+}
+
+/// Like [`archive`], for async writers: the archiver runs on a blocking
+/// thread and hands compressed chunks to this future through a bounded
+/// channel; this future writes them to `w` and flushes it (it does not shut
+/// it down).
+///
+/// A write error stops the archiver and is returned as [`Error::Write`];
+/// an archiver error is returned as is, so the caller can abort its upload.
+/// Dropping the future stops the blocking work promptly.
+pub async fn archive_async<W>(
+    mut w: W,
+    base_dir: PathBuf,
+    include: Vec<PathBuf>,
+    exclude: Vec<String>,
+    opts: ArchiveOptions,
+) -> Result<ArchiveSummary>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    use tokio::io::AsyncWriteExt;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let guard = CancelOnDrop(cancel.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(ASYNC_DEPTH);
+    let handle = tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(ASYNC_CHUNK),
+        };
+        let excludes = ExcludeSet::new(&exclude);
+        create::archive_impl(writer, &base_dir, &include, &excludes, &opts, &cancel)
+    });
+    let mut write_err = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = w.write_all(&chunk).await {
+            write_err = Some(e);
+            break;
+        }
+    }
+    if write_err.is_none() {
+        write_err = w.flush().await.err();
+    }
+    // Closing the channel makes any further send by the archiver fail.
+    drop(rx);
+    if write_err.is_some() {
+        guard.0.store(true, Ordering::SeqCst);
+    }
+    let result = handle.await.map_err(join_error)?;
+    match write_err {
+        Some(e) => Err(Error::Write(e)),
+        None => result,
+    }
+}
+
+/// Like [`extract`], for async readers: this future reads `r` and hands
+/// chunks through a bounded channel to the extractor on a blocking thread.
+///
+/// A read error is returned as [`Error::Read`]; an extraction error stops
+/// reading and is returned as is. Dropping the future stops the blocking
+/// work promptly (leaving a partly extracted target, which callers stage).
+pub async fn extract_async<R>(
+    mut r: R,
+    target: PathBuf,
+    opts: ExtractOptions,
+) -> Result<ExtractSummary>
+where
+    R: tokio::io::AsyncRead + Unpin + Send,
+{
+    use tokio::io::AsyncReadExt;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(ASYNC_DEPTH);
+    let handle = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        extract::extract_impl(reader, &target, &opts, &cancel)
+    });
+    let mut read_err = None;
+    loop {
+        let mut buf = vec![0u8; ASYNC_CHUNK];
+        match r.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                // A closed channel means the extractor is done or failed;
+                // its result says which.
+                if tx.send(Ok(buf)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                read_err = Some(e);
+                let _ = tx.send(Err(copy)).await;
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let result = handle.await.map_err(join_error)?;
+    match (read_err, result) {
+        (Some(e), Err(_)) => Err(Error::Read(e)),
+        (_, r) => r,
+    }
+}

@@ -1,0 +1,160 @@
+//! Thin wrappers over the few POSIX calls std does not offer.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether ownership can and should be restored.
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The user name of `uid`, if it has one.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all-zero is a valid `passwd`.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: the pointers are valid for the sizes given.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name points to a NUL-terminated string in `buf`.
+    let name = unsafe { CStr::from_ptr(pw.pw_name) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+/// The group name of `gid`, if it has one.
+pub(crate) fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: all-zero is a valid `group`.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: the pointers are valid for the sizes given.
+    let r = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() || gr.gr_name.is_null() {
+        return None;
+    }
+    // SAFETY: getgrgid_r succeeded, so gr_name points into `buf`.
+    let name = unsafe { CStr::from_ptr(gr.gr_name) };
+    name.to_str().ok().map(str::to_owned)
+}
+
+pub(crate) fn fchown(fd: &impl AsRawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
+}
+
+pub(crate) fn fchmod(fd: &impl AsRawFd, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })
+}
+
+fn times(mtime: i64) -> [libc::timespec; 2] {
+    [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: mtime as libc::time_t,
+            tv_nsec: 0,
+        },
+    ]
+}
+
+/// Sets the modification time (the access time is left alone).
+pub(crate) fn futimens(fd: &impl AsRawFd, mtime: i64) -> io::Result<()> {
+    let ts = times(mtime);
+    // SAFETY: `ts` is a valid two-element array.
+    check(unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) })
+}
+
+/// Sets the modification time of a path without following a final symlink.
+pub(crate) fn lutimens(path: &Path, mtime: i64) -> io::Result<()> {
+    let ts = times(mtime);
+    let c = cstr(path)?;
+    // SAFETY: valid C string and timespec array.
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+/// `lchown(2)`.
+pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+}
+
+fn openat_dir(dirfd: libc::c_int, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
+    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    // SAFETY: valid C string; the returned descriptor is owned by us.
+    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: `fd` is a fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Opens the directory `root/rel` without following any symlink below
+/// `root` (`rel` must be a sanitized relative path). A symlink anywhere in
+/// `rel` makes this fail, so the result is always inside `root`.
+pub(crate) fn open_dir_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
+    let mut fd = openat_dir(libc::AT_FDCWD, &cstr(root)?, true)?;
+    for comp in rel.components() {
+        match comp {
+            Component::Normal(c) => {
+                let c = CString::new(c.as_bytes())
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                fd = openat_dir(fd.as_raw_fd(), &c, false)?;
+            }
+            Component::CurDir => {}
+            _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+    Ok(fd)
+}
+
+/// `linkat(src_dir, src_name, AT_FDCWD, dst, 0)`: a final symlink in the
+/// source is linked itself, not followed.
+pub(crate) fn linkat(src_dir: &OwnedFd, src_name: &Path, dst: &Path) -> io::Result<()> {
+    let s = cstr(src_name)?;
+    let d = cstr(dst)?;
+    // SAFETY: valid descriptor and C strings.
+    check(unsafe {
+        libc::linkat(
+            src_dir.as_raw_fd(),
+            s.as_ptr(),
+            libc::AT_FDCWD,
+            d.as_ptr(),
+            0,
+        )
+    })
+}
