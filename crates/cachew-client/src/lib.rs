@@ -9,11 +9,20 @@
 //! depending on it alone is enough.
 
 mod cache;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod digest;
 mod error;
+mod memory;
+mod hashfiles;
+pub mod parallel;
 
 pub use cache::{AbortCause, Body, Cache, CacheExt, CacheWriter, Object, ObjectMeta};
 pub use cachew_proto as proto;
 pub use cachew_proto::{
     ByteRange, CreateOptions, EntityTag, EtagCondition, Key, Namespace, OpenOptions, Stats,
 };
+pub use digest::{tree_digest, TreeDigest};
 pub use error::{Error, Result};
+pub use memory::MemoryCache;
+pub use hashfiles::hash_files;
