@@ -1,0 +1,747 @@
+//! [`MemoryCache`]: an in-process cache bounded by bytes (LRU) and TTL.
+//!
+//! This file also holds the object-record rules that the embedded backends
+//! (memory and disk) share, so that both answer exactly like a Cachew server:
+//! which Create headers are stored, how the ETag and `Last-Modified` are
+//! chosen, and which headers Open and Stat report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Cursor;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cachew_proto::header::{self, format_http_date, parse_http_date};
+use cachew_proto::{
+    CreateOptions, EntityTag, Key, Namespace, OpenOptions, Precondition, RangeResolution, Stats,
+};
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use tokio::io::AsyncWrite;
+
+use crate::cache::{AbortCause, Cache, CacheWriter, Object, ObjectMeta};
+use crate::error::{Error, Result};
+
+// ---------------------------------------------------------------------------
+// Object records shared by the embedded backends.
+// ---------------------------------------------------------------------------
+
+/// What an embedded backend stores about an object besides its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    /// The Create headers minus [`header::SERVER_FILTERED`] and minus the
+    /// headers the backend generates itself (`ETag`, `Last-Modified`).
+    pub(crate) headers: HeaderMap,
+    /// The strong ETag.
+    pub(crate) etag: EntityTag,
+    /// Whole seconds, as an HTTP date can carry them.
+    pub(crate) last_modified: SystemTime,
+    /// Body size in bytes.
+    pub(crate) size: u64,
+}
+
+impl Record {
+    /// Applies `If-Match` / `If-None-Match`, as Stat does.
+    pub(crate) fn stat(&self, options: &OpenOptions) -> Result<ObjectMeta> {
+        self.check(options)?;
+        Ok(self.meta(None))
+    }
+
+    /// Applies the conditions and the range, as Open does. The returned
+    /// metadata's `range` says which bytes to send.
+    pub(crate) fn open(&self, options: &OpenOptions) -> Result<ObjectMeta> {
+        self.check(options)?;
+        match options.resolve_range(self.size, &self.etag) {
+            RangeResolution::Full => Ok(self.meta(None)),
+            RangeResolution::Partial { start, len } => Ok(self.meta(Some((start, len)))),
+            RangeResolution::NotSatisfiable => Err(Error::RangeNotSatisfiable {
+                size: Some(self.size),
+            }),
+        }
+    }
+
+    fn check(&self, options: &OpenOptions) -> Result<()> {
+        match options.check(&self.etag) {
+            Precondition::Proceed => Ok(()),
+            Precondition::PreconditionFailed => Err(Error::PreconditionFailed),
+            Precondition::NotModified => Err(Error::NotModified {
+                headers: Box::new(self.meta(None).headers),
+            }),
+        }
+    }
+
+    /// The metadata a server would report, for the whole object or for the
+    /// part `(start, len)`.
+    pub(crate) fn meta(&self, range: Option<(u64, u64)>) -> ObjectMeta {
+        let mut headers = self.headers.clone();
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        };
+        set("etag", self.etag.to_header());
+        set("last-modified", format_http_date(self.last_modified));
+        set("accept-ranges", "bytes".to_owned());
+        let len = range.map_or(self.size, |(_, len)| len);
+        set("content-length", len.to_string());
+        if let Some((start, len)) = range {
+            set(
+                "content-range",
+                header::content_range(start, len, self.size),
+            );
+        }
+        ObjectMeta {
+            headers,
+            size: self.size,
+            etag: self.etag.clone(),
+            last_modified: self.last_modified,
+            range,
+        }
+    }
+}
+
+/// A Create's headers and options, checked before any byte is written.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRecord {
+    headers: HeaderMap,
+    etag: Option<EntityTag>,
+    last_modified: Option<SystemTime>,
+    ttl: Option<Duration>,
+}
+
+impl PendingRecord {
+    /// Filters the headers the way a Cachew server does and validates the
+    /// ETag: [`CreateOptions::etag`] wins over an `ETag` header, and an
+    /// `ETag` header that is not a valid quoted tag is an error. A
+    /// `Last-Modified` header that parses as an HTTP date is kept as the
+    /// object's modification time; one that does not is ignored. The TTL is
+    /// the caller's, else `default_ttl`, capped at `max_ttl`; `None` means the
+    /// object does not expire.
+    pub(crate) fn new(
+        mut headers: HeaderMap,
+        options: &CreateOptions,
+        default_ttl: Option<Duration>,
+        max_ttl: Option<Duration>,
+    ) -> Result<PendingRecord> {
+        for name in header::SERVER_FILTERED {
+            headers.remove(*name);
+        }
+        // A non-UTF-8 value becomes text with replacement characters, which
+        // the ETag rules reject with the value quoted.
+        let header_etag = match headers.remove(http::header::ETAG) {
+            Some(value) => Some(EntityTag::parse_header(&String::from_utf8_lossy(
+                value.as_bytes(),
+            ))?),
+            None => None,
+        };
+        let last_modified = headers
+            .remove(http::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok().and_then(parse_http_date));
+        let ttl = options
+            .effective_ttl()
+            .or(default_ttl)
+            .filter(|d| !d.is_zero());
+        let ttl = match (ttl, max_ttl.filter(|d| !d.is_zero())) {
+            (Some(ttl), Some(max)) => Some(ttl.min(max)),
+            (None, Some(max)) => Some(max),
+            (ttl, None) => ttl,
+        };
+        Ok(PendingRecord {
+            headers,
+            etag: options.etag.clone().or(header_etag),
+            last_modified,
+            ttl,
+        })
+    }
+
+    /// The record of the committed object, and when it expires. Without an
+    /// ETag given at Create, `digest` supplies one.
+    pub(crate) fn finish(
+        &self,
+        size: u64,
+        now: SystemTime,
+        digest: impl FnOnce() -> EntityTag,
+    ) -> (Record, Option<SystemTime>) {
+        let record = Record {
+            headers: self.headers.clone(),
+            etag: self.etag.clone().unwrap_or_else(digest),
+            last_modified: whole_seconds(self.last_modified.unwrap_or(now)),
+            size,
+        };
+        (record, self.ttl.map(|ttl| now + ttl))
+    }
+
+    /// The TTL this object will get, if it expires.
+    #[cfg(test)]
+    pub(crate) fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+}
+
+/// The ETag generated for an object created without one: the lowercase hex
+/// BLAKE3 digest of its content, so equal bodies get equal strong tags.
+pub(crate) fn content_etag(hash: &blake3::Hash) -> EntityTag {
+    // Hex digits are always a valid raw ETag.
+    EntityTag::new(hash.to_hex().as_str()).unwrap_or_else(|_| unreachable!("hex is a valid ETag"))
+}
+
+/// Truncates to whole seconds since the epoch, the precision of HTTP dates.
+pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => SystemTime::UNIX_EPOCH,
+    }
+}
+
+/// Where a writer is in its life: only `Open` accepts bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterState {
+    Open,
+    Committed,
+    Aborted,
+    Failed,
+}
+
+impl WriterState {
+    /// What a second `commit` answers.
+    pub(crate) fn commit_again(self) -> Result<()> {
+        match self {
+            WriterState::Committed => Ok(()),
+            WriterState::Aborted => Err(Error::WriterClosed("aborted")),
+            WriterState::Failed => Err(Error::WriterClosed("failed")),
+            WriterState::Open => Err(Error::WriterClosed("open")),
+        }
+    }
+
+    /// The error a write after commit or abort gets.
+    pub(crate) fn closed_io_error(self) -> std::io::Error {
+        let what = match self {
+            WriterState::Committed => "committed",
+            WriterState::Aborted => "aborted",
+            WriterState::Failed => "failed",
+            WriterState::Open => "open",
+        };
+        std::io::Error::other(format!("the cache writer is already {what}"))
+    }
+}
+
+/// The error for an object that can never fit.
+pub(crate) fn too_large(backend: &str, size: u64, capacity: u64) -> String {
+    format!(
+        "object of {size} bytes exceeds the {backend} cache capacity of {capacity} bytes \
+         (objects larger than the capacity are never stored)"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// MemoryCache.
+// ---------------------------------------------------------------------------
+
+/// An in-process cache, bounded by bytes with least-recently-used eviction
+/// and by time to live.
+///
+/// Handles from [`Cache::with_namespace`] and clones share the same store.
+/// Expired objects behave as absent and are dropped when next touched.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use cachew_client::{CacheExt, CreateOptions, Key, MemoryCache};
+///
+/// let cache = MemoryCache::new(64 << 20).with_default_ttl(Duration::from_secs(3600));
+/// let key = Key::new("greeting");
+/// cache
+///     .put_bytes(&key, "hello".into(), Default::default(), &CreateOptions::default())
+///     .await
+///     .unwrap();
+/// assert_eq!(cache.get_bytes(&key).await.unwrap(), "hello");
+/// assert_eq!(cache.to_string(), "memory");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct MemoryCache {
+    shared: Arc<Shared>,
+    namespace: Namespace,
+}
+
+struct Shared {
+    /// Maximum total body bytes; 0 means unlimited.
+    capacity: u64,
+    default_ttl: Option<Duration>,
+    max_ttl: Option<Duration>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<(Namespace, Key), Entry>,
+    /// Access tick → entry, oldest first.
+    lru: BTreeMap<u64, (Namespace, Key)>,
+    size: u64,
+    tick: u64,
+}
+
+struct Entry {
+    data: Bytes,
+    record: Record,
+    expires: Option<Instant>,
+    tick: u64,
+}
+
+impl State {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// The live entry, after dropping it if expired; marks it used.
+    fn get(&mut self, id: &(Namespace, Key), now: Instant) -> Option<&Entry> {
+        let expired = match self.entries.get(id) {
+            None => return None,
+            Some(entry) => entry.expires.is_some_and(|at| at <= now),
+        };
+        if expired {
+            self.remove(id);
+            return None;
+        }
+        let tick = self.next_tick();
+        let entry = self.entries.get_mut(id)?;
+        self.lru.remove(&entry.tick);
+        entry.tick = tick;
+        self.lru.insert(tick, id.clone());
+        Some(entry)
+    }
+
+    fn remove(&mut self, id: &(Namespace, Key)) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        self.lru.remove(&entry.tick);
+        self.size -= entry.data.len() as u64;
+        Some(entry)
+    }
+
+    fn insert(
+        &mut self,
+        id: (Namespace, Key),
+        data: Bytes,
+        record: Record,
+        expires: Option<Instant>,
+    ) {
+        self.remove(&id);
+        let tick = self.next_tick();
+        self.size += data.len() as u64;
+        self.lru.insert(tick, id.clone());
+        self.entries.insert(
+            id,
+            Entry {
+                data,
+                record,
+                expires,
+                tick,
+            },
+        );
+    }
+
+    /// Drops expired entries, then least recently used ones until the total
+    /// fits `capacity` (0: unlimited).
+    fn evict(&mut self, capacity: u64, now: Instant) {
+        self.purge_expired(now);
+        while capacity > 0 && self.size > capacity {
+            let Some((_, id)) = self.lru.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.entries.remove(&id) {
+                self.size -= entry.data.len() as u64;
+            }
+        }
+    }
+
+    fn purge_expired(&mut self, now: Instant) {
+        let expired: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires.is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.remove(&id);
+        }
+    }
+}
+
+impl MemoryCache {
+    /// A cache holding at most `capacity_bytes` of object bodies (0: no
+    /// limit), in the `default` namespace, whose objects expire only when
+    /// created with a TTL.
+    pub fn new(capacity_bytes: u64) -> MemoryCache {
+        MemoryCache {
+            shared: Arc::new(Shared {
+                capacity: capacity_bytes,
+                default_ttl: None,
+                max_ttl: None,
+                state: Mutex::new(State::default()),
+            }),
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// Sets the TTL of objects created without one (zero: they never expire).
+    ///
+    /// Configure the cache before sharing it: this starts a new, empty store.
+    #[must_use]
+    pub fn with_default_ttl(self, ttl: Duration) -> MemoryCache {
+        self.reconfigure(|s| s.default_ttl = Some(ttl).filter(|d| !d.is_zero()))
+    }
+
+    /// Caps every object's TTL (zero: no cap).
+    ///
+    /// Configure the cache before sharing it: this starts a new, empty store.
+    #[must_use]
+    pub fn with_max_ttl(self, ttl: Duration) -> MemoryCache {
+        self.reconfigure(|s| s.max_ttl = Some(ttl).filter(|d| !d.is_zero()))
+    }
+
+    /// The capacity in bytes (0: unlimited).
+    pub fn capacity(&self) -> u64 {
+        self.shared.capacity
+    }
+
+    fn reconfigure(self, f: impl FnOnce(&mut Shared)) -> MemoryCache {
+        let mut shared = Shared {
+            capacity: self.shared.capacity,
+            default_ttl: self.shared.default_ttl,
+            max_ttl: self.shared.max_ttl,
+            state: Mutex::new(State::default()),
+        };
+        f(&mut shared);
+        MemoryCache {
+            shared: Arc::new(shared),
+            namespace: self.namespace,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps inconsistent
+        // with `size` in a way that matters more than losing the cache, so
+        // keep serving.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn id(&self, key: &Key) -> (Namespace, Key) {
+        (self.namespace.clone(), *key)
+    }
+}
+
+impl fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("namespace", &self.namespace)
+            .field("capacity", &self.shared.capacity)
+            .field("default_ttl", &self.shared.default_ttl)
+            .field("max_ttl", &self.shared.max_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for MemoryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("memory")
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    fn with_namespace(&self, namespace: Namespace) -> Arc<dyn Cache> {
+        Arc::new(MemoryCache {
+            shared: self.shared.clone(),
+            namespace,
+        })
+    }
+
+    async fn stat(&self, key: &Key, options: &OpenOptions) -> Result<ObjectMeta> {
+        let mut state = self.state();
+        let entry = state
+            .get(&self.id(key), Instant::now())
+            .ok_or(Error::NotFound)?;
+        entry.record.stat(options)
+    }
+
+    async fn open(&self, key: &Key, options: &OpenOptions) -> Result<Object> {
+        let (meta, data) = {
+            let mut state = self.state();
+            let entry = state
+                .get(&self.id(key), Instant::now())
+                .ok_or(Error::NotFound)?;
+            (entry.record.open(options)?, entry.data.clone())
+        };
+        let data = match meta.range {
+            Some((start, len)) => data.slice(start as usize..(start + len) as usize),
+            None => data,
+        };
+        Ok(Object {
+            meta,
+            body: Box::pin(Cursor::new(data)),
+        })
+    }
+
+    async fn create(
+        &self,
+        key: &Key,
+        headers: HeaderMap,
+        options: &CreateOptions,
+    ) -> Result<Box<dyn CacheWriter>> {
+        let pending = PendingRecord::new(
+            headers,
+            options,
+            self.shared.default_ttl,
+            self.shared.max_ttl,
+        )?;
+        Ok(Box::new(MemoryWriter {
+            cache: self.clone(),
+            key: *key,
+            pending,
+            buf: Vec::new(),
+            state: WriterState::Open,
+            failure: None,
+        }))
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let mut state = self.state();
+        let id = self.id(key);
+        // An expired object is already gone as far as callers can tell.
+        if state.get(&id, Instant::now()).is_none() {
+            return Err(Error::NotFound);
+        }
+        state.remove(&id);
+        Ok(())
+    }
+
+    async fn invalidate(&self, key: &Key) -> Result<()> {
+        self.state().remove(&self.id(key));
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let mut state = self.state();
+        state.purge_expired(Instant::now());
+        Ok(Stats {
+            objects: state.entries.len() as i64,
+            size: state.size as i64,
+            capacity: self.shared.capacity as i64,
+        })
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        let mut state = self.state();
+        state.purge_expired(Instant::now());
+        let mut names: Vec<String> = state
+            .entries
+            .keys()
+            .map(|(ns, _)| ns.as_str().to_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+/// The writer of a [`MemoryCache`] object: bytes are buffered and inserted
+/// into the store on commit.
+struct MemoryWriter {
+    cache: MemoryCache,
+    key: Key,
+    pending: PendingRecord,
+    buf: Vec<u8>,
+    state: WriterState,
+    /// Why the writer failed while writing (it outgrew the capacity).
+    failure: Option<String>,
+}
+
+impl fmt::Debug for MemoryWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryWriter")
+            .field("namespace", &self.cache.namespace)
+            .field("key", &self.key)
+            .field("written", &self.buf.len())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncWrite for MemoryWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.state != WriterState::Open {
+            return Poll::Ready(Err(this.state.closed_io_error()));
+        }
+        let capacity = this.cache.shared.capacity;
+        let size = (this.buf.len() + data.len()) as u64;
+        if capacity > 0 && size > capacity {
+            // Stop buffering now: the object can never be stored.
+            let message = too_large("memory", size, capacity);
+            this.failure = Some(message.clone());
+            this.state = WriterState::Failed;
+            this.buf = Vec::new();
+            return Poll::Ready(Err(std::io::Error::other(message)));
+        }
+        this.buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[async_trait]
+impl CacheWriter for MemoryWriter {
+    async fn commit(&mut self) -> Result<()> {
+        if self.state != WriterState::Open {
+            if let Some(failure) = &self.failure {
+                return Err(Error::Backend(failure.clone()));
+            }
+            return self.state.commit_again();
+        }
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        let size = data.len() as u64;
+        let (record, expires_at) = self.pending.finish(size, SystemTime::now(), || {
+            content_etag(&blake3::hash(&data))
+        });
+        let expires = expires_at.and_then(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            Instant::now().checked_add(left)
+        });
+        let capacity = self.cache.shared.capacity;
+        let mut state = self.cache.state();
+        state.insert(self.cache.id(&self.key), data, record, expires);
+        state.evict(capacity, Instant::now());
+        self.state = WriterState::Committed;
+        Ok(())
+    }
+
+    async fn abort(&mut self, cause: AbortCause) -> Result<()> {
+        if self.state == WriterState::Open {
+            tracing::debug!(key = %self.key, %cause, "memory cache write aborted");
+            self.buf = Vec::new();
+            self.state = WriterState::Aborted;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheExt;
+
+    fn put_opts() -> CreateOptions {
+        CreateOptions::default()
+    }
+
+    #[tokio::test]
+    async fn lru_evicts_least_recently_used() {
+        let cache = MemoryCache::new(10);
+        let (a, b, c) = (Key::new("a"), Key::new("b"), Key::new("c"));
+        cache
+            .put_bytes(
+                &a,
+                Bytes::from_static(b"aaaa"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap();
+        cache
+            .put_bytes(
+                &b,
+                Bytes::from_static(b"bbbb"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap();
+        // Reading `a` makes `b` the least recently used.
+        assert_eq!(cache.get_bytes(&a).await.unwrap(), "aaaa");
+        cache
+            .put_bytes(
+                &c,
+                Bytes::from_static(b"cccc"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap();
+        assert!(cache.exists(&a).await.unwrap());
+        assert!(!cache.exists(&b).await.unwrap());
+        assert!(cache.exists(&c).await.unwrap());
+        let stats = cache.stats().await.unwrap();
+        assert_eq!((stats.objects, stats.size, stats.capacity), (2, 8, 10));
+    }
+
+    #[tokio::test]
+    async fn too_large_is_rejected_while_writing() {
+        let cache = MemoryCache::new(4);
+        let err = cache
+            .put_bytes(
+                &Key::new("big"),
+                Bytes::from_static(b"12345"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("5 bytes") && err.contains("capacity of 4 bytes"),
+            "{err}"
+        );
+        assert!(!cache.exists(&Key::new("big")).await.unwrap());
+    }
+
+    #[test]
+    fn ttl_rules() {
+        let h = Duration::from_secs(3600);
+        let ttl = |opt: Option<u64>, default: Option<u64>, max: Option<u64>| {
+            let mut options = CreateOptions::default();
+            if let Some(s) = opt {
+                options = options.with_ttl(Duration::from_secs(s));
+            }
+            PendingRecord::new(
+                HeaderMap::new(),
+                &options,
+                default.map(Duration::from_secs),
+                max.map(Duration::from_secs),
+            )
+            .unwrap()
+            .ttl()
+        };
+        assert_eq!(ttl(None, None, None), None);
+        assert_eq!(ttl(Some(0), Some(3600), None), Some(h));
+        assert_eq!(
+            ttl(Some(60), Some(3600), None),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(ttl(Some(7200), None, Some(3600)), Some(h));
+        assert_eq!(ttl(None, None, Some(3600)), Some(h));
+        assert_eq!(ttl(None, Some(7200), Some(3600)), Some(h));
+    }
+}
