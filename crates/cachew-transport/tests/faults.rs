@@ -448,9 +448,7 @@ async fn early_403_during_upload_surfaces_the_status() {
             let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
             // Up to 256 MiB: far more than socket buffers hold.
             for _ in 0..4096 {
-                if let Err(err) = tx.send(chunk.clone()).await {
-                    return Err(err);
-                }
+                tx.send(chunk.clone()).await?;
             }
             tx.finish();
             Ok(())
