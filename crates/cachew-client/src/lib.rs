@@ -13,9 +13,11 @@ mod cache;
 pub mod conformance;
 pub mod digest;
 mod error;
-mod memory;
 mod hashfiles;
+mod memory;
 pub mod parallel;
+mod restore;
+mod save;
 
 pub use cache::{AbortCause, Body, Cache, CacheExt, CacheWriter, Object, ObjectMeta};
 pub use cachew_proto as proto;
@@ -24,5 +26,7 @@ pub use cachew_proto::{
 };
 pub use digest::{tree_digest, TreeDigest};
 pub use error::{Error, Result};
-pub use memory::MemoryCache;
 pub use hashfiles::hash_files;
+pub use memory::MemoryCache;
+pub use restore::{restore, RestoreOptions, RestoreOutcome};
+pub use save::{save, Progress, SaveOptions, SaveOutcome};

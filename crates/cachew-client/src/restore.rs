@@ -1,0 +1,396 @@
+//! Restoring a saved directory tree from any [`Cache`] (`PROTOCOL.md` §4).
+//!
+//! When the target directory does not exist, the archive is extracted into a
+//! staging directory beside it — on the same file system, so a small `/tmp`
+//! cannot run out of space (LESSONS 2) — and renamed into place only when
+//! extraction (and verification) succeeded, so a failure leaves nothing
+//! behind. An existing target is extracted into in place; the extractor
+//! makes read-only directories writable and restores them (LESSONS 1). The
+//! target path is cleaned first, so `dir/` is staged like `dir` (LESSONS 3).
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use cachew_archive::ExtractOptions;
+use cachew_proto::header;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::digest::{self, TreeDigest};
+use crate::hashfiles::clean;
+use crate::save::{from_archive, Progress};
+use crate::{Cache, Error, Key, Object, OpenOptions, Result};
+
+/// Options for [`restore`].
+#[derive(Debug, Default, Clone)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// Threads creating files during extraction; 0 means one per core.
+    pub zstd_threads: usize,
+    /// Check that the restored tree has the tree digest stored with the
+    /// object; a mismatch (or an object without a digest) is an error. For
+    /// a staged restore the check runs before the rename, so a mismatch
+    /// leaves nothing behind. Files that were already in an existing target
+    /// under the saved paths count as differences.
+    pub verify: bool,
+    /// Only look the keys up (a Stat each): report the first hit without
+    /// downloading or touching the directory.
+    pub lookup_only: bool,
+    /// Counters updated as compressed bytes are downloaded.
+    pub progress: Option<Progress>,
+}
+
+impl RestoreOptions {
+    /// Sets the number of extraction threads (0 = one per core).
+    #[must_use]
+    pub fn with_zstd_threads(mut self, threads: usize) -> Self {
+        self.zstd_threads = threads;
+        self
+    }
+
+    /// Verifies the restored tree against the stored digest.
+    #[must_use]
+    pub fn with_verify(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
+    }
+
+    /// Only looks the keys up.
+    #[must_use]
+    pub fn with_lookup_only(mut self, lookup_only: bool) -> Self {
+        self.lookup_only = lookup_only;
+        self
+    }
+
+    /// Sets the progress counters.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+}
+
+/// What [`restore`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreOutcome {
+    /// `keys[index]` was found (and, unless `lookup_only`, restored).
+    #[non_exhaustive]
+    Hit {
+        /// The key that hit.
+        key: Key,
+        /// Its position in the list given to [`restore`] (0 = the exact key).
+        index: usize,
+        /// Compressed size of the object.
+        size: u64,
+        /// Entries extracted (0 with `lookup_only`).
+        entries: u64,
+        /// Bytes of file data written (0 with `lookup_only`).
+        bytes: u64,
+        /// The digest the restored tree was verified against, with `verify`.
+        verified: Option<TreeDigest>,
+    },
+    /// None of the keys is in the cache.
+    Miss,
+}
+
+/// Restores the first of `keys` found in `cache` into `dir`: fallback keys
+/// are tried in order, and a miss on all of them is
+/// [`RestoreOutcome::Miss`], not an error. A corrupt archive, a failed
+/// download or a failed verification is an error.
+///
+/// See the [module documentation](self) for staging.
+pub async fn restore(
+    cache: &dyn Cache,
+    keys: &[Key],
+    dir: &Path,
+    options: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    if keys.is_empty() {
+        return Err(Error::InvalidInput("no keys to restore".into()));
+    }
+    if dir.as_os_str().is_empty() {
+        return Err(Error::InvalidInput("empty target directory".into()));
+    }
+    let dir = clean(dir);
+    for (index, key) in keys.iter().enumerate() {
+        if options.lookup_only {
+            match cache.stat(key, &OpenOptions::default()).await {
+                Ok(meta) => {
+                    return Ok(RestoreOutcome::Hit {
+                        key: *key,
+                        index,
+                        size: meta.size,
+                        entries: 0,
+                        bytes: 0,
+                        verified: None,
+                    })
+                }
+                Err(Error::NotFound) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let object = match cache.open(key, &OpenOptions::default()).await {
+            Ok(object) => object,
+            Err(Error::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        let size = object.meta.size;
+        let (entries, bytes, verified) = extract_object(object, &dir, options).await?;
+        return Ok(RestoreOutcome::Hit {
+            key: *key,
+            index,
+            size,
+            entries,
+            bytes,
+            verified,
+        });
+    }
+    Ok(RestoreOutcome::Miss)
+}
+
+/// What a verification needs from the object's headers.
+struct Expected {
+    digest: TreeDigest,
+    paths: Vec<PathBuf>,
+    excludes: Vec<String>,
+}
+
+fn expected_digest(object: &Object) -> Result<Expected> {
+    let headers = &object.meta.headers;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let digest = text(header::TREE_DIGEST)
+        .ok_or_else(|| {
+            Error::InvalidInput(
+                "cannot verify: the object has no tree digest (it was not saved by cachew-rs, \
+                 or was saved without one)"
+                    .into(),
+            )
+        })?
+        .parse::<TreeDigest>()?;
+    let paths = match text(digest::TREE_PATHS) {
+        Some(list) => digest::decode_list(list)?
+            .into_iter()
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
+            .collect(),
+        None => vec![PathBuf::from(".")],
+    };
+    let excludes = match text(digest::TREE_EXCLUDES) {
+        Some(list) => digest::decode_list(list)?
+            .into_iter()
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Expected {
+        digest,
+        paths,
+        excludes,
+    })
+}
+
+async fn extract_object(
+    object: Object,
+    dir: &Path,
+    options: &RestoreOptions,
+) -> Result<(u64, u64, Option<TreeDigest>)> {
+    // Check that verification is possible before touching the disk.
+    let expected = if options.verify {
+        Some(expected_digest(&object)?)
+    } else {
+        None
+    };
+    if let Some(p) = &options.progress {
+        p.set_total(object.meta.size);
+    }
+    let body = CountingReader {
+        inner: object.body,
+        progress: options.progress.clone(),
+    };
+    let extract_options = ExtractOptions::default().with_threads(options.zstd_threads);
+
+    let existing = match tokio::fs::metadata(dir).await {
+        Ok(meta) if meta.is_dir() => true,
+        Ok(_) => {
+            return Err(Error::InvalidInput(format!(
+                "{} exists and is not a directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io("stat", dir, e)),
+    };
+
+    if existing {
+        let summary = cachew_archive::extract_async(body, dir.to_path_buf(), extract_options)
+            .await
+            .map_err(from_archive)?;
+        let verified = match expected {
+            Some(expected) => Some(verify(dir.to_path_buf(), expected, options).await?),
+            None => None,
+        };
+        return Ok((summary.entries, summary.bytes, verified));
+    }
+
+    let staging = Staging::create(dir)?;
+    let result = async {
+        let summary = cachew_archive::extract_async(body, staging.path.clone(), extract_options)
+            .await
+            .map_err(from_archive)?;
+        let verified = match expected {
+            Some(expected) => Some(verify(staging.path.clone(), expected, options).await?),
+            None => None,
+        };
+        Ok::<_, Error>((summary, verified))
+    }
+    .await;
+    let (summary, verified) = result?;
+    staging.commit(dir)?;
+    Ok((summary.entries, summary.bytes, verified))
+}
+
+async fn verify(dir: PathBuf, expected: Expected, options: &RestoreOptions) -> Result<TreeDigest> {
+    let threads = options.zstd_threads;
+    let Expected {
+        digest,
+        paths,
+        excludes,
+    } = expected;
+    let actual =
+        tokio::task::spawn_blocking(move || digest::tree_digest(&dir, &paths, &excludes, threads))
+            .await
+            .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
+    if actual.digest != digest {
+        return Err(Error::Backend(format!(
+            "verification failed: the restored tree has digest {}, the saved tree had {digest}",
+            actual.digest
+        )));
+    }
+    Ok(digest)
+}
+
+/// A staging directory beside the target; removed on drop unless committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Staging {
+    fn create(target: &Path) -> Result<Staging> {
+        let name = target.file_name().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "cannot restore into {}: it has no final name",
+                target.display()
+            ))
+        })?;
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
+        let seed = std::process::id() as u64 ^ nanos();
+        for attempt in 0..100u64 {
+            let n = seed
+                .wrapping_add(STAGING_SEQ.fetch_add(1, Ordering::Relaxed))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(attempt);
+            let mut staged = std::ffi::OsString::from(".");
+            staged.push(name);
+            staged.push(format!(".cachew-staging-{:08x}", n as u32));
+            let path = parent.join(staged);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    return Ok(Staging {
+                        path,
+                        committed: false,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("create staging directory", &path, e)),
+            }
+        }
+        Err(Error::InvalidInput(format!(
+            "cannot create a staging directory beside {}",
+            target.display()
+        )))
+    }
+
+    fn commit(mut self, target: &Path) -> Result<()> {
+        std::fs::rename(&self.path, target)
+            .map_err(|e| Error::io("rename into place", target, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            remove_tree(&self.path);
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Removes a staged tree, first making read-only directories writable so
+/// their entries can be removed (a saved tree may hold 0555 directories).
+fn remove_tree(path: &Path) {
+    fn make_writable(dir: &Path) {
+        let Ok(meta) = std::fs::symlink_metadata(dir) else {
+            return;
+        };
+        if !meta.is_dir() {
+            return;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for ent in rd.flatten() {
+                if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                    make_writable(&ent.path());
+                }
+            }
+        }
+    }
+    if std::fs::remove_dir_all(path).is_err() {
+        make_writable(path);
+        if let Err(e) = std::fs::remove_dir_all(path) {
+            tracing::warn!("could not remove staging directory {}: {e}", path.display());
+        }
+    }
+}
+
+/// Counts bytes as they come from the cache.
+struct CountingReader<R> {
+    inner: R,
+    progress: Option<Progress>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(p)) = (&poll, &this.progress) {
+            p.add((buf.filled().len() - before) as u64);
+        }
+        poll
+    }
+}
