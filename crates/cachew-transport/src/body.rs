@@ -45,16 +45,30 @@ pub struct RequestBody {
     progress: Option<Arc<Progress>>,
 }
 
+/// The largest frame handed to hyper at once. Bigger buffers are sliced
+/// (without copying) so that hyper asks for the next frame only when its
+/// write buffer drained: the body's progress then tracks what actually
+/// reached the socket, which is what the response-header timer measures.
+const MAX_FRAME: usize = 64 * 1024;
+
 enum Kind {
     Empty,
-    Full { data: Bytes, sent: bool },
+    Full { data: Bytes, offset: usize },
     Channel(ChannelBody),
 }
 
 struct ChannelBody {
     rx: mpsc::Receiver<Bytes>,
+    /// The rest of a chunk larger than [`MAX_FRAME`].
+    pending: Bytes,
     end: Arc<OnceLock<End>>,
     done: bool,
+}
+
+/// Takes the next frame of at most [`MAX_FRAME`] bytes off `buf`.
+fn next_frame(buf: &mut Bytes) -> Bytes {
+    let n = buf.len().min(MAX_FRAME);
+    buf.split_to(n)
 }
 
 /// How a streaming body ended, decided by the sender.
@@ -78,7 +92,7 @@ impl RequestBody {
         RequestBody {
             kind: Kind::Full {
                 data: data.into(),
-                sent: false,
+                offset: 0,
             },
             progress: None,
         }
@@ -98,6 +112,7 @@ impl RequestBody {
         let body = RequestBody {
             kind: Kind::Channel(ChannelBody {
                 rx,
+                pending: Bytes::new(),
                 end,
                 done: false,
             }),
@@ -118,7 +133,7 @@ impl RequestBody {
             Kind::Empty => Kind::Empty,
             Kind::Full { data, .. } => Kind::Full {
                 data: data.clone(),
-                sent: false,
+                offset: 0,
             },
             Kind::Channel(_) => return None,
         };
@@ -135,14 +150,14 @@ impl RequestBody {
     fn poll_kind(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
-            Kind::Full { data, sent } => {
-                if *sent || data.is_empty() {
-                    *sent = true;
-                    Poll::Ready(None)
-                } else {
-                    *sent = true;
-                    Poll::Ready(Some(Ok(Frame::data(data.clone()))))
+            Kind::Full { data, offset } => {
+                if *offset >= data.len() {
+                    return Poll::Ready(None);
                 }
+                let end = (*offset + MAX_FRAME).min(data.len());
+                let frame = data.slice(*offset..end);
+                *offset = end;
+                Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Kind::Channel(ch) => {
                 if ch.done {
@@ -154,8 +169,15 @@ impl RequestBody {
                     ch.done = true;
                     return Poll::Ready(Some(Err(Box::new(AbortMarker(cause.clone())))));
                 }
+                if !ch.pending.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::data(next_frame(&mut ch.pending)))));
+                }
                 match ready!(ch.rx.poll_recv(cx)) {
-                    Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Some(mut data) => {
+                        let frame = next_frame(&mut data);
+                        ch.pending = data;
+                        Poll::Ready(Some(Ok(Frame::data(frame))))
+                    }
                     None => {
                         ch.done = true;
                         match ch.end.get() {
@@ -244,7 +266,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Empty => true,
-            Kind::Full { data, sent } => *sent || data.is_empty(),
+            Kind::Full { data, offset } => *offset >= data.len(),
             Kind::Channel(ch) => ch.done,
         }
     }
@@ -252,8 +274,8 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
-            Kind::Full { data, sent } => {
-                SizeHint::with_exact(if *sent { 0 } else { data.len() as u64 })
+            Kind::Full { data, offset } => {
+                SizeHint::with_exact(data.len().saturating_sub(*offset) as u64)
             }
             Kind::Channel(_) => SizeHint::default(),
         }
@@ -684,4 +706,86 @@ pub(crate) fn into_io_error(err: Error) -> io::Error {
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn frames(body: &mut RequestBody) -> Vec<Result<Bytes, String>> {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            out.push(
+                frame
+                    .map(|f| f.into_data().unwrap())
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn full_body_is_sliced_and_replayable() {
+        let data = Bytes::from(vec![3u8; MAX_FRAME * 2 + 10]);
+        let mut body = RequestBody::full(data.clone());
+        assert_eq!(body.size_hint().exact(), Some(data.len() as u64));
+        let copy = body.try_clone().expect("replayable");
+        let got = frames(&mut body).await;
+        let lens: Vec<usize> = got.iter().map(|f| f.as_ref().unwrap().len()).collect();
+        assert_eq!(lens, [MAX_FRAME, MAX_FRAME, 10]);
+        assert!(body.is_end_stream());
+        let mut copy = copy;
+        assert!(!copy.is_end_stream());
+        assert_eq!(frames(&mut copy).await.len(), 3);
+        assert!(RequestBody::empty().is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn channel_body_ends_cleanly_only_on_finish() {
+        let (mut tx, mut body) = RequestBody::channel(4);
+        assert!(body.try_clone().is_none());
+        tx.send(Bytes::from(vec![1u8; MAX_FRAME + 1]))
+            .await
+            .unwrap();
+        tx.finish();
+        let got = frames(&mut body).await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(Result::is_ok));
+
+        let (mut tx, mut body) = RequestBody::channel(4);
+        tx.send(Bytes::from_static(b"part")).await.unwrap();
+        drop(tx);
+        let got = frames(&mut body).await;
+        assert!(got.last().unwrap().is_err(), "{got:?}");
+
+        let (mut tx, mut body) = RequestBody::channel(4);
+        tx.send(Bytes::from_static(b"part")).await.unwrap();
+        tx.abort("cancelled by caller");
+        let got = frames(&mut body).await;
+        // The abort wins over queued data.
+        assert_eq!(got.len(), 1);
+        assert!(got[0].as_ref().unwrap_err().contains("cancelled by caller"));
+    }
+
+    #[tokio::test]
+    async fn send_fails_once_the_body_is_gone() {
+        let (mut tx, body) = RequestBody::channel(1);
+        drop(body);
+        assert!(tx.is_closed());
+        let err = tx.send(Bytes::from_static(b"x")).await.unwrap_err();
+        assert!(matches!(err, Error::BodyClosed));
+    }
+
+    #[tokio::test]
+    async fn full_response_body_collects() {
+        let body = ResponseBody::full("abc");
+        assert_eq!(body.bytes().await.unwrap(), "abc");
+        assert_eq!(ResponseBody::empty().bytes().await.unwrap(), "");
+        let err = ResponseBody::full("abcdef")
+            .bytes_limited(3)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BodyTooLarge { limit: 3 }));
+    }
 }

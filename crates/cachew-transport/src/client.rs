@@ -223,11 +223,20 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Bound on each wait for the server: for the response headers (counted
-    /// from the request body's last progress, paused while a streaming body
-    /// waits for the caller) and for each next chunk of the response body.
-    /// Default 60 s. A stalled transfer fails with
-    /// [`Error::Timeout`](crate::Error::Timeout) instead of hanging.
+    /// Bound on each wait for the server: for the response headers and for
+    /// each next chunk of the response body. Default 60 s. A stalled
+    /// transfer fails with [`Error::Timeout`](crate::Error::Timeout) instead
+    /// of hanging.
+    ///
+    /// The wait for headers starts with the request (so it also covers
+    /// connection setup) and restarts whenever the request body hands
+    /// another chunk (at most 64 KiB) to the connection; it is paused while a
+    /// streaming body waits for the caller to produce data. Like Go's
+    /// `ResponseHeaderTimeout`, it cannot see bytes still queued in the
+    /// kernel's socket buffers, so after the last chunk the server has this
+    /// long to drain them and answer. The wait for a body chunk starts when
+    /// the caller asks for it, so a slow consumer is never blamed on the
+    /// server.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;

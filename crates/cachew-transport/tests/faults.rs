@@ -550,3 +550,53 @@ async fn connect_errors_are_retried_with_backoff() {
     // Backoffs of 50..100 ms and 100..200 ms: at least 150 ms in total.
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+
+/// A server that closes the first connection right after reading the request
+/// head (as a server closing an idle pooled connection does) and answers on
+/// later ones.
+async fn closes_first_connection() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let conns = Arc::new(AtomicUsize::new(0));
+    let addr = serve_raw({
+        let conns = conns.clone();
+        move |mut s| {
+            let n = conns.fetch_add(1, Ordering::SeqCst);
+            async move {
+                read_head(&mut s).await;
+                if n > 0 {
+                    let msg = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    s.write_all(msg.as_bytes()).await.unwrap();
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest).await;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn idempotent_request_is_retried_when_the_connection_closes_before_a_response() {
+    let (addr, conns) = closes_first_connection().await;
+    let resp = client()
+        .send(get(format!("http://{addr}/obj")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.into_body().bytes().await.unwrap(), "ok");
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn non_idempotent_request_is_not_retried_when_the_connection_closes() {
+    let (addr, conns) = closes_first_connection().await;
+    let req = Request::post(format!("http://{addr}/api/v1/object/default/abc"))
+        .body(RequestBody::full("data"))
+        .unwrap();
+    let err = client().send(req).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol { .. } | Error::Io { .. }),
+        "{err:?}"
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+}

@@ -6,11 +6,16 @@
 //! - it failed to connect (nothing reached the server, so this holds for any
 //!   method), or
 //! - it is idempotent (see [`Idempotency`]) and the server answered 429, 502,
-//!   503 or 504. 501 and every other status are final.
+//!   503 or 504 (501 and every other status are final), or
+//! - it is idempotent and the connection was closed or reset before any
+//!   response arrived, the usual fate of a request sent on a pooled
+//!   connection the server had just closed (Go's transport retries these
+//!   too). Timeouts are not retried.
 //!
 //! `Retry-After` (seconds or an HTTP date) replaces the computed backoff,
 //! capped at [`RetryPolicy::max_retry_after`].
 
+use std::io;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +25,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::BoxFuture;
 use crate::body::{RequestBody, ResponseBody};
-use crate::error::Error;
+use crate::error::{find_in_chain, Error};
 
 /// A request extension that overrides the retry layer's idempotency guess.
 ///
@@ -178,6 +183,9 @@ where
                 let result = inner.clone().oneshot(req).await;
                 let verdict = match &result {
                     Err(err) if err.is_connect() => Some((None, "connect error".to_string())),
+                    Err(err) if idempotent && closed_before_response(err) => {
+                        Some((None, "connection closed before the response".to_string()))
+                    }
                     Ok(resp) if idempotent && retryable_status(resp.status()) => Some((
                         parse_retry_after(resp.headers(), SystemTime::now()),
                         format!("status {}", resp.status().as_u16()),
@@ -202,6 +210,22 @@ where
                 }
             }
         })
+    }
+}
+
+/// True for a connection that was closed or reset before a response began.
+fn closed_before_response(err: &Error) -> bool {
+    match err {
+        Error::Io { source } => matches!(
+            source.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        Error::Protocol { source } => find_in_chain::<hyper::Error>(&**source)
+            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed()),
+        _ => false,
     }
 }
 
