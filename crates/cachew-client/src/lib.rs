@@ -12,6 +12,7 @@ mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod digest;
+mod disk;
 mod error;
 mod hashfiles;
 mod memory;
@@ -25,6 +26,7 @@ pub use cachew_proto::{
     ByteRange, CreateOptions, EntityTag, EtagCondition, Key, Namespace, OpenOptions, Stats,
 };
 pub use digest::{tree_digest, TreeDigest};
+pub use disk::{DiskCache, DiskCacheOptions};
 pub use error::{Error, Result};
 pub use hashfiles::hash_files;
 pub use memory::MemoryCache;

@@ -175,6 +175,11 @@ impl PendingRecord {
         (record, self.ttl.map(|ttl| now + ttl))
     }
 
+    /// Whether an ETag was given, so none needs generating.
+    pub(crate) fn has_etag(&self) -> bool {
+        self.etag.is_some()
+    }
+
     /// The TTL this object will get, if it expires.
     #[cfg(test)]
     pub(crate) fn ttl(&self) -> Option<Duration> {
