@@ -253,10 +253,16 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let poll = this.poll_kind(cx);
         if let Some(progress) = &this.progress {
-            match poll {
+            match &poll {
                 // Waiting for the caller to produce data is not the server's
                 // fault: the response-header timer is paused meanwhile.
                 Poll::Pending => progress.waiting_on_caller(),
+                Poll::Ready(Some(Err(err))) => {
+                    progress.touch();
+                    if let Some(marker) = err.downcast_ref::<AbortMarker>() {
+                        progress.record_abort(marker.0.clone());
+                    }
+                }
                 Poll::Ready(_) => progress.touch(),
             }
         }
@@ -293,6 +299,10 @@ pub(crate) struct Progress {
 struct ProgressState {
     last: Instant,
     waiting_on_caller: bool,
+    /// The cause, once the body yielded an abort. hyper reports a failed
+    /// body differently per protocol (HTTP/2 only says the stream was
+    /// reset); this lets the timeout layer return the caller's cause anyway.
+    aborted: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
 impl Progress {
@@ -301,6 +311,7 @@ impl Progress {
             state: Mutex::new(ProgressState {
                 last: Instant::now(),
                 waiting_on_caller: false,
+                aborted: None,
             }),
         }
     }
@@ -314,6 +325,17 @@ impl Progress {
     fn waiting_on_caller(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.waiting_on_caller = true;
+    }
+
+    fn record_abort(&self, cause: Arc<dyn StdError + Send + Sync + 'static>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.aborted.get_or_insert(cause);
+    }
+
+    /// The abort cause, if the body was aborted.
+    pub(crate) fn aborted(&self) -> Option<Arc<dyn StdError + Send + Sync + 'static>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.aborted.clone()
     }
 
     /// When the wait for the server times out, or `None` while the body is

@@ -91,7 +91,12 @@ where
             .await;
             match result {
                 Some(Ok(resp)) => Ok(resp.map(|body| ResponseBody::incoming(body, idle, origin))),
-                Some(Err(err)) => Err(err),
+                // Whatever hyper made of it, a request whose body the caller
+                // aborted failed because of that abort.
+                Some(Err(err)) => match progress.aborted() {
+                    Some(cause) if !err.is_body_aborted() => Err(Error::BodyAborted { cause }),
+                    _ => Err(err),
+                },
                 None => Err(Error::Timeout {
                     kind: TimeoutKind::ResponseHeaders,
                     after: idle,
