@@ -723,7 +723,12 @@ pub(crate) fn into_io_error(err: Error) -> io::Error {
     let kind = match &err {
         Error::Timeout { .. } => io::ErrorKind::TimedOut,
         Error::Io { source } => source.kind(),
-        Error::Protocol { .. } => io::ErrorKind::UnexpectedEof,
+        Error::Protocol { source }
+            if crate::error::find_in_chain::<hyper::Error>(&**source)
+                .is_some_and(hyper::Error::is_incomplete_message) =>
+        {
+            io::ErrorKind::UnexpectedEof
+        }
         Error::BodyTooLarge { .. } => io::ErrorKind::InvalidData,
         _ => io::ErrorKind::Other,
     };

@@ -65,6 +65,14 @@ async fn tls_server() -> (u16, CertificateDer<'static>, Arc<AtomicUsize>, Outcom
                     let tx = tx.clone();
                     async move {
                         let version = format!("{:?}", req.version());
+                        if req.uri().path() == "/deny" {
+                            // Answer without reading the upload.
+                            let resp = Response::builder()
+                                .status(403)
+                                .body(support::full("forbidden"))
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(resp);
+                        }
                         if req.method() == http::Method::POST {
                             let outcome = support::collect_body(req)
                                 .await
@@ -163,4 +171,31 @@ async fn default_roots_do_not_trust_a_self_signed_certificate() {
     assert!(err
         .to_string()
         .contains(&format!("https://127.0.0.1:{port}")));
+}
+
+#[tokio::test]
+async fn http2_early_403_during_upload_surfaces_the_status() {
+    let (port, cert, _, _) = tls_server().await;
+    let client = trusting(cert);
+    let (mut tx, body) = RequestBody::channel(4);
+    let req = Request::post(format!("https://127.0.0.1:{port}/deny"))
+        .body(body)
+        .unwrap();
+    let producer = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
+        for _ in 0..4096 {
+            tx.send(chunk.clone()).await?;
+        }
+        tx.finish();
+        Ok::<_, Error>(())
+    });
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.into_body().bytes().await.unwrap(), "forbidden");
+    let sent = tokio::time::timeout(Duration::from_secs(5), producer)
+        .await
+        .expect("producer stops")
+        .unwrap();
+    assert!(matches!(sent, Err(Error::BodyClosed)), "{sent:?}");
 }
