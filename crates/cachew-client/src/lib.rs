@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod digest;
 mod disk;
 mod error;
+pub mod git;
 mod hashfiles;
 mod memory;
 pub mod parallel;
