@@ -24,6 +24,7 @@ pub(crate) struct State {
     pub(crate) cache: Arc<dyn Cache>,
     pub(crate) policy: Option<Policy>,
     pub(crate) max_ttl: Option<Duration>,
+    pub(crate) git: Option<crate::git::GitState>,
 }
 
 type Resp = Response<ResponseBody>;
@@ -60,6 +61,9 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
             Method::GET | Method::HEAD => text(StatusCode::OK, "OK"),
             _ => not_allowed("GET, HEAD"),
         };
+    }
+    if let (Some(git), Some(rest)) = (&state.git, path.strip_prefix("/git/")) {
+        return crate::git::handle(git, rest, Request::from_parts(parts, body)).await;
     }
     let Some(api) = path.strip_prefix("/api/v1/") else {
         return text(StatusCode::NOT_FOUND, "not found");

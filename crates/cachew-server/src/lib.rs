@@ -35,12 +35,14 @@
 //! [`Policy`] and [`Rejection`].
 
 mod body;
+mod git;
 mod handler;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +110,7 @@ pub struct ServerBuilder {
     policy: Option<Policy>,
     max_ttl: Option<Duration>,
     grace: Duration,
+    git_root: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -154,6 +157,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves the `/git/` endpoints from the plain git repositories under
+    /// `root` (`{root}/{host}/{path}`), keeping mirrors and snapshots in
+    /// `{root}/.cachew`; see the `git` module. For tests and local use.
+    pub fn git_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.git_root = Some(root.into());
+        self
+    }
+
     /// The configured server.
     pub fn build(self) -> Server {
         Server {
@@ -161,6 +172,7 @@ impl ServerBuilder {
                 cache: self.cache,
                 policy: self.policy,
                 max_ttl: self.max_ttl,
+                git: self.git_root.map(git::GitState::new),
             }),
             grace: self.grace,
         }
@@ -181,6 +193,7 @@ impl Server {
             policy: None,
             max_ttl: None,
             grace: DEFAULT_GRACE_PERIOD,
+            git_root: None,
         }
     }
 

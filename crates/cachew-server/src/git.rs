@@ -1,0 +1,610 @@
+//! The `/git/` endpoints (`PROTOCOL.md` §5), for tests and local use.
+//!
+//! Upstream repositories are plain local git repositories under a root
+//! directory: repository URL `http://example.test/org/repo` is served from
+//! `{root}/example.test/org/repo` (or `…/repo.git`). The server keeps its
+//! own state under `{root}/.cachew/{host}/{path}/`:
+//!
+//! - `mirror.git`, a `git clone --mirror` of the upstream, refreshed with
+//!   `git fetch` by every snapshot request without `If-Match` (the first
+//!   request of a download; the pinned chunk requests that follow must see
+//!   the same snapshot) and by ensure-refs when something is missing;
+//! - `snapshot.tar.zst`, a tar + zstd of a fresh clone of the mirror
+//!   (working tree and `.git`), taken on the first request and kept until the
+//!   server's state directory is removed, so that a repository that gains
+//!   commits afterwards is brought up to date by a bundle.
+//!
+//! Endpoints:
+//! - `GET …/snapshot.tar.zst`: the snapshot, with ranges and `If-Match` /
+//!   `If-None-Match` / `If-Range` applied by the object API's rules, an
+//!   `ETag`, `X-Cachew-Snapshot-Commit: <sha>` and, once the mirror's HEAD
+//!   moved past the snapshot, `X-Cachew-Bundle-Url:
+//!   /git/{host}/{path}/snapshot.bundle?base=<sha>`. 404 without an upstream.
+//! - `GET …/lfs-snapshot.tar.zst`: always 404 (no LFS support).
+//! - `GET …/snapshot.bundle?base=<sha>`: `git bundle create` of the HEAD
+//!   branch from `base`; 204 when `base` is the mirror's HEAD.
+//! - `POST …/ensure-refs`: checks the requested refs and commits in the
+//!   mirror, runs `git fetch` if one is missing or stale, and answers with
+//!   what the mirror holds afterwards; 400 for an empty or invalid request,
+//!   502 when the fetch fails.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use cachew_client::EntityTag;
+use cachew_proto::{
+    header, ByteRange, EnsureGitRefsRequest, EnsureGitRefsResponse, EtagCondition, OpenOptions,
+    Precondition, RangeResolution,
+};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_MATCH, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::body::ResponseBody;
+use crate::handler::text;
+
+type Resp = Response<ResponseBody>;
+
+/// A status and a message, answered as `text/plain`.
+type Failure = (StatusCode, String);
+
+/// Largest ensure-refs request body accepted.
+const MAX_REQUEST: usize = 1 << 20;
+
+/// The git endpoints' configuration and per-repository state.
+#[derive(Debug)]
+pub(crate) struct GitState {
+    root: PathBuf,
+    state_dir: PathBuf,
+    repos: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Snapshot>>>>>,
+}
+
+/// A snapshot taken and kept on disk.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    path: PathBuf,
+    commit: String,
+    etag: EntityTag,
+    size: u64,
+    modified: SystemTime,
+}
+
+/// A repository addressed by a request.
+struct Repo {
+    /// `{host}/{path}`.
+    name: String,
+    upstream: PathBuf,
+    dir: PathBuf,
+}
+
+impl Repo {
+    fn mirror(&self) -> PathBuf {
+        self.dir.join("mirror.git")
+    }
+}
+
+impl GitState {
+    /// Serves the repositories under `root`.
+    pub(crate) fn new(root: PathBuf) -> GitState {
+        let state_dir = root.join(".cachew");
+        GitState {
+            root,
+            state_dir,
+            repos: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<Option<Snapshot>>> {
+        let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
+        repos.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Maps `{host}/{path}` to the upstream repository, refusing anything
+    /// that could leave the root.
+    fn repo(&self, name: &str) -> Result<Repo, Failure> {
+        let bad = || {
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid repository path".to_owned(),
+            )
+        };
+        let segments: Vec<&str> = name.split('/').collect();
+        if segments.len() < 2
+            || segments
+                .iter()
+                .any(|s| s.is_empty() || s.starts_with('.') || s.contains('\\'))
+        {
+            return Err(bad());
+        }
+        let plain = self.root.join(name);
+        let upstream = if plain.is_dir() {
+            plain
+        } else {
+            let bare = self.root.join(format!("{name}.git"));
+            if !bare.is_dir() {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no repository {name} on this server"),
+                ));
+            }
+            bare
+        };
+        Ok(Repo {
+            name: name.to_owned(),
+            upstream,
+            dir: self.state_dir.join(name),
+        })
+    }
+}
+
+/// Handles a request under `/git/`; `rest` is the path after `/git/`.
+pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<Incoming>) -> Resp {
+    let Some((name, endpoint)) = rest.rsplit_once('/') else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    let method = req.method().clone();
+    match (endpoint, &method) {
+        ("snapshot.tar.zst", &Method::GET) => {}
+        ("lfs-snapshot.tar.zst", &Method::GET) => {}
+        ("snapshot.bundle", &Method::GET) => {}
+        ("ensure-refs", &Method::POST) => {}
+        ("snapshot.tar.zst" | "lfs-snapshot.tar.zst" | "snapshot.bundle", _) => {
+            return not_allowed("GET")
+        }
+        ("ensure-refs", _) => return not_allowed("POST"),
+        _ => return text(StatusCode::NOT_FOUND, "not found"),
+    }
+    let repo = match state.repo(name) {
+        Ok(repo) => repo,
+        Err((status, message)) => return text(status, &message),
+    };
+    match endpoint {
+        "snapshot.tar.zst" => snapshot(state, &repo, req.headers()).await,
+        "lfs-snapshot.tar.zst" => text(
+            StatusCode::NOT_FOUND,
+            &format!("no LFS snapshot of {}", repo.name),
+        ),
+        "snapshot.bundle" => bundle(state, &repo, req.uri().query().unwrap_or("")).await,
+        _ => ensure_refs(state, &repo, req.into_body()).await,
+    }
+}
+
+/// Runs git and returns its trimmed standard output, or a message with its
+/// standard error.
+async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    if let Some(dir) = dir {
+        cmd.arg("-C").arg(dir);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Clones the mirror if it does not exist yet.
+async fn ensure_mirror(repo: &Repo) -> Result<(), String> {
+    let mirror = repo.mirror();
+    if mirror.join("HEAD").is_file() {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(&repo.dir)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", repo.dir.display()))?;
+    let tmp = repo.dir.join(format!("mirror.tmp-{}", unique()));
+    let (src, dst) = (path_str(&repo.upstream)?, path_str(&tmp)?);
+    git(None, &["clone", "--mirror", "--quiet", &src, &dst]).await?;
+    tokio::fs::rename(&tmp, &mirror)
+        .await
+        .map_err(|e| format!("cannot move the mirror into place: {e}"))
+}
+
+async fn fetch(repo: &Repo) -> Result<(), String> {
+    git(
+        Some(&repo.mirror()),
+        &["fetch", "--prune", "--quiet", "origin"],
+    )
+    .await?;
+    Ok(())
+}
+
+fn path_str(path: &Path) -> Result<String, String> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("path is not UTF-8: {}", path.display()))
+}
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{nanos:x}")
+}
+
+/// Takes a snapshot of the mirror's HEAD: a fresh clone, archived.
+async fn take_snapshot(repo: &Repo) -> Result<Snapshot, String> {
+    let id = unique();
+    let work = repo.dir.join(format!("checkout-{id}"));
+    let (mirror, work_str) = (path_str(&repo.mirror())?, path_str(&work)?);
+    // --no-local copies objects through the pack protocol instead of
+    // hard-linking them to the mirror, so the archive holds plain files.
+    git(
+        None,
+        &["clone", "--quiet", "--no-local", &mirror, &work_str],
+    )
+    .await?;
+    let origin = format!("https://{}", repo.name);
+    let result = async {
+        git(Some(&work), &["remote", "set-url", "origin", &origin]).await?;
+        let commit = git(Some(&work), &["rev-parse", "HEAD"]).await?;
+        let final_path = repo.dir.join("snapshot.tar.zst");
+        let tmp = repo.dir.join(format!("snapshot.tmp-{id}"));
+        let (work2, tmp2) = (work.clone(), tmp.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let file = std::fs::File::create(&tmp2)
+                .map_err(|e| format!("cannot create {}: {e}", tmp2.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            cachew_archive::archive(
+                &mut out,
+                &work2,
+                &["."],
+                &[] as &[&str],
+                &cachew_archive::ArchiveOptions::default(),
+            )
+            .map_err(|e| format!("cannot archive the checkout: {e}"))?;
+            std::io::Write::flush(&mut out).map_err(|e| format!("cannot write: {e}"))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("archiving panicked: {e}"))??;
+        tokio::fs::rename(&tmp, &final_path)
+            .await
+            .map_err(|e| format!("cannot move the snapshot into place: {e}"))?;
+        let meta = tokio::fs::metadata(&final_path)
+            .await
+            .map_err(|e| format!("cannot stat the snapshot: {e}"))?;
+        let etag = EntityTag::new(format!("{commit}-{id}")).map_err(|e| e.to_string())?;
+        Ok(Snapshot {
+            path: final_path,
+            commit,
+            etag,
+            size: meta.len(),
+            modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+        })
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    result
+}
+
+/// Parses the conditional and range headers as the object API does.
+fn options(headers: &HeaderMap) -> Result<OpenOptions, Failure> {
+    let condition = |name: &HeaderName| -> Result<Option<EtagCondition>, Failure> {
+        match headers.get(name).map(|v| v.to_str()) {
+            None => Ok(None),
+            Some(Ok(v)) => EtagCondition::parse_header(v)
+                .map(Some)
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string())),
+            Some(Err(_)) => Err((StatusCode::BAD_REQUEST, format!("{name} is not ASCII"))),
+        }
+    };
+    let mut options = OpenOptions::default();
+    options.if_match = condition(&IF_MATCH)?;
+    options.if_none_match = condition(&IF_NONE_MATCH)?;
+    options.range = headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse_header);
+    if let Some(value) = headers.get(IF_RANGE) {
+        match value.to_str().ok().map(EntityTag::parse_header) {
+            Some(Ok(tag)) if !value.as_bytes().starts_with(b"W/") => options.if_range = Some(tag),
+            _ => options.range = None,
+        }
+    }
+    Ok(options)
+}
+
+async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap) -> Resp {
+    let options = match options(headers) {
+        Ok(o) => o,
+        Err((status, message)) => return text(status, &message),
+    };
+    let lock = state.lock_for(&repo.name);
+    let (snap, head) = {
+        let mut current = lock.lock().await;
+        if let Err(e) = ensure_mirror(repo).await {
+            return text(StatusCode::BAD_GATEWAY, &e);
+        }
+        // Chunk requests of a download are pinned with If-Match; only the
+        // first request refreshes the mirror.
+        if options.if_match.is_none() {
+            if let Err(e) = fetch(repo).await {
+                return text(StatusCode::BAD_GATEWAY, &e);
+            }
+        }
+        let snap = match current.as_ref() {
+            Some(s) => s.clone(),
+            None => match take_snapshot(repo).await {
+                Ok(s) => {
+                    *current = Some(s.clone());
+                    s
+                }
+                Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            },
+        };
+        let head = match git(Some(&repo.mirror()), &["rev-parse", "HEAD"]).await {
+            Ok(h) => h,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        };
+        (snap, head)
+    };
+
+    let mut h = HeaderMap::new();
+    set(&mut h, ETAG, &snap.etag.to_header());
+    set(
+        &mut h,
+        LAST_MODIFIED,
+        &header::format_http_date(snap.modified),
+    );
+    set(&mut h, ACCEPT_RANGES, "bytes");
+    set_named(&mut h, header::SNAPSHOT_COMMIT, &snap.commit);
+    if head != snap.commit {
+        set_named(
+            &mut h,
+            header::BUNDLE_URL,
+            &format!("/git/{}/snapshot.bundle?base={}", repo.name, snap.commit),
+        );
+    }
+    match options.check(&snap.etag) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            let mut resp = empty(StatusCode::NOT_MODIFIED);
+            *resp.headers_mut() = h;
+            return resp;
+        }
+        Precondition::PreconditionFailed => {
+            return text(StatusCode::PRECONDITION_FAILED, "precondition failed")
+        }
+    }
+    set(&mut h, CONTENT_TYPE, header::ARCHIVE_CONTENT_TYPE);
+    let mut status = StatusCode::OK;
+    let (start, len) = match options.resolve_range(snap.size, &snap.etag) {
+        RangeResolution::Full => (0, snap.size),
+        RangeResolution::Partial { start, len } => {
+            set(
+                &mut h,
+                CONTENT_RANGE,
+                &header::content_range(start, len, snap.size),
+            );
+            status = StatusCode::PARTIAL_CONTENT;
+            (start, len)
+        }
+        RangeResolution::NotSatisfiable => {
+            let mut resp = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            set(
+                resp.headers_mut(),
+                CONTENT_RANGE,
+                &header::unsatisfied_content_range(snap.size),
+            );
+            return resp;
+        }
+    };
+    set(&mut h, CONTENT_LENGTH, &len.to_string());
+    let file = async {
+        let mut file = tokio::fs::File::open(&snap.path).await?;
+        file.seek(SeekFrom::Start(start)).await?;
+        Ok::<_, std::io::Error>(file)
+    }
+    .await;
+    match file {
+        Ok(file) => {
+            let mut resp = Response::new(ResponseBody::stream(Box::pin(file.take(len)), len));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = h;
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot read the snapshot: {e}"),
+        ),
+    }
+}
+
+fn is_sha(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn bundle(state: &GitState, repo: &Repo, query: &str) -> Resp {
+    let base = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("base="))
+        .unwrap_or_default();
+    if !is_sha(base) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "expected ?base=<commit sha> naming the snapshot's commit",
+        );
+    }
+    let lock = state.lock_for(&repo.name);
+    let _guard = lock.lock().await;
+    if let Err(e) = ensure_mirror(repo).await {
+        return text(StatusCode::BAD_GATEWAY, &e);
+    }
+    let mirror = repo.mirror();
+    let head = match git(Some(&mirror), &["rev-parse", "HEAD"]).await {
+        Ok(h) => h,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    if head.eq_ignore_ascii_case(base) {
+        return empty(StatusCode::NO_CONTENT);
+    }
+    if git(
+        Some(&mirror),
+        &["cat-file", "-e", &format!("{base}^{{commit}}")],
+    )
+    .await
+    .is_err()
+    {
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!("unknown base commit {base} in {}", repo.name),
+        );
+    }
+    let mut args = vec!["bundle".to_owned(), "create".to_owned()];
+    let out = repo.dir.join(format!("bundle-{}", unique()));
+    args.push(match path_str(&out) {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    });
+    args.push("HEAD".to_owned());
+    if let Ok(branch) = git(Some(&mirror), &["symbolic-ref", "-q", "HEAD"]).await {
+        args.push(branch);
+    }
+    args.push(format!("^{base}"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = git(Some(&mirror), &args).await;
+    let data = match result {
+        Ok(_) => tokio::fs::read(&out).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&out).await;
+    match data {
+        Ok(data) => {
+            let mut resp = Response::new(ResponseBody::full(Bytes::from(data)));
+            set(resp.headers_mut(), CONTENT_TYPE, "application/x-git-bundle");
+            resp
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// What the mirror holds for a request: ref SHAs and missing commits.
+async fn inspect(mirror: &Path, request: &EnsureGitRefsRequest) -> EnsureGitRefsResponse {
+    let mut response = EnsureGitRefsResponse::default();
+    for name in request.refs.keys() {
+        let sha = git(
+            Some(mirror),
+            &["rev-parse", "--verify", "-q", &format!("{name}^{{commit}}")],
+        )
+        .await
+        .unwrap_or_default();
+        response.refs.insert(name.clone(), sha);
+    }
+    for commit in &request.commits {
+        let present = is_sha(commit)
+            && git(
+                Some(mirror),
+                &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+            )
+            .await
+            .is_ok();
+        if !present {
+            response.missing_commits.push(commit.clone());
+        }
+    }
+    response
+}
+
+fn satisfied(request: &EnsureGitRefsRequest, have: &EnsureGitRefsResponse) -> bool {
+    have.missing_commits.is_empty()
+        && request.refs.iter().all(|(name, want)| {
+            let got = have.refs.get(name).map(String::as_str).unwrap_or_default();
+            !got.is_empty() && (want.is_empty() || got.eq_ignore_ascii_case(want))
+        })
+}
+
+async fn ensure_refs(state: &GitState, repo: &Repo, body: Incoming) -> Resp {
+    let data = match Limited::new(body, MAX_REQUEST).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request: {e}"),
+            )
+        }
+    };
+    let request: EnsureGitRefsRequest = match serde_json::from_slice(&data) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    if request.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "at least one ref or commit is required",
+        );
+    }
+    if request
+        .refs
+        .keys()
+        .any(|r| !r.starts_with("refs/") || r.contains("..") || r.starts_with('-'))
+    {
+        return text(StatusCode::BAD_REQUEST, "refs must be full names (refs/…)");
+    }
+    let lock = state.lock_for(&repo.name);
+    let _guard = lock.lock().await;
+    if let Err(e) = ensure_mirror(repo).await {
+        return text(StatusCode::BAD_GATEWAY, &e);
+    }
+    let mirror = repo.mirror();
+    let mut have = inspect(&mirror, &request).await;
+    if !satisfied(&request, &have) {
+        if let Err(e) = fetch(repo).await {
+            return text(StatusCode::BAD_GATEWAY, &e);
+        }
+        have = inspect(&mirror, &request).await;
+        have.fetched = true;
+    }
+    match serde_json::to_vec(&have) {
+        Ok(json) => {
+            let mut resp = Response::new(ResponseBody::full(Bytes::from(json)));
+            set(resp.headers_mut(), CONTENT_TYPE, "application/json");
+            resp
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn set_named(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    set(headers, HeaderName::from_static(name), value);
+}
+
+fn empty(status: StatusCode) -> Resp {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn not_allowed(allow: &'static str) -> Resp {
+    let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    resp.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
