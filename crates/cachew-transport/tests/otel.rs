@@ -1,5 +1,5 @@
-//! OpenTelemetry context propagation (cargo feature `otel`).
-#![cfg(feature = "otel")]
+//! OpenTelemetry context propagation (cargo feature `otel`; the test target
+//! requires it, see Cargo.toml).
 
 mod support;
 

@@ -79,7 +79,6 @@ where
                         // The body waits for the caller: not the server's fault.
                         None => sleep.as_mut().reset(now + idle),
                         Some(deadline) => {
-                            let deadline = tokio::time::Instant::from_std(deadline);
                             if deadline <= now {
                                 return Poll::Ready(None);
                             }
