@@ -75,6 +75,36 @@ pub enum Error {
     /// A backend-specific failure described in text.
     #[error("{0}")]
     Backend(String),
+    /// The HTTP exchange with a remote server failed: connect, timeout,
+    /// broken connection. Its text names the server (never credentials) and
+    /// the underlying causes, so it is not repeated as `source()`;
+    /// [`is_connect`](cachew_transport::Error::is_connect) and
+    /// [`is_timeout`](cachew_transport::Error::is_timeout) on the inner
+    /// error tell the cases apart.
+    #[error("{}", display_transport(.0))]
+    Transport(cachew_transport::Error),
+}
+
+impl From<cachew_transport::Error> for Error {
+    fn from(e: cachew_transport::Error) -> Error {
+        Error::Transport(e)
+    }
+}
+
+/// The transport error with its causes, so "failed to connect to URL" also
+/// says why (e.g. "Connection refused").
+fn display_transport(err: &cachew_transport::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Error {

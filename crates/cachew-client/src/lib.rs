@@ -18,6 +18,7 @@ pub mod git;
 mod hashfiles;
 mod memory;
 pub mod parallel;
+mod remote;
 mod restore;
 mod save;
 
@@ -31,5 +32,6 @@ pub use disk::{DiskCache, DiskCacheOptions};
 pub use error::{Error, Result};
 pub use hashfiles::hash_files;
 pub use memory::MemoryCache;
+pub use remote::{RemoteCache, RemoteCacheBuilder};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
 pub use save::{save, Progress, SaveOptions, SaveOutcome};
