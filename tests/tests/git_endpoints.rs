@@ -1,0 +1,155 @@
+//! The git client (`cachew_client::git`) against the reference server's
+//! `/git/` endpoints, with real `git` repositories on loopback.
+
+mod git_support;
+
+use cachew_client::parallel::ParallelOptions;
+use cachew_client::proto::EnsureGitRefsRequest;
+use cachew_client::Error;
+use git_support::{git, Fixture, REPO_URL};
+use tokio::io::AsyncReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_bundle_brings_a_clone_to_the_new_head() {
+    let fx = Fixture::new().await;
+    let first = fx.commit("a.txt", "one");
+    let client = fx.client();
+
+    // The first snapshot is current: no bundle.
+    let snap = client.open_snapshot(REPO_URL).await.unwrap();
+    assert_eq!(snap.commit.as_deref(), Some(first.as_str()));
+    assert_eq!(snap.bundle_url, None);
+    assert!(snap.etag.is_some());
+    let dir = fx.extract(snap.body, "first").await;
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), first);
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
+
+    // The upstream moves on; the kept snapshot now comes with a bundle.
+    let second = fx.commit("b.txt", "two");
+    let opts = ParallelOptions::default()
+        .with_concurrency(4)
+        .with_chunk_size(1024);
+    let snap = client
+        .open_snapshot_parallel(REPO_URL, &opts)
+        .await
+        .unwrap();
+    assert!(
+        snap.parallel,
+        "a snapshot of several KiB is split into chunks"
+    );
+    assert_eq!(snap.commit.as_deref(), Some(first.as_str()));
+    let bundle_url = snap.bundle_url.clone().expect("a bundle URL");
+    assert!(bundle_url.starts_with("/git/example.test/org/repo/snapshot.bundle?base="));
+    let dir = fx.extract(snap.body, "second").await;
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), first);
+
+    let mut bundle = Vec::new();
+    client
+        .open_bundle(&bundle_url)
+        .await
+        .unwrap()
+        .read_to_end(&mut bundle)
+        .await
+        .unwrap();
+    let bundle_path = fx.tmp.path().join("delta.bundle");
+    std::fs::write(&bundle_path, &bundle).unwrap();
+    git(
+        &dir,
+        &["pull", "--ff-only", bundle_path.to_str().unwrap(), "main"],
+    );
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]), second);
+    assert_eq!(std::fs::read_to_string(dir.join("b.txt")).unwrap(), "two");
+
+    // A bundle from the current HEAD has nothing to add: 204, "up to date".
+    let current = format!("/git/example.test/org/repo/snapshot.bundle?base={second}");
+    match client.open_bundle(&current).await {
+        Err(Error::UpToDate) => {}
+        Err(e) => panic!("expected UpToDate, got {e:?}"),
+        Ok(_) => panic!("expected UpToDate, got a bundle"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_refs_fetches_only_when_something_is_missing() {
+    let fx = Fixture::new().await;
+    let first = fx.commit("a.txt", "one");
+    let client = fx.client();
+    let mut request = EnsureGitRefsRequest::default();
+    request.refs.insert("refs/heads/main".into(), first.clone());
+    let resp = client.ensure_refs(REPO_URL, &request).await.unwrap();
+    // The first call clones the mirror, which already has everything.
+    assert!(!resp.fetched);
+    assert_eq!(resp.refs["refs/heads/main"], first);
+
+    let second = fx.commit("b.txt", "two");
+    request
+        .refs
+        .insert("refs/heads/main".into(), second.clone());
+    request.commits = vec![second.clone(), "0".repeat(40)];
+    let resp = client.ensure_refs(REPO_URL, &request).await.unwrap();
+    assert!(resp.fetched);
+    assert_eq!(resp.refs["refs/heads/main"], second);
+    assert_eq!(resp.missing_commits, vec!["0".repeat(40)]);
+
+    let err = client
+        .ensure_refs(REPO_URL, &EnsureGitRefsRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_repositories_and_lfs_snapshots_are_not_found() {
+    let fx = Fixture::new().await;
+    fx.commit("a.txt", "one");
+    let client = fx.client();
+    let err = client
+        .open_snapshot("https://example.test/org/other")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = client
+        .open_snapshot_parallel(
+            "https://example.test/org/other",
+            &ParallelOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = client.open_lfs_snapshot(REPO_URL).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    // Paths that could escape the root are refused.
+    let resp = fx
+        .raw_get("/git/example.test/../../etc/snapshot.tar.zst")
+        .await;
+    assert!(resp == 400 || resp == 404, "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_ranges_follow_the_object_rules() {
+    let fx = Fixture::new().await;
+    fx.commit("a.txt", "one");
+    let client = fx.client();
+    let whole = {
+        let snap = client.open_snapshot(REPO_URL).await.unwrap();
+        let mut body = Vec::new();
+        let mut reader = snap.body;
+        reader.read_to_end(&mut body).await.unwrap();
+        assert_eq!(snap.size, Some(body.len() as u64));
+        body
+    };
+    // Parallel downloads of every chunk size give the same bytes.
+    for chunk in [100, 777, 4096, 1 << 20] {
+        let opts = ParallelOptions::default()
+            .with_concurrency(3)
+            .with_chunk_size(chunk);
+        let snap = client
+            .open_snapshot_parallel(REPO_URL, &opts)
+            .await
+            .unwrap();
+        let mut body = Vec::new();
+        let mut reader = snap.body;
+        reader.read_to_end(&mut body).await.unwrap();
+        assert!(body == whole, "chunk {chunk}");
+    }
+}
