@@ -1,51 +1,7 @@
 //! [`DiskCache`]: the embedded backend behind `--url file:///path`.
 //!
-//! # Layout
-//!
-//! ```text
-//! {root}/objects/{namespace}/{kk}/{key-hex}   one file per object
-//! {root}/tmp/cachew-tmp-{pid}-{nanos}-{n}     uploads in progress
-//! ```
-//!
-//! `kk` is the first two hex digits of the key, so no directory grows past a
-//! few thousand entries. An object file is the body followed by a metadata
-//! trailer: the metadata as JSON (ETag, `Last-Modified`, expiry, stored
-//! headers, the key), then the JSON's length and the body's length as
-//! little-endian `u64`s, then the 8-byte magic `CACHEWD1`. A file whose
-//! length is not `body + json + 24`, or whose magic, JSON or key is wrong,
-//! is corrupt: it is treated as absent and removed.
-//!
-//! # Crash safety
-//!
-//! **Invariant:** a path under `objects/` only ever names a complete file —
-//! body and trailer written and `fsync`ed in `tmp/`, then published with one
-//! atomic `rename`. Because data and metadata are one file, a reader can
-//! never see a body without its metadata or with another version's; a reader
-//! opens the file once and serves everything (trailer, then a `seek` to the
-//! range) from that handle, so a concurrent replace or delete never tears
-//! it. A crash leaves at worst a file in `tmp/`, never a partial object.
-//! (The directory is not `fsync`ed after the rename, so after a power loss a
-//! just-committed object may be missing — a cache miss, never a torn object.)
-//!
-//! Every upload holds an exclusive `flock` on its temporary file from
-//! creation until it is published or discarded. [`DiskCache::open`] removes
-//! the temporary files whose lock it can take: their writer is gone (a lock
-//! dies with its process), while files of live writers — in this process or
-//! another one sharing the root — stay. Without `flock` (non-Unix), only
-//! temporary files untouched for a day are removed.
-//!
-//! # Capacity and expiry
-//!
-//! The capacity counts bytes on disk, trailers included. Each `DiskCache`
-//! keeps an index of objects in least-recently-used order, rebuilt from the
-//! files' sizes and modification times when the root is opened; reading an
-//! object sets its modification time, so the order survives restarts. A
-//! commit that takes the total over capacity evicts least recently used
-//! objects; an object bigger than the capacity is refused. Expired objects
-//! behave as absent and are removed when touched. Objects that another
-//! process writes enter this process's index when read, so with several
-//! processes the capacity is enforced approximately, never by deleting an
-//! object this process has not seen (removals check the file's identity).
+//! The layout, the crash-safety invariant and the eviction rules are
+//! documented on [`DiskCache`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -130,8 +86,61 @@ impl DiskCacheOptions {
 }
 
 /// A cache in a local directory, safe to share between processes and
-/// between tasks; see the [module documentation](self) for the layout and
-/// the crash-safety rules.
+/// between tasks.
+///
+/// # Layout
+///
+/// ```text
+/// {root}/objects/{namespace}/{kk}/{key-hex}   one file per object
+/// {root}/tmp/cachew-tmp-{pid}-{nanos}-{n}     uploads in progress
+/// ```
+///
+/// `kk` is the first two hex digits of the key, so no directory grows past a
+/// few thousand entries. An object file is the body followed by a metadata
+/// trailer: the metadata as JSON (ETag, `Last-Modified`, expiry, stored
+/// headers, the key), then the JSON's length and the body's length as
+/// little-endian `u64`s, then the 8-byte magic `CACHEWD1`. A file whose
+/// length is not `body + json + 24`, or whose magic, JSON or key is wrong,
+/// is corrupt: it is treated as absent and removed.
+///
+/// # Crash safety
+///
+/// **Invariant:** a path under `objects/` only ever names a complete file —
+/// body and trailer written and `fsync`ed in `tmp/`, then published with one
+/// atomic `rename`. Because data and metadata are one file, a reader can
+/// never see a body without its metadata or with another version's; a reader
+/// opens the file once and serves everything (trailer, then a `seek` to the
+/// range) from that handle, so a concurrent replace or delete never tears
+/// it. A crash leaves at worst a file in `tmp/`, never a partial object.
+/// (The directory is not `fsync`ed after the rename, so after a power loss a
+/// just-committed object may be missing — a cache miss, never a torn object.)
+///
+/// Every upload holds an exclusive `flock` on its temporary file from
+/// creation until it is published or discarded. [`DiskCache::open`] removes
+/// the temporary files whose lock it can take: their writer is gone (a lock
+/// dies with its process), while files of live writers — in this process or
+/// another one sharing the root — stay. Without `flock` (non-Unix), only
+/// temporary files untouched for a day are removed.
+///
+/// # Capacity and expiry
+///
+/// The capacity counts bytes on disk, trailers included. Each `DiskCache`
+/// keeps an index of objects in least-recently-used order, rebuilt from the
+/// files' sizes and modification times when the root is opened; reading an
+/// object sets its modification time, so the order survives restarts. A
+/// commit that takes the total over capacity evicts least recently used
+/// objects; an object bigger than the capacity is refused. Expired objects
+/// behave as absent and are removed when touched. Objects that another
+/// process writes enter this process's index when read, so with several
+/// processes the capacity is enforced approximately, never by deleting an
+/// object this process has not seen (removals check the file's identity).
+/// For the same reason [`Cache::stats`] and [`Cache::list_namespaces`]
+/// describe this handle's index: expired objects not yet touched still
+/// count, and another process's new objects count once read.
+///
+/// Namespaces are directory names, so on a case-insensitive file system
+/// `Ci` and `ci` share their objects.
+/// # Example
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

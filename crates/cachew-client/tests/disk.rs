@@ -1,0 +1,487 @@
+//! DiskCache beyond the shared suite: crashes, persistence, two handles on
+//! one root, and bad input.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cachew_client::{
+    ByteRange, Cache, CacheExt, CreateOptions, DiskCache, DiskCacheOptions, Error, Key, Namespace,
+    OpenOptions,
+};
+use http::HeaderMap;
+use tokio::io::AsyncWriteExt;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64 * 13 + u64::from(seed) * 101) % 253) as u8)
+        .collect()
+}
+
+fn content_type(value: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, value.parse().unwrap());
+    headers
+}
+
+async fn put(cache: &dyn Cache, key: &Key, data: &[u8]) {
+    cache
+        .put_bytes(
+            key,
+            Bytes::copy_from_slice(data),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+fn temp_files(root: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<_> = fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path(), e.metadata().unwrap().len())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn object_file(root: &Path, ns: &str, key: &Key) -> PathBuf {
+    let hex = key.to_hex();
+    root.join("objects").join(ns).join(&hex[..2]).join(hex)
+}
+
+const CRASH_ENV: &str = "CACHEW_DISK_CRASH_ROOT";
+
+/// The child half of the crash test: commit two objects, leave two uploads
+/// half-written (one a replacement of a committed object), then die by
+/// SIGKILL so no destructor runs.
+fn crash_child(root: &Path) -> ! {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = DiskCache::open(root).unwrap();
+        cache
+            .put_bytes(
+                &Key::new("a"),
+                Bytes::from(pattern(200 * 1024, 1)),
+                HeaderMap::new(),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        cache
+            .put_bytes(
+                &Key::new("b"),
+                Bytes::from_static(b"bravo"),
+                content_type("text/x-bravo"),
+                &CreateOptions::default(),
+            )
+            .await
+            .unwrap();
+        let mut new_object = cache
+            .create(&Key::new("c"), HeaderMap::new(), &CreateOptions::default())
+            .await
+            .unwrap();
+        new_object.write_all(&pattern(100 * 1024, 2)).await.unwrap();
+        new_object.flush().await.unwrap();
+        let mut replacement = cache
+            .create(&Key::new("a"), HeaderMap::new(), &CreateOptions::default())
+            .await
+            .unwrap();
+        replacement.write_all(&pattern(50 * 1024, 3)).await.unwrap();
+        replacement.flush().await.unwrap();
+        // SAFETY: plain libc calls with no pointers.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        unreachable!("SIGKILL does not return");
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn crash_mid_upload_leaves_no_partial_object_and_keeps_committed_ones() {
+    if let Some(root) = std::env::var_os(CRASH_ENV) {
+        crash_child(Path::new(&root));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_mid_upload_leaves_no_partial_object_and_keeps_committed_ones",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(CRASH_ENV, &root)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "child: {status}");
+
+    // The crash left the two half-written uploads behind, with their data.
+    let leftovers = temp_files(&root);
+    let sizes: Vec<u64> = leftovers.iter().map(|(_, len)| *len).collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    assert!(
+        sizes.contains(&(100 * 1024)) && sizes.contains(&(50 * 1024)),
+        "{sizes:?}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cache = DiskCache::open(&root).unwrap();
+        assert!(
+            temp_files(&root).is_empty(),
+            "abandoned uploads are removed"
+        );
+        assert!(
+            cache.get_bytes(&Key::new("a")).await.unwrap() == pattern(200 * 1024, 1),
+            "the committed version survives an interrupted replacement"
+        );
+        let b = cache
+            .open(&Key::new("b"), &OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(b.meta.headers["content-type"], "text/x-bravo");
+        assert_eq!(b.bytes().await.unwrap(), "bravo");
+        assert!(matches!(
+            cache.open(&Key::new("c"), &OpenOptions::default()).await,
+            Err(Error::NotFound)
+        ));
+        let stats = cache.stats().await.unwrap();
+        assert_eq!(stats.objects, 2);
+    });
+}
+
+#[tokio::test]
+async fn a_live_upload_of_another_handle_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = DiskCache::open(dir.path()).unwrap();
+    put(&first, &Key::new("committed"), b"safe").await;
+    let mut writer = first
+        .create(
+            &Key::new("slow"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    writer.write_all(b"part one, ").await.unwrap();
+    writer.flush().await.unwrap();
+
+    // Another handle (as another process would) opens the root mid-upload.
+    let second = DiskCache::open(dir.path()).unwrap();
+    assert_eq!(
+        temp_files(dir.path()).len(),
+        1,
+        "a locked upload is not abandoned"
+    );
+    assert!(!second.exists(&Key::new("slow")).await.unwrap());
+    assert_eq!(
+        second.get_bytes(&Key::new("committed")).await.unwrap(),
+        "safe"
+    );
+
+    writer.write_all(b"part two").await.unwrap();
+    writer.commit().await.unwrap();
+    assert_eq!(
+        second.get_bytes(&Key::new("slow")).await.unwrap(),
+        "part one, part two"
+    );
+    assert!(temp_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn a_forgotten_writer_never_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let mut writer = cache
+        .create(
+            &Key::new("leaked"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    writer.write_all(&pattern(10_000, 4)).await.unwrap();
+    writer.flush().await.unwrap();
+    // Neither commit, abort nor drop: the upload is simply abandoned.
+    std::mem::forget(writer);
+    let reopened = DiskCache::open(dir.path()).unwrap();
+    assert!(!reopened.exists(&Key::new("leaked")).await.unwrap());
+    assert_eq!(reopened.stats().await.unwrap().objects, 0);
+}
+
+#[tokio::test]
+async fn objects_and_metadata_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::new("persisted");
+    let (etag, last_modified) = {
+        let cache = DiskCache::open(dir.path()).unwrap();
+        let mut headers = content_type("application/zstd");
+        headers.insert("x-custom", "1".parse().unwrap());
+        headers.append("x-custom", "2".parse().unwrap());
+        cache
+            .put_bytes(
+                &key,
+                Bytes::from(pattern(5000, 5)),
+                headers,
+                &CreateOptions::default().with_ttl(Duration::from_secs(600)),
+            )
+            .await
+            .unwrap();
+        let meta = cache.stat(&key, &OpenOptions::default()).await.unwrap();
+        (meta.etag, meta.last_modified)
+    };
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let object = cache
+        .open(
+            &key,
+            &OpenOptions::default().with_range(ByteRange::new(4000, 4100).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(object.meta.etag, etag);
+    assert_eq!(object.meta.last_modified, last_modified);
+    assert_eq!(object.meta.headers["content-type"], "application/zstd");
+    let custom: Vec<_> = object.meta.headers.get_all("x-custom").iter().collect();
+    assert_eq!(custom, ["1", "2"], "repeated headers keep their order");
+    assert_eq!(object.meta.headers["content-range"], "bytes 4000-4099/5000");
+    assert!(object.bytes().await.unwrap() == pattern(5000, 5)[4000..4100]);
+    assert!(object_file(dir.path(), "default", &key).is_file());
+    assert_eq!(
+        cache.to_string(),
+        format!("disk:{}", fs::canonicalize(dir.path()).unwrap().display())
+    );
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(stats.objects, 1);
+    assert!(stats.size > 5000, "size counts bytes on disk: {stats:?}");
+}
+
+#[tokio::test]
+async fn recency_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DiskCacheOptions::default().with_capacity(80 * 1024);
+    let (a, b, c) = (Key::new("a"), Key::new("b"), Key::new("c"));
+    {
+        let cache = DiskCache::open_with(dir.path(), options.clone()).unwrap();
+        put(&cache, &a, &pattern(30 * 1024, 1)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        put(&cache, &b, &pattern(30 * 1024, 2)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Reading `a` makes `b` the least recently used, on disk too.
+        cache.get_bytes(&a).await.unwrap();
+    }
+    let cache = DiskCache::open_with(dir.path(), options).unwrap();
+    put(&cache, &c, &pattern(30 * 1024, 3)).await;
+    assert!(cache.exists(&a).await.unwrap());
+    assert!(
+        !cache.exists(&b).await.unwrap(),
+        "b was least recently used"
+    );
+    assert!(cache.exists(&c).await.unwrap());
+    assert!(
+        !object_file(dir.path(), "default", &b).exists(),
+        "evicted file removed"
+    );
+}
+
+#[tokio::test]
+async fn a_smaller_capacity_on_reopen_evicts_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = DiskCache::open(dir.path()).unwrap();
+        for i in 0..4u8 {
+            put(&cache, &Key::new([i]), &pattern(10_000, i)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let cache = DiskCache::open_with(
+        dir.path(),
+        DiskCacheOptions::default().with_capacity(25_000),
+    )
+    .unwrap();
+    let stats = cache.stats().await.unwrap();
+    assert_eq!(stats.objects, 2, "{stats:?}");
+    assert!(stats.size <= 25_000);
+    assert!(cache.exists(&Key::new([3u8])).await.unwrap(), "newest kept");
+    assert!(
+        !cache.exists(&Key::new([0u8])).await.unwrap(),
+        "oldest evicted"
+    );
+}
+
+#[tokio::test]
+async fn corrupt_object_files_are_misses_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let (truncated, garbage) = (Key::new("truncated"), Key::new("garbage"));
+    put(&cache, &truncated, &pattern(1000, 1)).await;
+    put(&cache, &garbage, &pattern(1000, 2)).await;
+    let path = object_file(dir.path(), "default", &truncated);
+    let len = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    fs::write(
+        object_file(dir.path(), "default", &garbage),
+        b"not an object",
+    )
+    .unwrap();
+    for key in [&truncated, &garbage] {
+        assert!(matches!(
+            cache.open(key, &OpenOptions::default()).await,
+            Err(Error::NotFound)
+        ));
+        assert!(!object_file(dir.path(), "default", key).exists());
+    }
+    assert_eq!(cache.stats().await.unwrap().objects, 0);
+}
+
+#[tokio::test]
+async fn a_file_under_another_keys_name_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let (real, other) = (Key::new("real"), Key::new("other"));
+    put(&cache, &real, b"real content").await;
+    let dest = object_file(dir.path(), "default", &other);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    fs::copy(object_file(dir.path(), "default", &real), &dest).unwrap();
+    assert!(matches!(
+        cache.open(&other, &OpenOptions::default()).await,
+        Err(Error::NotFound)
+    ));
+    assert_eq!(cache.get_bytes(&real).await.unwrap(), "real content");
+}
+
+#[tokio::test]
+async fn bad_roots_are_errors_that_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"not a directory").unwrap();
+    for root in [file.clone(), file.join("below")] {
+        let err = DiskCache::open(&root).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(text.contains("a-file"), "names the path: {text}");
+        assert!(text.contains("cache"), "says what it was doing: {text}");
+    }
+    // Permissions do not bind root, so check them only as another user.
+    // SAFETY: `geteuid` has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.path().join("locked");
+        fs::create_dir(&locked).unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o500)).unwrap();
+        let err = DiskCache::open(&locked).unwrap_err().to_string();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(err.contains("locked"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_namespaces_are_rejected_and_stray_directories_ignored() {
+    for name in ["../escape", "a/b", "", ".hidden"] {
+        let err = Namespace::new(name).unwrap_err().to_string();
+        assert!(err.contains(&format!("{name:?}")), "{err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("objects/not a namespace/ab")).unwrap();
+    fs::write(dir.path().join("objects/not a namespace/ab/x"), b"junk").unwrap();
+    fs::create_dir_all(dir.path().join("objects/ns/zz")).unwrap();
+    fs::write(dir.path().join("objects/ns/zz/not-a-key"), b"junk").unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    assert_eq!(cache.stats().await.unwrap().objects, 0);
+    assert!(cache.list_namespaces().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tiny_capacity_names_the_sizes_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache =
+        DiskCache::open_with(dir.path(), DiskCacheOptions::default().with_capacity(100)).unwrap();
+    // Refused while writing: the body alone is too big.
+    let err = cache
+        .put_bytes(
+            &Key::new("big"),
+            Bytes::from(pattern(1024, 1)),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1024 bytes") && err.contains("capacity of 100 bytes"),
+        "{err}"
+    );
+    // Refused at commit: the body fits, but not with its metadata.
+    let mut writer = cache
+        .create(
+            &Key::new("small"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    writer.write_all(&pattern(60, 2)).await.unwrap();
+    let err = writer.commit().await.unwrap_err().to_string();
+    assert!(
+        err.contains("60 bytes") && err.contains("with its metadata") && err.contains("100 bytes"),
+        "{err}"
+    );
+    assert!(
+        matches!(writer.commit().await, Err(Error::Backend(_))),
+        "commit again"
+    );
+    for key in ["big", "small"] {
+        assert!(!cache.exists(&Key::new(key)).await.unwrap());
+    }
+    assert!(temp_files(dir.path()).is_empty(), "temporary files removed");
+}
+
+#[tokio::test]
+async fn aborted_dropped_and_committed_writers_leave_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let mut aborted = cache
+        .create(
+            &Key::new("aborted"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    aborted.write_all(b"partial").await.unwrap();
+    let mut dropped = cache
+        .create(
+            &Key::new("dropped"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    dropped.write_all(b"partial").await.unwrap();
+    dropped.flush().await.unwrap();
+    assert_eq!(temp_files(dir.path()).len(), 2, "uploads write to tmp/");
+    aborted.abort("test".into()).await.unwrap();
+    drop(dropped);
+    put(&cache, &Key::new("committed"), b"done").await;
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+    assert!(!cache.exists(&Key::new("aborted")).await.unwrap());
+    assert!(!cache.exists(&Key::new("dropped")).await.unwrap());
+}
