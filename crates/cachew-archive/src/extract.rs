@@ -720,11 +720,19 @@ fn parse<R: BufRead>(
             .take()
             .or_else(|| pax.remove(&b"linkpath"[..]))
             .or_else(|| h.link_name_bytes().map(|l| l.into_owned()));
+        // Some writers leave numeric fields empty; GNU tar reads them as 0.
+        let num = |range: std::ops::Range<usize>, what: &str, v: io::Result<u64>| -> Result<u64> {
+            if block[range].iter().all(|&c| c == 0 || c == b' ') {
+                Ok(0)
+            } else {
+                v.map_err(|e| corrupt(what, e))
+            }
+        };
         let mut meta = Meta {
-            mode: h.mode().map_err(|e| corrupt("mode", e))?,
-            uid: h.uid().map_err(|e| corrupt("uid", e))? as u32,
-            gid: h.gid().map_err(|e| corrupt("gid", e))? as u32,
-            mtime: h.mtime().map_err(|e| corrupt("mtime", e))? as i64,
+            mode: num(100..108, "mode", h.mode().map(u64::from))? as u32,
+            uid: num(108..116, "uid", h.uid())? as u32,
+            gid: num(116..124, "gid", h.gid())? as u32,
+            mtime: num(136..148, "mtime", h.mtime())? as i64,
         };
         if let Some(v) = pax.get(&b"mtime"[..]) {
             let int = v.split(|&c| c == b'.').next().unwrap_or(b"");

@@ -130,3 +130,15 @@ pub fn gnu_list(archive: &[u8]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A temporary directory on tmpfs when there is one: some tests create
+/// tens of thousands of entries, which is slow on some disks.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}

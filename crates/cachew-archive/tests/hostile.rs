@@ -1,0 +1,525 @@
+//! Hostile and broken archives: nothing is ever written outside the target,
+//! and a truncated or corrupt stream is an error.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use cachew_archive::{extract, Error, ExtractOptions};
+use common::*;
+
+/// One raw tar entry (GNU long-name entries added when needed).
+fn entry(name: &[u8], typ: u8, link: &[u8], data: &[u8], mode: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (kind, value) in [(b'K', link), (b'L', name)] {
+        if value.len() >= 100 {
+            out.extend(entry(
+                b"././@LongLink",
+                kind,
+                b"",
+                &[value, b"\0"].concat(),
+                0o644,
+            ));
+        }
+    }
+    let mut h = tar::Header::new_gnu();
+    let old = h.as_old_mut();
+    old.name[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+    old.linkname[..link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(data.len() as u64);
+    h.set_entry_type(tar::EntryType::new(typ));
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
+    out
+}
+
+fn file(name: &str, data: &[u8]) -> Vec<u8> {
+    entry(name.as_bytes(), b'0', b"", data, 0o644)
+}
+
+fn dir(name: &str) -> Vec<u8> {
+    entry(name.as_bytes(), b'5', b"", b"", 0o755)
+}
+
+fn sym(name: &str, target: &str) -> Vec<u8> {
+    entry(name.as_bytes(), b'2', target.as_bytes(), b"", 0o777)
+}
+
+fn hard(name: &str, target: &str) -> Vec<u8> {
+    entry(name.as_bytes(), b'1', target.as_bytes(), b"", 0o644)
+}
+
+/// Tar stream with the end-of-archive blocks, zstd-compressed.
+fn pack(entries: &[Vec<u8>]) -> Vec<u8> {
+    compress(&tar_bytes(entries, true))
+}
+
+/// zstd with a content checksum, as the zstd tool and our archiver write it.
+fn compress(data: &[u8]) -> Vec<u8> {
+    let mut enc = zstd::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut enc, data).unwrap();
+    enc.finish().unwrap()
+}
+
+fn tar_bytes(entries: &[Vec<u8>], end: bool) -> Vec<u8> {
+    let mut t = entries.concat();
+    if end {
+        t.resize(t.len() + 1024, 0);
+    }
+    t
+}
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    target: std::path::PathBuf,
+    outside: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = fast_tempdir();
+        let target = dir.path().join("target");
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), b"secret").unwrap();
+        Scene {
+            target,
+            outside,
+            _dir: dir,
+        }
+    }
+
+    /// Extracts with both the inline path and the worker pool.
+    fn extract(&self, archive: &[u8]) -> Vec<Result<cachew_archive::ExtractSummary, Error>> {
+        let mut results = Vec::new();
+        for threads in [1, 3] {
+            let _ = fs::remove_dir_all(&self.target);
+            results.push(extract(
+                archive,
+                &self.target,
+                &ExtractOptions::default().with_threads(threads),
+            ));
+            self.assert_outside_untouched();
+        }
+        results
+    }
+
+    fn assert_outside_untouched(&self) {
+        let names: Vec<_> = fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["secret"],
+            "something was written outside the target"
+        );
+        let m = fs::metadata(self.outside.join("secret")).unwrap();
+        assert_eq!(fs::read(self.outside.join("secret")).unwrap(), b"secret");
+        assert_eq!(m.nlink(), 1, "a hard link to an outside file was made");
+        assert_eq!(m.mode() & 0o7777, 0o644);
+        // Nothing next to the target or outside either.
+        let parent: Vec<_> = fs::read_dir(self.outside.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        for n in parent {
+            assert!(
+                n == "outside" || n == "target",
+                "unexpected `{n}` next to the target"
+            );
+        }
+    }
+}
+
+fn unsafe_reason(r: &Result<cachew_archive::ExtractSummary, Error>) -> String {
+    match r {
+        Err(Error::UnsafeEntry { reason, .. }) => reason.clone(),
+        other => panic!("expected an unsafe-entry error, got {other:?}"),
+    }
+}
+
+#[test]
+fn absolute_and_dotdot_names_are_refused() {
+    let s = Scene::new();
+    let abs = s.outside.join("abs.txt");
+    for r in s.extract(&pack(&[file(abs.to_str().unwrap(), b"x")])) {
+        assert_eq!(unsafe_reason(&r), "is an absolute path");
+    }
+    for name in ["../outside/evil", "a/../../outside/evil", "./../evil", ".."] {
+        for r in s.extract(&pack(&[file("ok.txt", b"fine"), file(name, b"x")])) {
+            let msg = r.unwrap_err().to_string();
+            assert_eq!(
+                msg,
+                format!("archive entry `{name}` escapes the target directory")
+            );
+        }
+    }
+    // A long (GNU long-name) `..` path is refused too.
+    let long = format!("{}/../../../outside/evil", "d/".repeat(60));
+    for r in s.extract(&pack(&[file(&long, b"x")])) {
+        assert_eq!(unsafe_reason(&r), "escapes the target directory");
+    }
+}
+
+#[test]
+fn writing_through_an_archive_symlink_stays_inside() {
+    let s = Scene::new();
+    let out = s.outside.to_str().unwrap().to_string();
+    for link_target in [
+        out.as_str(),
+        "../outside",
+        "../../../../../../../../../../tmp/../tmp",
+    ] {
+        let archive = pack(&[
+            sym("link", link_target),
+            file("link/pwned", b"x"),
+            file("link/secret", b"overwritten"),
+        ]);
+        for r in s.extract(&archive) {
+            // Either refused or written inside the target: never outside
+            // (checked by `extract` itself).
+            if r.is_ok() {
+                assert!(fs::symlink_metadata(s.target.join("link"))
+                    .unwrap()
+                    .is_dir());
+            }
+        }
+    }
+    // Symlink chains: `a -> .`, `a/b -> ../outside`, then writes through `a/b`.
+    let archive = pack(&[
+        sym("a", "."),
+        sym("a/b", "../outside"),
+        file("a/b/secret", b"overwritten"),
+    ]);
+    s.extract(&archive);
+}
+
+#[test]
+fn existing_symlinks_in_the_target_are_not_followed() {
+    let s = Scene::new();
+    for threads in [1, 2] {
+        let _ = fs::remove_dir_all(&s.target);
+        fs::create_dir(&s.target).unwrap();
+        symlink(&s.outside, s.target.join("dirlink")).unwrap();
+        symlink(s.outside.join("secret"), s.target.join("filelink")).unwrap();
+        let archive = pack(&[
+            file("dirlink/secret", b"overwritten"),
+            file("dirlink/new", b"x"),
+            file("filelink", b"overwritten"),
+        ]);
+        extract(
+            archive.as_slice(),
+            &s.target,
+            &ExtractOptions::default().with_threads(threads),
+        )
+        .unwrap();
+        s.assert_outside_untouched();
+        assert!(fs::symlink_metadata(s.target.join("dirlink"))
+            .unwrap()
+            .is_dir());
+        assert_eq!(
+            fs::read(s.target.join("dirlink/secret")).unwrap(),
+            b"overwritten"
+        );
+        assert!(fs::symlink_metadata(s.target.join("filelink"))
+            .unwrap()
+            .is_file());
+    }
+}
+
+#[test]
+fn directory_entry_replaces_a_symlink() {
+    let s = Scene::new();
+    fs::create_dir(&s.target).unwrap();
+    symlink(&s.outside, s.target.join("d")).unwrap();
+    let archive = pack(&[dir("d/"), file("d/secret", b"overwritten")]);
+    extract(archive.as_slice(), &s.target, &ExtractOptions::default()).unwrap();
+    s.assert_outside_untouched();
+    assert!(fs::symlink_metadata(s.target.join("d")).unwrap().is_dir());
+    // The same when the archive itself made the symlink, and a later batch
+    // of links is flushed before the directory is used again: the
+    // directory cache must not vouch for a path a symlink replaced.
+    let mut entries = vec![dir("d/"), sym("d", s.outside.to_str().unwrap())];
+    for i in 0..16 * 1024 {
+        entries.push(sym(&format!("filler/{i}"), "x"));
+    }
+    entries.push(file("d/secret", b"overwritten"));
+    entries.push(dir("d/"));
+    for r in s.extract(&pack(&entries)) {
+        r.unwrap();
+        assert!(fs::symlink_metadata(s.target.join("d")).unwrap().is_dir());
+    }
+}
+
+#[test]
+fn hard_links_to_outside_are_refused() {
+    let s = Scene::new();
+    let abs = s.outside.join("secret");
+    for r in s.extract(&pack(&[hard("h", abs.to_str().unwrap())])) {
+        assert!(unsafe_reason(&r).contains("escapes the target directory"));
+    }
+    for r in s.extract(&pack(&[hard("h", "../outside/secret")])) {
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains("hard link to `../outside/secret`"), "{msg}");
+    }
+    // Through a symlink the archive placed.
+    for r in s.extract(&pack(&[
+        sym("s", s.outside.to_str().unwrap()),
+        hard("h", "s/secret"),
+    ])) {
+        assert!(r.is_err());
+    }
+    // Then writing to the hard link must not reach outside either.
+    s.extract(&pack(&[
+        sym("s", "../outside/secret"),
+        hard("h", "s"),
+        file("h", b"overwritten"),
+    ]));
+}
+
+#[test]
+fn existing_hard_link_is_replaced_not_written_through() {
+    let s = Scene::new();
+    fs::create_dir(&s.target).unwrap();
+    fs::hard_link(s.outside.join("secret"), s.target.join("f")).unwrap();
+    extract(
+        pack(&[file("f", b"new")]).as_slice(),
+        &s.target,
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::read(s.target.join("f")).unwrap(), b"new");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn devices_and_fifos_are_skipped_and_reported() {
+    let s = Scene::new();
+    let archive = pack(&[
+        entry(b"chr", b'3', b"", b"", 0o666),
+        entry(b"blk", b'4', b"", b"", 0o660),
+        entry(b"fifo", b'6', b"", b"", 0o644),
+        file("ok", b"ok"),
+    ]);
+    for r in s.extract(&archive) {
+        let sum = r.unwrap();
+        assert_eq!(sum.skipped, 3);
+        assert_eq!(sum.skipped_names, ["chr", "blk", "fifo"]);
+        assert_eq!(sum.files, 1);
+        for n in ["chr", "blk", "fifo"] {
+            assert!(fs::symlink_metadata(s.target.join(n)).is_err());
+        }
+    }
+}
+
+#[test]
+fn the_target_itself_cannot_be_replaced() {
+    let s = Scene::new();
+    for e in [file("./", b"x"), sym(".", "/"), hard("./", "x")] {
+        for r in s.extract(&pack(std::slice::from_ref(&e))) {
+            assert_eq!(unsafe_reason(&r), "would replace the target directory");
+        }
+    }
+}
+
+fn valid_archive() -> Vec<u8> {
+    let big: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
+    pack(&[
+        dir("d/"),
+        file("d/a", b"hello"),
+        file("d/big", &big),
+        file("d/z", b"last"),
+    ])
+}
+
+#[test]
+fn truncated_streams_are_errors() {
+    let s = Scene::new();
+    let good = valid_archive();
+    assert!(s.extract(&good).into_iter().all(|r| r.is_ok()));
+    for cut in [
+        0,
+        1,
+        4,
+        20,
+        good.len() / 3,
+        good.len() / 2,
+        good.len() - 5,
+        good.len() - 1,
+    ] {
+        for r in s.extract(&good[..cut]) {
+            assert!(
+                r.is_err(),
+                "truncated at {cut} of {} was accepted",
+                good.len()
+            );
+        }
+    }
+    // A complete zstd stream whose tar lacks the end-of-archive blocks (a
+    // cut at a frame boundary looks like this).
+    let no_end = zstd::encode_all(tar_bytes(&[file("a", b"x")], false).as_slice(), 3).unwrap();
+    for r in s.extract(&no_end) {
+        assert!(matches!(r, Err(Error::Truncated { .. })), "{r:?}");
+    }
+    // A tar cut inside file data, then validly compressed.
+    let mut t = tar_bytes(&[file("a", &[7u8; 5000])], false);
+    t.truncate(2048);
+    for r in s.extract(&zstd::encode_all(t.as_slice(), 3).unwrap()) {
+        assert!(matches!(r, Err(Error::Truncated { .. })), "{r:?}");
+    }
+}
+
+#[test]
+fn corrupt_streams_are_errors() {
+    let s = Scene::new();
+    let good = valid_archive();
+    for at in [good.len() / 4, good.len() / 2, good.len() - 8] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x55;
+        for r in s.extract(&bad) {
+            assert!(r.is_err(), "corruption at {at} was accepted");
+        }
+    }
+    // A bad header checksum inside a good zstd stream.
+    let mut t = tar_bytes(&[file("a", b"x"), file("b", b"y")], true);
+    t[512 * 2 + 3] ^= 1;
+    for r in s.extract(&zstd::encode_all(t.as_slice(), 3).unwrap()) {
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+    }
+    // Garbage after the archive.
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"garbage after the frames");
+    for r in s.extract(&trailing) {
+        assert!(r.is_err());
+    }
+    // Not zstd at all.
+    for r in s.extract(&tar_bytes(&[file("a", b"x")], true)) {
+        assert!(matches!(r, Err(Error::Read(_))), "{r:?}");
+    }
+    // An absurd long name is refused before it is buffered.
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_size(1 << 40);
+    h.set_entry_type(tar::EntryType::new(b'L'));
+    h.set_cksum();
+    for r in s.extract(&zstd::encode_all(&h.as_bytes()[..], 3).unwrap()) {
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+    }
+}
+
+#[test]
+fn read_only_directories_are_loosened_and_restored() {
+    let s = Scene::new();
+    fs::create_dir_all(s.target.join("ro/sub")).unwrap();
+    fs::write(s.target.join("ro/f"), b"old").unwrap();
+    chmod(&s.target.join("ro/sub"), 0o500);
+    chmod(&s.target.join("ro"), 0o555);
+    let archive = pack(&[file("ro/f", b"new"), file("ro/sub/g", b"g")]);
+    extract(archive.as_slice(), &s.target, &ExtractOptions::default()).unwrap();
+    assert_eq!(fs::read(s.target.join("ro/f")).unwrap(), b"new");
+    assert_eq!(
+        fs::metadata(s.target.join("ro"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o555
+    );
+    assert_eq!(
+        fs::metadata(s.target.join("ro/sub"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o500
+    );
+
+    // On failure, too.
+    let mut t = tar_bytes(&[file("ro/f", b"newer"), file("ro/h", &[1u8; 3000])], false);
+    t.truncate(t.len() - 1000);
+    let err = extract(
+        zstd::encode_all(t.as_slice(), 3).unwrap().as_slice(),
+        &s.target,
+        &ExtractOptions::default(),
+    );
+    assert!(err.is_err());
+    assert_eq!(
+        fs::metadata(s.target.join("ro"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o555
+    );
+
+    // A directory entry in the archive sets the final mode.
+    let archive = pack(&[dir("ro/"), file("ro/f", b"newest")]);
+    extract(archive.as_slice(), &s.target, &ExtractOptions::default()).unwrap();
+    assert_eq!(
+        fs::metadata(s.target.join("ro"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    chmod(&s.target.join("ro/sub"), 0o755);
+}
+
+#[test]
+fn existing_files_are_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t");
+    fs::create_dir_all(target.join("d")).unwrap();
+    fs::write(target.join("d/f"), b"a much longer old content").unwrap();
+    fs::write(target.join("keep"), b"untouched").unwrap();
+    symlink("somewhere", target.join("was_link")).unwrap();
+    let archive = pack(&[
+        file("d/f", b"new"),
+        file("was_link", b"now a file"),
+        sym("d/l", "f"),
+    ]);
+    extract(archive.as_slice(), &target, &ExtractOptions::default()).unwrap();
+    assert_eq!(fs::read(target.join("d/f")).unwrap(), b"new");
+    assert_eq!(fs::read(target.join("was_link")).unwrap(), b"now a file");
+    assert_eq!(fs::read(target.join("keep")).unwrap(), b"untouched");
+    assert_eq!(fs::read_link(target.join("d/l")).unwrap(), Path::new("f"));
+    // Extracting the same archive again works (symlink replaced in place).
+    extract(archive.as_slice(), &target, &ExtractOptions::default()).unwrap();
+    assert_eq!(fs::read(target.join("d/l")).unwrap(), b"new");
+}
+
+#[test]
+fn duplicate_entries_keep_archive_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![b'b'; 700_000];
+    let archive = pack(&[
+        file("f", &big),
+        file("f", b"small wins"),
+        file("g", b"1"),
+        file("g", &big),
+    ]);
+    for threads in [1, 2, 4] {
+        let t = dir.path().join(format!("t{threads}"));
+        extract(
+            archive.as_slice(),
+            &t,
+            &ExtractOptions::default().with_threads(threads),
+        )
+        .unwrap();
+        assert_eq!(fs::read(t.join("f")).unwrap(), b"small wins");
+        assert_eq!(fs::read(t.join("g")).unwrap(), big);
+    }
+}
