@@ -271,13 +271,14 @@ pub(crate) fn too_large(backend: &str, size: u64, capacity: u64) -> String {
 pub struct MemoryCache {
     shared: Arc<Shared>,
     namespace: Namespace,
+    /// TTL rules, applied when an object is created through this handle.
+    default_ttl: Option<Duration>,
+    max_ttl: Option<Duration>,
 }
 
 struct Shared {
     /// Maximum total body bytes; 0 means unlimited.
     capacity: u64,
-    default_ttl: Option<Duration>,
-    max_ttl: Option<Duration>,
     state: Mutex<State>,
 }
 
@@ -385,47 +386,35 @@ impl MemoryCache {
         MemoryCache {
             shared: Arc::new(Shared {
                 capacity: capacity_bytes,
-                default_ttl: None,
-                max_ttl: None,
                 state: Mutex::new(State::default()),
             }),
             namespace: Namespace::default(),
+            default_ttl: None,
+            max_ttl: None,
         }
     }
 
     /// Sets the TTL of objects created without one (zero: they never expire).
     ///
-    /// Configure the cache before sharing it: this starts a new, empty store.
+    /// The rule belongs to this handle (and the handles derived from it);
+    /// the store stays shared with its clones.
     #[must_use]
-    pub fn with_default_ttl(self, ttl: Duration) -> MemoryCache {
-        self.reconfigure(|s| s.default_ttl = Some(ttl).filter(|d| !d.is_zero()))
+    pub fn with_default_ttl(mut self, ttl: Duration) -> MemoryCache {
+        self.default_ttl = Some(ttl).filter(|d| !d.is_zero());
+        self
     }
 
-    /// Caps every object's TTL (zero: no cap).
-    ///
-    /// Configure the cache before sharing it: this starts a new, empty store.
+    /// Caps every object's TTL (zero: no cap), for objects created through
+    /// this handle (and the handles derived from it).
     #[must_use]
-    pub fn with_max_ttl(self, ttl: Duration) -> MemoryCache {
-        self.reconfigure(|s| s.max_ttl = Some(ttl).filter(|d| !d.is_zero()))
+    pub fn with_max_ttl(mut self, ttl: Duration) -> MemoryCache {
+        self.max_ttl = Some(ttl).filter(|d| !d.is_zero());
+        self
     }
 
     /// The capacity in bytes (0: unlimited).
     pub fn capacity(&self) -> u64 {
         self.shared.capacity
-    }
-
-    fn reconfigure(self, f: impl FnOnce(&mut Shared)) -> MemoryCache {
-        let mut shared = Shared {
-            capacity: self.shared.capacity,
-            default_ttl: self.shared.default_ttl,
-            max_ttl: self.shared.max_ttl,
-            state: Mutex::new(State::default()),
-        };
-        f(&mut shared);
-        MemoryCache {
-            shared: Arc::new(shared),
-            namespace: self.namespace,
-        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -448,8 +437,8 @@ impl fmt::Debug for MemoryCache {
         f.debug_struct("MemoryCache")
             .field("namespace", &self.namespace)
             .field("capacity", &self.shared.capacity)
-            .field("default_ttl", &self.shared.default_ttl)
-            .field("max_ttl", &self.shared.max_ttl)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_ttl", &self.max_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -468,8 +457,8 @@ impl Cache for MemoryCache {
 
     fn with_namespace(&self, namespace: Namespace) -> Arc<dyn Cache> {
         Arc::new(MemoryCache {
-            shared: self.shared.clone(),
             namespace,
+            ..self.clone()
         })
     }
 
@@ -505,12 +494,7 @@ impl Cache for MemoryCache {
         headers: HeaderMap,
         options: &CreateOptions,
     ) -> Result<Box<dyn CacheWriter>> {
-        let pending = PendingRecord::new(
-            headers,
-            options,
-            self.shared.default_ttl,
-            self.shared.max_ttl,
-        )?;
+        let pending = PendingRecord::new(headers, options, self.default_ttl, self.max_ttl)?;
         Ok(Box::new(MemoryWriter {
             cache: self.clone(),
             key: *key,
@@ -720,6 +704,51 @@ mod tests {
             "{err}"
         );
         assert!(!cache.exists(&Key::new("big")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn ttl_settings_keep_the_shared_store() {
+        let cache = MemoryCache::new(0);
+        let short = cache.clone().with_default_ttl(Duration::from_millis(1));
+        let key = Key::new("k");
+        cache
+            .put_bytes(
+                &key,
+                Bytes::from_static(b"v"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap();
+        assert!(short.exists(&key).await.unwrap(), "same store");
+        short
+            .put_bytes(
+                &key,
+                Bytes::from_static(b"v"),
+                HeaderMap::new(),
+                &put_opts(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !cache.exists(&key).await.unwrap(),
+            "created with the short default"
+        );
+        let ns = short.with_namespace(Namespace::new("other").unwrap());
+        ns.put_bytes(
+            &key,
+            Bytes::from_static(b"v"),
+            HeaderMap::new(),
+            &put_opts(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !ns.exists(&key).await.unwrap(),
+            "namespaces keep the TTL rules"
+        );
     }
 
     #[test]

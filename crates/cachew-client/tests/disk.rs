@@ -59,6 +59,7 @@ const CRASH_ENV: &str = "CACHEW_DISK_CRASH_ROOT";
 /// The child half of the crash test: commit two objects, leave two uploads
 /// half-written (one a replacement of a committed object), then die by
 /// SIGKILL so no destructor runs.
+#[cfg(unix)]
 fn crash_child(root: &Path) -> ! {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -378,6 +379,7 @@ async fn bad_roots_are_errors_that_name_the_path() {
     }
     // Permissions do not bind root, so check them only as another user.
     // SAFETY: `geteuid` has no preconditions.
+    #[cfg(unix)]
     if unsafe { libc::geteuid() } != 0 {
         use std::os::unix::fs::PermissionsExt;
         let locked = dir.path().join("locked");
