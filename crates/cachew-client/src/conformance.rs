@@ -639,18 +639,19 @@ pub async fn expiry(cache: &dyn Cache, harness: &Harness) {
     let long = key("long-ttl");
     put_with(
         cache,
-        &short,
-        b"brief",
-        HeaderMap::new(),
-        &CreateOptions::default().with_ttl(harness.short_ttl),
-    )
-    .await;
-    put_with(
-        cache,
         &long,
         b"lasting",
         HeaderMap::new(),
         &CreateOptions::default().with_ttl(Duration::from_secs(3600)),
+    )
+    .await;
+    // Read right after the commit: the TTL clock is already running.
+    put_with(
+        cache,
+        &short,
+        b"brief",
+        HeaderMap::new(),
+        &CreateOptions::default().with_ttl(harness.short_ttl),
     )
     .await;
     assert_eq!(get(cache, &short).await, &b"brief"[..], "before expiry");
@@ -669,15 +670,6 @@ pub async fn default_ttl(cache: &dyn Cache, harness: &Harness) {
     let none = key("default-ttl-none");
     let zero = key("default-ttl-zero");
     let explicit = key("default-ttl-explicit");
-    put(cache, &none, b"default").await;
-    put_with(
-        cache,
-        &zero,
-        b"zero means default",
-        HeaderMap::new(),
-        &CreateOptions::default().with_ttl(Duration::ZERO),
-    )
-    .await;
     put_with(
         cache,
         &explicit,
@@ -686,6 +678,15 @@ pub async fn default_ttl(cache: &dyn Cache, harness: &Harness) {
         &CreateOptions::default().with_ttl(Duration::from_secs(3600)),
     )
     .await;
+    put_with(
+        cache,
+        &zero,
+        b"zero means default",
+        HeaderMap::new(),
+        &CreateOptions::default().with_ttl(Duration::ZERO),
+    )
+    .await;
+    put(cache, &none, b"default").await;
     assert_eq!(get(cache, &none).await, &b"default"[..]);
     tokio::time::sleep(harness.expiry_wait()).await;
     assert_absent(cache, &none, "past the default TTL").await;

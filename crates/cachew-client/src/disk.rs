@@ -480,7 +480,12 @@ impl Shared {
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.index().forget(&id);
+                let mut index = self.index();
+                // Under the lock no publish of this process can be halfway,
+                // so a path still missing means the index entry is stale.
+                if !path.exists() {
+                    index.forget(&id);
+                }
                 return Err(Error::NotFound);
             }
             Err(e) => return Err(Error::io("open cache object", path, e)),
@@ -512,6 +517,18 @@ impl Shared {
                 self.discard(&id, &path, file_id);
                 Err(Error::NotFound)
             }
+        }
+    }
+
+    /// Marks a just-read object as the most recently used, unless a newer
+    /// version replaced it meanwhile (whose publish indexed it already).
+    fn touch(&self, id: ObjectId, loaded: &Loaded) {
+        let mut index = self.index();
+        let current = fs::symlink_metadata(&loaded.path)
+            .ok()
+            .map(|m| FileId::of(&m));
+        if current == Some(loaded.id) {
+            index.upsert(id, loaded.len, loaded.id);
         }
     }
 
@@ -785,7 +802,7 @@ impl Cache for DiskCache {
         let (meta, file) = blocking(move || {
             let mut loaded = shared.load(&ns, &key)?;
             let meta = loaded.record.open(&options)?;
-            shared.index().upsert((ns, key), loaded.len, loaded.id);
+            shared.touch((ns, key), &loaded);
             // Recency for the next process that rebuilds the index; a
             // read-only or foreign file simply keeps its old time.
             let _ = loaded.file.set_modified(SystemTime::now());
