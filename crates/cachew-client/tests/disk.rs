@@ -487,3 +487,95 @@ async fn aborted_dropped_and_committed_writers_leave_no_temporary_files() {
     assert!(!cache.exists(&Key::new("aborted")).await.unwrap());
     assert!(!cache.exists(&Key::new("dropped")).await.unwrap());
 }
+
+const SHARE_ENV: &str = "CACHEW_DISK_SHARE_ROOT";
+const SHARED_KEYS: u32 = 3;
+
+/// Version `v`'s body: `v`, then bytes derived from it, with a length that
+/// differs between versions.
+fn shared_body(v: u32) -> Vec<u8> {
+    let len = 8 * 1024 + (v as usize * 7919) % (64 * 1024);
+    let mut body = v.to_be_bytes().to_vec();
+    body.extend(pattern(len - 4, v as u8));
+    body
+}
+
+/// One of the processes of the two-process test: writes versions of the
+/// shared keys while checking that whatever it reads is a whole version.
+#[cfg(unix)]
+fn share_child(root: &Path, id: u32) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = DiskCache::open(root).unwrap();
+        let keys: Vec<Key> = (0..SHARED_KEYS)
+            .map(|k| Key::new(format!("shared-{k}")))
+            .collect();
+        for round in 0..30u32 {
+            let v = id * 1000 + round;
+            let key = &keys[(round % SHARED_KEYS) as usize];
+            put(&cache, key, &shared_body(v)).await;
+            for key in &keys {
+                match cache.open(key, &OpenOptions::default()).await {
+                    Err(Error::NotFound) => {}
+                    other => {
+                        let got = other.unwrap().bytes().await.unwrap();
+                        let v = u32::from_be_bytes([got[0], got[1], got[2], got[3]]);
+                        assert!(got == shared_body(v), "torn read of version {v}");
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn two_processes_on_one_root_never_corrupt_each_other() {
+    if let Some(root) = std::env::var_os(SHARE_ENV) {
+        let id = std::env::var("CACHEW_DISK_SHARE_ID")
+            .unwrap()
+            .parse()
+            .unwrap();
+        share_child(Path::new(&root), id);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (1..=2u32)
+        .map(|id| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "two_processes_on_one_root_never_corrupt_each_other",
+                    "--test-threads=1",
+                    "--nocapture",
+                ])
+                .env(SHARE_ENV, dir.path())
+                .env("CACHEW_DISK_SHARE_ID", id.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a child process failed: {status}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cache = DiskCache::open(dir.path()).unwrap();
+        assert_eq!(cache.stats().await.unwrap().objects, i64::from(SHARED_KEYS));
+        for k in 0..SHARED_KEYS {
+            let got = cache
+                .get_bytes(&Key::new(format!("shared-{k}")))
+                .await
+                .unwrap();
+            let v = u32::from_be_bytes([got[0], got[1], got[2], got[3]]);
+            assert!(got == shared_body(v), "final version {v} of key {k}");
+            assert!(v / 1000 == 1 || v / 1000 == 2);
+        }
+    });
+    assert!(temp_files(dir.path()).is_empty());
+}
