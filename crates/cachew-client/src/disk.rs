@@ -101,7 +101,8 @@ impl DiskCacheOptions {
 /// headers, the key), then the JSON's length and the body's length as
 /// little-endian `u64`s, then the 8-byte magic `CACHEWD1`. A file whose
 /// length is not `body + json + 24`, or whose magic, JSON or key is wrong,
-/// is corrupt: it is treated as absent and removed.
+/// is corrupt: it is treated as absent and removed. A file ending in another
+/// version's magic (`CACHEWD2`, …) is treated as absent and left alone.
 ///
 /// # Crash safety
 ///
@@ -289,6 +290,9 @@ struct Trailer {
 enum TrailerError {
     Io(io::Error),
     Corrupt(String),
+    /// Written by another version of this format: not ours to serve or to
+    /// remove.
+    Foreign,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -334,6 +338,9 @@ fn read_trailer(file: &mut File, file_len: u64, key: &Key) -> Result<Trailer, Tr
         .and_then(|_| file.read_exact(&mut fixed))
         .map_err(TrailerError::Io)?;
     if &fixed[16..] != MAGIC {
+        if fixed[16..].starts_with(&MAGIC[..7]) {
+            return Err(TrailerError::Foreign);
+        }
         return corrupt("no trailer magic");
     }
     let word = |i: usize| {
@@ -512,6 +519,10 @@ impl Shared {
                 })
             }
             Err(TrailerError::Io(e)) => Err(Error::io("read cache object", path, e)),
+            Err(TrailerError::Foreign) => {
+                tracing::debug!(path = %path.display(), "skipping an object of another format version");
+                Err(Error::NotFound)
+            }
             Err(TrailerError::Corrupt(why)) => {
                 tracing::warn!(path = %path.display(), why, "removing a corrupt cache object");
                 self.discard(&id, &path, file_id);

@@ -347,6 +347,19 @@ async fn corrupt_object_files_are_misses_and_removed() {
         assert!(!object_file(dir.path(), "default", key).exists());
     }
     assert_eq!(cache.stats().await.unwrap().objects, 0);
+
+    // A file of a future format version is a miss but is not destroyed.
+    let future = Key::new("future");
+    put(&cache, &future, b"from a newer cachew").await;
+    let path = object_file(dir.path(), "default", &future);
+    let mut bytes = fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() = b'2';
+    fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        cache.open(&future, &OpenOptions::default()).await,
+        Err(Error::NotFound)
+    ));
+    assert!(path.exists(), "another version's object is left alone");
 }
 
 #[tokio::test]
