@@ -51,6 +51,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     if let Some(policy) = &state.policy {
         if let Some(rejection) = policy(&parts) {
+            linger(body);
             return text(rejection.status, &rejection.message);
         }
     }
@@ -134,9 +135,9 @@ async fn namespaces(state: &State) -> Resp {
 }
 
 /// Parses the conditional and range headers of a GET or HEAD.
-fn open_options(headers: &HeaderMap, with_range: bool) -> Result<OpenOptions, Resp> {
+fn open_options(headers: &HeaderMap, with_range: bool) -> Result<OpenOptions, Box<Resp>> {
     let mut options = OpenOptions::default();
-    let condition = |name: &HeaderName| -> Result<Option<EtagCondition>, Resp> {
+    let condition = |name: &HeaderName| -> Result<Option<EtagCondition>, Box<Resp>> {
         let Some(value) = headers.get(name) else {
             return Ok(None);
         };
@@ -146,7 +147,7 @@ fn open_options(headers: &HeaderMap, with_range: bool) -> Result<OpenOptions, Re
             .and_then(|v| EtagCondition::parse_header(v).map_err(|e| e.to_string()));
         match parsed {
             Ok(c) => Ok(Some(c)),
-            Err(msg) => Err(text(StatusCode::BAD_REQUEST, &msg)),
+            Err(msg) => Err(Box::new(text(StatusCode::BAD_REQUEST, &msg))),
         }
     };
     options.if_match = condition(&IF_MATCH)?;
@@ -173,7 +174,7 @@ fn open_options(headers: &HeaderMap, with_range: bool) -> Result<OpenOptions, Re
 async fn open(cache: &dyn Cache, key: &Key, headers: &HeaderMap) -> Resp {
     let options = match open_options(headers, true) {
         Ok(o) => o,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match cache.open(key, &options).await {
         Ok(object) => {
@@ -189,7 +190,7 @@ async fn open(cache: &dyn Cache, key: &Key, headers: &HeaderMap) -> Resp {
 async fn stat(cache: &dyn Cache, key: &Key, headers: &HeaderMap) -> Resp {
     let options = match open_options(headers, false) {
         Ok(o) => o,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match cache.stat(key, &options).await {
         Ok(meta) => success(&meta),
@@ -245,7 +246,10 @@ async fn create(
                 let ttl = state.max_ttl.map_or(ttl, |max| ttl.min(max));
                 options = options.with_ttl(ttl);
             }
-            Err(msg) => return text(StatusCode::BAD_REQUEST, &msg),
+            Err(msg) => {
+                linger(body);
+                return text(StatusCode::BAD_REQUEST, &msg);
+            }
         }
     }
     if let Some(value) = headers.get(ETAG) {
@@ -255,7 +259,10 @@ async fn create(
             .and_then(|v| EntityTag::parse_header(v).map_err(|e| e.to_string()));
         match parsed {
             Ok(tag) => options = options.with_etag(tag),
-            Err(msg) => return text(StatusCode::BAD_REQUEST, &msg),
+            Err(msg) => {
+                linger(body);
+                return text(StatusCode::BAD_REQUEST, &msg);
+            }
         }
     }
     let mut stored = HeaderMap::new();
@@ -267,7 +274,10 @@ async fn create(
     }
     let mut writer = match cache.create(key, stored, &options).await {
         Ok(w) => w,
-        Err(e) => return error_response(&e),
+        Err(e) => {
+            linger(body);
+            return error_response(&e);
+        }
     };
     // The object is committed only after the request body ended cleanly; a
     // body error means the client aborted or the connection broke, and the
@@ -282,6 +292,7 @@ async fn create(
                 if let Err(e) = writer.write_all(&data).await {
                     let msg = format!("writing the object failed: {e}");
                     let _ = writer.abort(Box::new(e)).await;
+                    linger(body);
                     return text(StatusCode::INTERNAL_SERVER_ERROR, &msg);
                 }
             }
@@ -297,6 +308,36 @@ async fn create(
         Ok(()) => empty(StatusCode::OK),
         Err(e) => error_response(&e),
     }
+}
+
+/// How long, and how much of, an unread request body is still read after an
+/// early answer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 64 << 20;
+
+/// Keeps reading (and discarding) a request body the server answered early,
+/// e.g. a `403` for an upload still in progress, as Go's server does. Closing
+/// the connection with unread data would make the kernel reset it, and a
+/// reset can destroy the answer before the client has read it: the client
+/// would see a broken pipe instead of the `403`.
+fn linger(mut body: Incoming) {
+    if http_body::Body::is_end_stream(&body) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut discarded = 0u64;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    discarded += data.len() as u64;
+                }
+                if discarded > LINGER_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Maps a backend error to the status the Go server answers with.

@@ -293,7 +293,8 @@ async fn not_found_delete_invalidate() {
 async fn bad_requests_are_400_with_a_message() {
     let cache = TestCache::new(false);
     let server = start(&cache).await;
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
         (
             &object("default"),
             &[("time-to-live", "1d")],
