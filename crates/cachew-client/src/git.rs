@@ -3,8 +3,9 @@
 //! `EnsureGitRefs`.
 //!
 //! [`GitClient`] talks to `{base}/git/{host}/{path}/…` with an
-//! [`HttpClient`], so authorization, retries and the idle timeout of the
-//! remote cache apply.
+//! [`HttpClient`] — usually the one of a [`RemoteCache`]
+//! ([`GitClient::from_remote`]) — so authorization, retries and the idle
+//! timeout of the remote cache apply.
 //!
 //! ```no_run
 //! use cachew_client::git::GitClient;
@@ -33,6 +34,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::cache::Body;
 use crate::error::{Error, Result};
+use crate::RemoteCache;
 use crate::parallel::{
     parallel_reader, transport_error, HttpSource, ParallelOptions, RangedKind, RangedSource,
 };
@@ -96,6 +98,12 @@ impl GitClient {
     pub fn new(http: HttpClient, base_url: impl Into<String>) -> Self {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
         GitClient { http, base_url }
+    }
+
+    /// A client sharing `remote`'s HTTP client (authorization, headers,
+    /// timeouts, retries, connection pool) and base URL.
+    pub fn from_remote(remote: &RemoteCache) -> Self {
+        GitClient::new(remote.http().clone(), remote.base_url())
     }
 
     /// The HTTP client.
