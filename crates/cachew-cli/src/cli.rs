@@ -164,6 +164,10 @@ pub(crate) enum Command {
     )]
     Restore(RestoreArgs),
 
+    /// Git repositories from the server's snapshots (`git restore URL DIR`).
+    #[command(subcommand)]
+    Git(crate::git_restore::GitCommand),
+
     /// Serve a directory-backed cache over the Cachew v1 API.
     #[command(after_help = "Example:\n  \
         cachew serve --dir /var/cache/cachew --bind 0.0.0.0:8080\n  \

@@ -126,6 +126,14 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Save(args) => save_cmd(&ctx, args).await,
         Command::Restore(args) => restore_cmd(&ctx, args).await,
         Command::Serve { dir, bind } => serve(&ctx, &dir, &bind).await,
+        Command::Git(git) => {
+            let git_ctx = crate::git_restore::GitContext {
+                url: &cli.global.url,
+                authorization: cli.global.authorization.as_deref(),
+                quiet: cli.global.quiet,
+            };
+            crate::git_restore::run(&git_ctx, git).await.map(|()| Exit::Success)
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod backend;
 mod cli;
 mod commands;
+mod git_restore;
 mod keys;
 mod progress;
 

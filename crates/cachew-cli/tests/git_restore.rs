@@ -1,0 +1,338 @@
+//! End to end: `cachew git restore` against the reference server's `/git/`
+//! endpoints, with real `git` repositories on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use cachew_client::MemoryCache;
+use cachew_server::{RunningServer, Server};
+
+const REPO: &str = "https://example.test/org/repo";
+
+/// An upstream repository under a server root, served by a reference server
+/// on its own runtime.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    upstream: PathBuf,
+    server: Option<RunningServer>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let upstream = root.join("example.test/org/repo");
+        std::fs::create_dir_all(&upstream).unwrap();
+        git(&upstream, &["init", "-q", "-b", "main"]);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(
+                Server::builder(Arc::new(MemoryCache::new(0)))
+                    .git_root(&root)
+                    .bind("127.0.0.1:0"),
+            )
+            .unwrap();
+        Fixture {
+            tmp,
+            root,
+            upstream,
+            server: Some(server),
+            runtime,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.server.as_ref().unwrap().url()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Commits `content` to `file` upstream; returns the new HEAD.
+    fn commit(&self, file: &str, content: &[u8]) -> String {
+        std::fs::write(self.upstream.join(file), content).unwrap();
+        git(&self.upstream, &["add", file]);
+        git(
+            &self.upstream,
+            &["commit", "-q", "-m", &format!("add {file}")],
+        );
+        git(&self.upstream, &["rev-parse", "HEAD"])
+    }
+
+    /// `cachew --url URL git restore ARGS…`, with git isolated from the
+    /// user's configuration and the repository URL mapped to the upstream
+    /// directory (as a CI machine's git would reach the real origin).
+    fn restore(&self, url: &str, args: &[&str]) -> (i32, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachew"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CACHEW_") {
+                cmd.env_remove(k);
+            }
+        }
+        isolate_git(&mut cmd);
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env(
+                "GIT_CONFIG_KEY_0",
+                format!("url.file://{}/example.test/.insteadOf", self.root.display()),
+            )
+            .env("GIT_CONFIG_VALUE_0", "https://example.test/")
+            .args(["--url", url, "git", "restore"])
+            .args(args)
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Names in the temporary directory (to spot staging leftovers).
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.shutdown());
+        }
+    }
+}
+
+fn isolate_git(cmd: &mut Command) {
+    cmd.env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.test")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.test")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir).args(args);
+    isolate_git(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn head(dir: &Path) -> String {
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Incompressible bytes, so that the snapshot spans several chunks.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_restored_clone_ends_at_the_new_head_through_the_bundle() {
+    let fx = Fixture::new();
+    // About 3 MiB of noise: with 1 MiB chunks the snapshot is downloaded in
+    // several parallel ranged requests.
+    let first = fx.commit("blob.bin", &noise(3 << 20));
+    let dir1 = fx.path("first");
+    let (code, err) = fx.restore(
+        &fx.url(),
+        &[
+            REPO,
+            dir1.to_str().unwrap(),
+            "--download-chunk-size-mb",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&dir1), first);
+    assert_eq!(
+        std::fs::read(dir1.join("blob.bin")).unwrap(),
+        noise(3 << 20)
+    );
+    assert_eq!(git(&dir1, &["status", "--porcelain"]), "");
+
+    // The upstream gains commits after the snapshot was taken.
+    fx.commit("b.txt", b"two");
+    let third = fx.commit("c.txt", b"three");
+
+    // A trailing slash must not change where the clone goes.
+    let dir2 = fx.path("second");
+    let arg = format!("{}/", dir2.display());
+    let (code, err) = fx.restore(&fx.url(), &[REPO, &arg, "--download-concurrency", "4"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bundle applied"), "{err}");
+    assert_eq!(head(&dir2), third);
+    assert_eq!(
+        std::fs::read_to_string(dir2.join("c.txt")).unwrap(),
+        "three"
+    );
+
+    // --no-bundle leaves the clone at the snapshot's commit; concurrency 1
+    // is one plain GET.
+    let dir3 = fx.path("third");
+    let (code, err) = fx.restore(
+        &fx.url(),
+        &[
+            REPO,
+            dir3.to_str().unwrap(),
+            "--no-bundle",
+            "--download-concurrency",
+            "1",
+            "--zstd-threads",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&dir3), first);
+
+    // No staging directories or bundle files are left behind.
+    assert_eq!(fx.entries(), ["first", "root", "second", "third"]);
+}
+
+#[test]
+fn ref_and_commit_flows() {
+    let fx = Fixture::new();
+    let first = fx.commit("a.txt", b"one");
+    let dir = fx.path("clone");
+    let dir_arg = dir.to_str().unwrap();
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir_arg]);
+    assert_eq!(code, 0, "{err}");
+
+    // The clone already has the SHAs: nothing else happens, not even a
+    // request (the server URL is dead).
+    let main_ref = format!("main={first}");
+    let (code, err) = fx.restore(
+        &dead_url(),
+        &[REPO, dir_arg, "--ref", &main_ref, "--commit", &first],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to do"), "{err}");
+
+    // Upstream moves on: the existing clone asks the server (ensure-refs)
+    // and pulls.
+    let second = fx.commit("b.txt", b"two");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir_arg, "--commit", &second]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&dir), second);
+
+    let third = fx.commit("c.txt", b"three");
+    let main_ref = format!("refs/heads/main={third}");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir_arg, "--ref", &main_ref]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&dir), third);
+
+    // A commit nobody has is an error.
+    let unknown = "0123456789abcdef0123456789abcdef01234567";
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir_arg, "--commit", unknown]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(unknown), "{err}");
+    assert_eq!(head(&dir), third);
+
+    // A fresh directory with --ref: snapshot, bundle, and the ref is there.
+    let fresh = fx.path("fresh");
+    let (code, err) = fx.restore(
+        &fx.url(),
+        &[REPO, fresh.to_str().unwrap(), "--ref", &main_ref],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&fresh), third);
+}
+
+#[test]
+fn a_missing_snapshot_is_a_clear_error() {
+    let fx = Fixture::new();
+    fx.commit("a.txt", b"one");
+    let dir = fx.path("nope");
+    let (code, err) = fx.restore(
+        &fx.url(),
+        &["https://example.test/org/nope", dir.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has no snapshot of https://example.test/org/nope"),
+        "{err}"
+    );
+    assert!(!dir.exists());
+    assert_eq!(fx.entries(), ["root"]);
+
+    // A usage error is exit 1 too, never 2.
+    let (code, err) = fx.restore(&fx.url(), &[REPO, "x", "--ref", "no-equals-sign"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn an_existing_directory_is_never_overwritten() {
+    let fx = Fixture::new();
+    fx.commit("a.txt", b"one");
+    let dir = fx.path("mine");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("precious"), b"keep").unwrap();
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing"), "{err}");
+    assert_eq!(std::fs::read(dir.join("precious")).unwrap(), b"keep");
+    assert_eq!(fx.entries(), ["mine", "root"]);
+
+    // An empty directory is filled.
+    let empty = fx.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, err) = fx.restore(&fx.url(), &[REPO, empty.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(empty.join("a.txt")).unwrap(), "one");
+}
+
+#[test]
+fn a_bundle_that_does_not_apply_is_only_a_warning() {
+    let fx = Fixture::new();
+    let first = fx.commit("a.txt", b"one");
+    let dir = fx.path("warm");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    // Rewrite upstream history: the bundle cannot fast-forward the snapshot.
+    git(&fx.upstream, &["checkout", "-q", "--orphan", "rewritten"]);
+    fx.commit("z.txt", b"unrelated");
+    git(&fx.upstream, &["branch", "-q", "-M", "rewritten", "main"]);
+
+    let dir2 = fx.path("warned");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir2.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: could not apply the delta bundle"),
+        "{err}"
+    );
+    assert_eq!(head(&dir2), first);
+}
