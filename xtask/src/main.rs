@@ -8,6 +8,9 @@
 //!
 //! xtask has no dependencies beyond std so that it builds in seconds.
 
+mod bench_e2e;
+mod demo;
+mod release;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("layering") => tidy::layering(&root()),
         Some("tidy") => tidy::tidy(&root()),
+        Some("demo") => demo::run_demo(),
+        Some("release") => release::release(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
+            bench_e2e::run_bench(&args[2..])
+        }
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -41,6 +49,10 @@ commands:
   ci          fmt check, clippy -D warnings, all tests, docs -Dwarnings, layering, tidy
   layering    check the crate dependency rules (e.g. cachew-proto has no I/O crates)
   tidy        check repository rules (crate docs, no dbg!/todo!)
+  demo        build cachew, save and restore a directory on the embedded backend
+  release     optimised, stripped cachew binary + SHA256SUMS under dist/
+  bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-write]
+              cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
 ";
 
 /// The workspace root, found from this crate's manifest directory.
@@ -65,7 +77,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
