@@ -103,7 +103,11 @@ pub enum RestoreOutcome {
 /// [`RestoreOutcome::Miss`], not an error. A corrupt archive, a failed
 /// download or a failed verification is an error.
 ///
-/// See the [module documentation](self) for staging.
+/// When `dir` does not exist, the archive is extracted into a staging
+/// directory beside it (same file system) and renamed into place only when
+/// extraction and verification succeeded, so a failure leaves nothing
+/// behind; an existing `dir` is extracted into in place, read-only
+/// directories included. A trailing slash on `dir` does not change this.
 pub async fn restore(
     cache: &dyn Cache,
     keys: &[Key],
