@@ -62,7 +62,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Body, Cache};
+use crate::cache::{Body, Cache, Object};
 use crate::error::{Error, Result};
 
 /// Attempts per chunk when the server answers a chunk request with the wrong
@@ -862,6 +862,37 @@ pub async fn open_parallel(
         }
     }
     parallel_reader(Arc::new(CacheSource::new(cache, *key)), &opts).await
+}
+
+/// Opens `key` of `cache` like [`Cache::open`], with the body downloaded
+/// by [`parallel_reader`] when the object is at least
+/// [`ParallelOptions::min_size`] bytes and the concurrency is above 1: a
+/// drop-in for whole-object reads such as `restore`.
+///
+/// A Stat comes first (for the size and the metadata), so the returned
+/// [`Object`] carries the object's full metadata. Works with a borrowed
+/// `&dyn Cache` (the fetchers use an owned handle from
+/// [`Cache::with_namespace`]). Should the object change between the Stat and
+/// the first ranged request, it is read with one plain request instead.
+pub async fn open_object(cache: &dyn Cache, key: &Key, opts: &ParallelOptions) -> Result<Object> {
+    if opts.concurrency <= 1 {
+        return cache.open(key, &OpenOptions::default()).await;
+    }
+    let meta = cache.stat(key, &OpenOptions::default()).await?;
+    if meta.size < opts.min_size.max(1) {
+        return cache.open(key, &OpenOptions::default()).await;
+    }
+    let owned = cache.with_namespace(cache.namespace().clone());
+    let source = Arc::new(CacheSource::new(owned, *key));
+    let (info, reader) = parallel_reader(source, opts).await?;
+    if info.etag.as_ref() != Some(&meta.etag) || info.size != Some(meta.size) {
+        drop(reader);
+        return cache.open(key, &OpenOptions::default()).await;
+    }
+    Ok(Object {
+        meta,
+        body: Box::pin(reader),
+    })
 }
 
 fn into_io(e: Error) -> io::Error {

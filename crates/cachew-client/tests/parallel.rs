@@ -536,3 +536,44 @@ async fn a_missing_object_is_not_found() {
         .unwrap_err();
     assert!(err.is_not_found());
 }
+
+#[tokio::test]
+async fn cache_objects_download_in_parallel_with_their_metadata() {
+    use cachew_client::parallel::{open_object, CacheSource};
+    use cachew_client::{Cache, CacheExt, Key, MemoryCache};
+
+    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(0));
+    let key = Key::new("object");
+    let data = pattern(1000);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-kind", "test".parse().unwrap());
+    cache
+        .put_bytes(&key, data.clone().into(), headers, &Default::default())
+        .await
+        .unwrap();
+
+    // Through a CacheSource: chunks are real partial opens of the backend.
+    let source = Arc::new(CacheSource::new(cache.clone(), key));
+    let (info, mut reader) = parallel_reader(source, &opts(4, 100)).await.unwrap();
+    assert!(info.parallel);
+    assert_eq!(info.size, Some(1000));
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await.unwrap();
+    assert!(out == data);
+
+    // open_object keeps the Stat's metadata (stored headers included),
+    // whether it splits the download or not.
+    for min_size in [0, 1000, 1001] {
+        let o = opts(4, 100).with_min_size(min_size);
+        let mut object = open_object(&*cache, &key, &o).await.unwrap();
+        assert_eq!(object.meta.size, 1000);
+        assert_eq!(object.meta.headers["x-kind"], "test");
+        let mut out = Vec::new();
+        object.body.read_to_end(&mut out).await.unwrap();
+        assert!(out == data, "min_size {min_size}");
+    }
+    let missing = open_object(&*cache, &Key::new("nope"), &opts(4, 100))
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found());
+}
