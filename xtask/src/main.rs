@@ -9,6 +9,8 @@
 //! xtask has no dependencies beyond std so that it builds in seconds.
 
 mod bench_e2e;
+mod bench_http;
+mod conformance;
 mod demo;
 mod release;
 mod tidy;
@@ -27,6 +29,10 @@ fn main() -> ExitCode {
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
             bench_e2e::run_bench(&args[2..])
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("http") => {
+            bench_http::run(&args[2..])
+        }
+        Some("conformance") => conformance::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -51,6 +57,11 @@ commands:
   tidy        check repository rules (crate docs, no dbg!/todo!)
   demo        build cachew, save and restore a directory on the embedded backend
   release     optimised, stripped cachew binary + SHA256SUMS under dist/
+  conformance [--url URL] [--authorization V] [--backend memory|disk] [--filter TEXT]
+              the shared Cache conformance suite through the remote client,
+              against the reference server (default) or a live server
+  bench http [--runs N] [--size BYTES] [--no-write]
+              1 GiB download/upload, our client vs curl; writes docs/benchmarks.md
   bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
 ";
