@@ -37,6 +37,7 @@
 mod body;
 mod git;
 mod handler;
+mod throttle;
 
 use std::fmt;
 use std::future::Future;
@@ -90,6 +91,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub struct Server {
     state: Arc<State>,
     grace: Duration,
+    rate_limit: Option<u64>,
 }
 
 impl fmt::Debug for Server {
@@ -111,6 +113,7 @@ pub struct ServerBuilder {
     max_ttl: Option<Duration>,
     grace: Duration,
     git_root: Option<PathBuf>,
+    rate_limit: Option<u64>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -165,6 +168,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Limits what the server sends on each connection to `bytes_per_sec`,
+    /// like a network whose single TCP streams are slow. For benchmarks and
+    /// tests of parallel downloads (`cargo xtask bench parallel`).
+    pub fn rate_limit_per_connection(mut self, bytes_per_sec: u64) -> Self {
+        self.rate_limit = Some(bytes_per_sec);
+        self
+    }
+
     /// The configured server.
     pub fn build(self) -> Server {
         Server {
@@ -175,6 +186,7 @@ impl ServerBuilder {
                 git: self.git_root.map(git::GitState::new),
             }),
             grace: self.grace,
+            rate_limit: self.rate_limit,
         }
     }
 
@@ -194,6 +206,7 @@ impl Server {
             max_ttl: None,
             grace: DEFAULT_GRACE_PERIOD,
             git_root: None,
+            rate_limit: None,
         }
     }
 
@@ -264,7 +277,10 @@ impl Server {
                 async move { Ok::<_, std::convert::Infallible>(handler::handle(state, req).await) }
             });
             let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(
+                    TokioIo::new(throttle::Throttled::new(stream, self.rate_limit)),
+                    service,
+                )
                 .into_owned();
             let mut stop = stop_rx.clone();
             connections.spawn(async move {
