@@ -15,7 +15,7 @@
 //! - Directory modes and times are applied at the end through descriptors
 //!   opened the same way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -33,9 +33,14 @@ use crate::{Error, ExtractOptions, ExtractSummary, Result};
 const INLINE_MAX: u64 = 256 * 1024;
 /// Larger files are handed over in chunks of this size.
 const CHUNK: usize = 256 * 1024;
-/// Messages queued per worker: memory is bounded by about
-/// `workers * QUEUE * CHUNK`.
-const QUEUE: usize = 32;
+/// Batches queued per worker; a batch holds at most `BATCH_JOBS` jobs or
+/// about `BATCH_BYTES` of data, so memory is bounded by about
+/// `workers * (QUEUE + 2) * BATCH_BYTES`.
+const QUEUE: usize = 4;
+/// Jobs per batch: handing files over one by one costs a wake-up each.
+const BATCH_JOBS: usize = 128;
+/// Data bytes per batch.
+const BATCH_BYTES: usize = 1 << 20;
 /// Limit for GNU long names and pax headers, which are held in memory.
 const META_MAX: u64 = 1 << 20;
 /// Symlinks and hard links are created in batches of at most this many.
@@ -53,9 +58,43 @@ struct Meta {
     mtime: i64,
 }
 
+/// What must be done after a file is written, worked out by the parser so
+/// that workers make no more system calls than needed.
+#[derive(Clone, Copy)]
+struct Fixups {
+    chown: bool,
+    chmod: bool,
+}
+
+/// A directory known to be a real directory inside the target, with what
+/// new files in it inherit.
+#[derive(Clone, Copy)]
+struct DirInfo {
+    setgid: bool,
+    gid: u32,
+}
+
+impl DirInfo {
+    fn of(m: &fs::Metadata) -> Self {
+        DirInfo {
+            setgid: m.mode() & 0o2000 != 0,
+            gid: m.gid(),
+        }
+    }
+}
+
+/// The process umask, read without changing it (calling `umask` would race
+/// with other threads). `None` if unknown.
+fn current_umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+}
+
 struct FileJob {
     path: PathBuf,
     meta: Meta,
+    fixups: Fixups,
     size: u64,
     data: Vec<u8>,
     last: bool,
@@ -67,22 +106,33 @@ enum Job {
     Barrier(SyncSender<()>),
 }
 
+impl Job {
+    fn data_len(&self) -> usize {
+        match self {
+            Job::Start(f) => f.data.len(),
+            Job::Chunk(d, _) => d.len(),
+            Job::Barrier(_) => 0,
+        }
+    }
+}
+
 /// Writes one regular file, leaving holes for long runs of zeros.
 struct FileSink {
     file: File,
     path: PathBuf,
     meta: Meta,
+    fixups: Fixups,
     pos: u64,
     written_end: u64,
 }
 
 impl FileSink {
-    fn create(path: PathBuf, meta: Meta) -> Result<Self> {
+    fn create(path: PathBuf, meta: Meta, fixups: Fixups) -> Result<Self> {
         let open = || {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(meta.mode & 0o777)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
         };
@@ -98,6 +148,7 @@ impl FileSink {
             file,
             path,
             meta,
+            fixups,
             pos: 0,
             written_end: 0,
         })
@@ -117,17 +168,20 @@ impl FileSink {
         Ok(())
     }
 
-    fn finish(self, root: bool) -> Result<()> {
+    fn finish(self) -> Result<()> {
         let err = |op, e| Error::io(op, &self.path, e);
         if self.written_end < self.pos {
             self.file.set_len(self.pos).map_err(|e| err("extend", e))?;
         }
-        if root {
+        if self.fixups.chown {
             sys::fchown(&self.file, self.meta.uid, self.meta.gid)
                 .map_err(|e| err("change owner of", e))?;
         }
-        // After chown, which clears set-id bits.
-        sys::fchmod(&self.file, self.meta.mode & 0o7777).map_err(|e| err("change mode of", e))?;
+        if self.fixups.chmod {
+            // After chown, which clears set-id bits.
+            sys::fchmod(&self.file, self.meta.mode & 0o7777)
+                .map_err(|e| err("change mode of", e))?;
+        }
         sys::futimens(&self.file, self.meta.mtime).map_err(|e| err("set times of", e))?;
         Ok(())
     }
@@ -154,8 +208,7 @@ struct Counts {
 }
 
 fn worker(
-    rx: Receiver<Job>,
-    root: bool,
+    rx: Receiver<Vec<Job>>,
     failed: &AtomicBool,
     first_error: &Mutex<Option<Error>>,
 ) -> Counts {
@@ -164,12 +217,12 @@ fn worker(
     let run = |job: Job, current: &mut Option<FileSink>, counts: &mut Counts| -> Result<()> {
         match job {
             Job::Start(f) => {
-                let mut sink = FileSink::create(f.path, f.meta)?;
+                let mut sink = FileSink::create(f.path, f.meta, f.fixups)?;
                 sink.write(&f.data)?;
                 counts.files += 1;
                 counts.bytes += f.data.len() as u64;
                 if f.last {
-                    sink.finish(root)?;
+                    sink.finish()?;
                 } else {
                     debug_assert!(f.size > f.data.len() as u64);
                     *current = Some(sink);
@@ -180,7 +233,7 @@ fn worker(
                 sink.write(&data)?;
                 counts.bytes += data.len() as u64;
                 if last {
-                    current.take().expect("file").finish(root)?;
+                    current.take().expect("file").finish()?;
                 }
             }
             Job::Barrier(ack) => {
@@ -189,13 +242,15 @@ fn worker(
         }
         Ok(())
     };
-    for job in rx {
-        if let Err(e) = run(job, &mut current, &mut counts) {
-            failed.store(true, Ordering::SeqCst);
-            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert(e);
-            // Returning drops the receiver, so the parser's next send fails.
-            return counts;
+    for batch in rx {
+        for job in batch {
+            if let Err(e) = run(job, &mut current, &mut counts) {
+                failed.store(true, Ordering::SeqCst);
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                // Returning drops the receiver, so the parser's next send fails.
+                return counts;
+            }
         }
     }
     counts
@@ -241,6 +296,18 @@ impl<R: BufRead> Input<R> {
             done += n;
         }
         Ok(())
+    }
+
+    /// Reads exactly `n` bytes into a new vector (without zeroing it first).
+    fn read_vec(&mut self, n: usize, expected: &'static str) -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let buf = self.fill(expected)?;
+            let k = buf.len().min(n - v.len());
+            v.extend_from_slice(&buf[..k]);
+            self.consume(k);
+        }
+        Ok(v)
     }
 
     fn skip(&mut self, mut n: u64, expected: &'static str) -> Result<()> {
@@ -318,7 +385,10 @@ struct Extractor<'a> {
     target: &'a Path,
     root: bool,
     /// Directories (relative) known to be real directories inside the target.
-    dirs: HashSet<PathBuf>,
+    dirs: HashMap<PathBuf, DirInfo>,
+    euid: u32,
+    egid: u32,
+    umask: Option<u32>,
     /// Pre-existing directories made owner-writable, with their original modes.
     loosened: Vec<(PathBuf, u32)>,
     dir_meta: Vec<DirMeta>,
@@ -329,15 +399,22 @@ struct Extractor<'a> {
 impl Extractor<'_> {
     /// Makes sure `rel` is a real directory, creating it or replacing
     /// whatever non-directory is in the way.
-    fn ensure_dir(&mut self, rel: &Path) -> Result<()> {
-        if rel.as_os_str().is_empty() || self.dirs.contains(rel) {
-            return Ok(());
+    fn ensure_dir(&mut self, rel: &Path) -> Result<DirInfo> {
+        if let Some(info) = self.dirs.get(rel) {
+            return Ok(*info);
+        }
+        if rel.as_os_str().is_empty() {
+            // The target itself (or its cache entry was invalidated): never replaced.
+            let m = fs::metadata(self.target).map_err(|e| Error::io("stat", self.target, e))?;
+            let info = DirInfo::of(&m);
+            self.dirs.insert(PathBuf::new(), info);
+            return Ok(info);
         }
         if let Some(parent) = rel.parent() {
             self.ensure_dir(parent)?;
         }
         let path = self.target.join(rel);
-        for _attempt in 0..3 {
+        for _attempt in 0..4 {
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {
                     let mode = m.mode() & 0o7777;
@@ -348,8 +425,9 @@ impl Extractor<'_> {
                             .map_err(|e| Error::io("make writable", &path, e))?;
                         self.loosened.push((rel.to_path_buf(), mode));
                     }
-                    self.dirs.insert(rel.to_path_buf());
-                    return Ok(());
+                    let info = DirInfo::of(&m);
+                    self.dirs.insert(rel.to_path_buf(), info);
+                    return Ok(info);
                 }
                 Ok(_) => {
                     // A symlink (possibly pointing outside) or a file: never
@@ -358,10 +436,8 @@ impl Extractor<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     match fs::DirBuilder::new().mode(0o777).create(&path) {
-                        Ok(()) => {
-                            self.dirs.insert(rel.to_path_buf());
-                            return Ok(());
-                        }
+                        // Loop once more to learn what the new directory inherited.
+                        Ok(()) => continue,
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                         Err(e) => return Err(Error::io("create directory", &path, e)),
                     }
@@ -375,10 +451,19 @@ impl Extractor<'_> {
         })
     }
 
-    fn ensure_parent(&mut self, rel: &Path) -> Result<()> {
-        match rel.parent() {
-            Some(p) => self.ensure_dir(p),
-            None => Ok(()),
+    fn ensure_parent(&mut self, rel: &Path) -> Result<DirInfo> {
+        self.ensure_dir(rel.parent().unwrap_or(Path::new("")))
+    }
+
+    /// Which of chown and chmod a new file in `parent` needs to end up with `meta`.
+    fn fixups(&self, meta: &Meta, parent: DirInfo) -> Fixups {
+        let gid = if parent.setgid { parent.gid } else { self.egid };
+        Fixups {
+            chown: self.root && (meta.uid != self.euid || meta.gid != gid),
+            chmod: match self.umask {
+                Some(umask) => meta.mode & 0o7000 != 0 || meta.mode & 0o777 & umask != 0,
+                None => true,
+            },
         }
     }
 
@@ -541,7 +626,12 @@ pub(crate) fn extract_impl<R: Read>(
     let mut ex = Extractor {
         target,
         root: sys::is_root(),
-        dirs: HashSet::new(),
+        dirs: HashMap::new(),
+        // SAFETY: no preconditions.
+        euid: unsafe { libc::geteuid() },
+        // SAFETY: no preconditions.
+        egid: unsafe { libc::getegid() },
+        umask: current_umask(),
         loosened: Vec::new(),
         dir_meta: Vec::new(),
         links: Vec::new(),
@@ -553,12 +643,14 @@ pub(crate) fn extract_impl<R: Read>(
         let mut txs = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..workers {
-            let (tx, rx) = sync_channel::<Job>(QUEUE);
+            let (tx, rx) = sync_channel::<Vec<Job>>(QUEUE);
             txs.push(tx);
-            let (failed, first_error, root) = (&failed, &first_error, ex.root);
-            handles.push(s.spawn(move || worker(rx, root, failed, first_error)));
+            let (failed, first_error) = (&failed, &first_error);
+            handles.push(s.spawn(move || worker(rx, failed, first_error)));
         }
         let mut pool = Pool {
+            batches: (0..txs.len()).map(|_| Vec::new()).collect(),
+            batch_bytes: vec![0; txs.len()],
             txs,
             failed: &failed,
             first_error: &first_error,
@@ -595,7 +687,9 @@ pub(crate) fn extract_impl<R: Read>(
 }
 
 struct Pool<'a> {
-    txs: Vec<SyncSender<Job>>,
+    txs: Vec<SyncSender<Vec<Job>>>,
+    batches: Vec<Vec<Job>>,
+    batch_bytes: Vec<usize>,
     failed: &'a AtomicBool,
     first_error: &'a Mutex<Option<Error>>,
 }
@@ -609,16 +703,32 @@ impl Pool<'_> {
             .unwrap_or(Error::Panicked("extraction worker".into()))
     }
 
-    fn send(&self, i: usize, job: Job) -> Result<()> {
-        self.txs[i].send(job).map_err(|_| self.worker_error())
+    /// Queues a job for worker `i`, handing over the batch when it is full.
+    fn send(&mut self, i: usize, job: Job) -> Result<()> {
+        self.batch_bytes[i] += job.data_len();
+        self.batches[i].push(job);
+        if self.batches[i].len() >= BATCH_JOBS || self.batch_bytes[i] >= BATCH_BYTES {
+            self.flush(i)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, i: usize) -> Result<()> {
+        if self.batches[i].is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batches[i]);
+        self.batch_bytes[i] = 0;
+        self.txs[i].send(batch).map_err(|_| self.worker_error())
     }
 
     /// Waits until every worker has finished all work sent so far.
-    fn barrier(&self) -> Result<()> {
+    fn barrier(&mut self) -> Result<()> {
         let mut acks = Vec::new();
         for i in 0..self.txs.len() {
             let (tx, rx) = sync_channel(1);
             self.send(i, Job::Barrier(tx))?;
+            self.flush(i)?;
             acks.push(rx);
         }
         for rx in acks {
@@ -767,11 +877,12 @@ fn parse<R: BufRead>(
                         "would replace the target directory",
                     ));
                 }
-                ex.ensure_parent(&rel)?;
+                let parent = ex.ensure_parent(&rel)?;
                 ex.dirs.remove(&rel);
+                let fixups = ex.fixups(&meta, parent);
                 let path = ex.target.join(&rel);
                 if pool.txs.is_empty() {
-                    let mut sink = FileSink::create(path, meta)?;
+                    let mut sink = FileSink::create(path, meta, fixups)?;
                     let mut left = size;
                     while left > 0 {
                         let buf = input.fill("file data")?;
@@ -783,20 +894,20 @@ fn parse<R: BufRead>(
                         left -= n as u64;
                     }
                     input.skip(tarfmt::padding(size) as u64, "file padding")?;
-                    sink.finish(ex.root)?;
+                    sink.finish()?;
                     ex.summary.files += 1;
                     ex.summary.bytes += size;
                 } else {
                     let w = route(&rel, pool.txs.len());
                     let first = size.min(INLINE_MAX);
-                    let mut data = vec![0u8; first as usize];
-                    input.read_exact(&mut data, "file data")?;
+                    let data = input.read_vec(first as usize, "file data")?;
                     let mut left = size - first;
                     pool.send(
                         w,
                         Job::Start(FileJob {
                             path,
                             meta,
+                            fixups,
                             size,
                             data,
                             last: left == 0,
@@ -804,8 +915,7 @@ fn parse<R: BufRead>(
                     )?;
                     while left > 0 {
                         let n = left.min(CHUNK as u64);
-                        let mut data = vec![0u8; n as usize];
-                        input.read_exact(&mut data, "file data")?;
+                        let data = input.read_vec(n as usize, "file data")?;
                         left -= n;
                         pool.send(w, Job::Chunk(data, left == 0))?;
                     }
