@@ -8,6 +8,7 @@
 //!
 //! xtask has no dependencies beyond std so that it builds in seconds.
 
+mod bench_archive;
 mod bench_e2e;
 mod bench_http;
 mod conformance;
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
         Some("release") => release::release(),
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
             bench_e2e::run_bench(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("archive") => {
+            bench_archive::run(&args[2..])
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("http") => {
             bench_http::run(&args[2..])
@@ -64,6 +68,8 @@ commands:
               1 GiB download/upload, our client vs curl; writes docs/benchmarks.md
   bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
+  bench archive [--runs N] [--no-write]
+              our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
 ";
 
 /// The workspace root, found from this crate's manifest directory.

@@ -18,9 +18,14 @@ use crate::{ArchiveOptions, ArchiveSummary, Error, Result};
 /// Files up to this size are read whole by a reader thread; larger ones are
 /// streamed by the writer in chunks, so memory stays bounded.
 const INLINE_MAX: u64 = 512 * 1024;
-/// Items queued per reader thread (bounds memory to about
-/// `readers * QUEUE * INLINE_MAX` in the worst case).
-const QUEUE: usize = 64;
+/// Batches queued between threads. Items travel in batches because a
+/// hand-over per file costs a wake-up per file.
+const QUEUE: usize = 4;
+/// Items per batch.
+const BATCH_ITEMS: usize = 64;
+/// A reader hands over its output once it holds this much file data, so
+/// memory stays bounded by about `readers * (QUEUE + 2) * (BATCH_BYTES + INLINE_MAX)`.
+const BATCH_BYTES: usize = 2 << 20;
 /// Chunk size for streaming large files.
 const CHUNK: usize = 1 << 20;
 
@@ -51,6 +56,9 @@ enum Data {
 }
 
 type Msg = Result<(Item, Data)>;
+/// Reader output: some messages, and whether they finish the walker batch
+/// they came from (so the writer knows when to move on to the next reader).
+type OutBatch = (Vec<Msg>, bool);
 
 /// Checks an include path and returns its member name (GNU tar keeps the
 /// name as given, minus trailing slashes).
@@ -126,26 +134,31 @@ pub(crate) fn archive_impl<W: Write>(
         let mut to_readers = Vec::new();
         let mut from_readers = Vec::new();
         for _ in 0..readers {
-            let (itx, irx) = sync_channel::<Result<Item>>(QUEUE);
-            let (otx, orx) = sync_channel::<Msg>(QUEUE);
+            let (itx, irx) = sync_channel::<Vec<Result<Item>>>(QUEUE);
+            let (otx, orx) = sync_channel::<OutBatch>(QUEUE);
             to_readers.push(itx);
             from_readers.push(orx);
             s.spawn(move || reader(irx, otx, cancel));
         }
         s.spawn(move || walker(roots, excludes, to_readers, cancel));
 
+        // Walker batches go to the readers in turn; take them back in the same order.
         let mut seq = 0usize;
-        loop {
+        'batches: loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            let msg = match from_readers[seq % readers].recv() {
+            let (msgs, last) = match from_readers[seq % readers].recv() {
                 Ok(m) => m,
-                Err(_) => break,
+                Err(_) => break 'batches,
             };
-            seq += 1;
-            let (item, data) = msg?;
-            out.entry(item, data)?;
+            if last {
+                seq += 1;
+            }
+            for msg in msgs {
+                let (item, data) = msg?;
+                out.entry(item, data)?;
+            }
         }
         drop(from_readers);
         out.finish()
@@ -155,12 +168,13 @@ pub(crate) fn archive_impl<W: Write>(
 fn walker(
     roots: Vec<(Vec<u8>, PathBuf, Metadata)>,
     excludes: &ExcludeSet,
-    to_readers: Vec<SyncSender<Result<Item>>>,
+    to_readers: Vec<SyncSender<Vec<Result<Item>>>>,
     cancel: &AtomicBool,
 ) {
     let mut w = Walker {
         excludes,
         to_readers,
+        pending: Vec::with_capacity(BATCH_ITEMS),
         seq: 0,
         links: HashMap::new(),
         cancel,
@@ -170,11 +184,13 @@ fn walker(
             return;
         }
     }
+    let _ = w.flush();
 }
 
 struct Walker<'a> {
     excludes: &'a ExcludeSet,
-    to_readers: Vec<SyncSender<Result<Item>>>,
+    to_readers: Vec<SyncSender<Vec<Result<Item>>>>,
+    pending: Vec<Result<Item>>,
     seq: usize,
     links: HashMap<(u64, u64), Vec<u8>>,
     cancel: &'a AtomicBool,
@@ -185,12 +201,29 @@ struct Stop;
 
 impl Walker<'_> {
     fn send(&mut self, item: Result<Item>) -> Result<(), Stop> {
+        let is_err = item.is_err();
+        self.pending.push(item);
+        if self.pending.len() >= BATCH_ITEMS || is_err {
+            self.flush()?;
+        }
+        if is_err {
+            // The writer stops at the error; no point walking on.
+            return Err(Stop);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(Stop);
         }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let i = self.seq % self.to_readers.len();
         self.seq += 1;
-        self.to_readers[i].send(item).map_err(|_| Stop)
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH_ITEMS));
+        self.to_readers[i].send(batch).map_err(|_| Stop)
     }
 
     fn visit(&mut self, name: Vec<u8>, path: PathBuf, meta: Metadata) -> Result<(), Stop> {
@@ -268,16 +301,30 @@ impl Walker<'_> {
     }
 }
 
-fn reader(rx: Receiver<Result<Item>>, tx: SyncSender<Msg>, cancel: &AtomicBool) {
-    for item in rx {
-        if cancel.load(Ordering::Relaxed) {
-            return;
+fn reader(rx: Receiver<Vec<Result<Item>>>, tx: SyncSender<OutBatch>, cancel: &AtomicBool) {
+    for batch in rx {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut bytes = 0usize;
+        for item in batch {
+            if cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let msg = item.and_then(|item| {
+                let data = load(&item)?;
+                Ok((item, data))
+            });
+            if let Ok((_, Data::Inline(d))) = &msg {
+                bytes += d.len();
+            }
+            out.push(msg);
+            if bytes >= BATCH_BYTES {
+                if tx.send((std::mem::take(&mut out), false)).is_err() {
+                    return;
+                }
+                bytes = 0;
+            }
         }
-        let msg = item.and_then(|item| {
-            let data = load(&item)?;
-            Ok((item, data))
-        });
-        if tx.send(msg).is_err() {
+        if tx.send((out, true)).is_err() {
             return;
         }
     }
@@ -287,23 +334,35 @@ fn load(item: &Item) -> Result<Data> {
     match item.kind {
         Kind::File => {
             let size = item.meta.len();
+            if size == 0 {
+                // Nothing to read: spare the open and close.
+                return Ok(Data::Inline(Vec::new()));
+            }
             let mut f = File::open(&item.path).map_err(|e| Error::io("open", &item.path, e))?;
             if size > INLINE_MAX {
                 return Ok(Data::Stream(f));
             }
-            // One byte more than expected detects a file that grew.
-            let mut buf = Vec::with_capacity(size as usize + 1);
-            (&mut f)
-                .take(size + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io("read", &item.path, e))?;
-            if buf.len() as u64 != size {
+            // Room for one byte more than expected: a file that grew shows
+            // up in the first read, and an unchanged one takes one read.
+            let size = size as usize;
+            let mut buf = vec![0u8; size + 1];
+            let mut filled = 0;
+            while filled < size {
+                match f.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("read", &item.path, e)),
+                }
+            }
+            if filled != size {
                 return Err(Error::FileChanged {
                     path: item.path.clone(),
-                    expected: size,
-                    actual: buf.len() as u64,
+                    expected: size as u64,
+                    actual: filled as u64,
                 });
             }
+            buf.truncate(size);
             Ok(Data::Inline(buf))
         }
         Kind::Symlink => {
@@ -441,13 +500,11 @@ impl<W: Write> TarOut<W> {
         self.scratch.extend_from_slice(h.as_bytes());
         match body {
             Data::Inline(d) => {
-                // Small files: header, data and padding in one write.
-                self.scratch.extend_from_slice(&d);
-                let pad = tarfmt::padding(size);
-                self.scratch.resize(self.scratch.len() + pad, 0);
                 let scratch = std::mem::take(&mut self.scratch);
                 self.write(&scratch)?;
                 self.scratch = scratch;
+                self.write(&d)?;
+                self.write(&[0u8; BLOCK][..tarfmt::padding(size)])?;
             }
             Data::Stream(f) => {
                 let scratch = std::mem::take(&mut self.scratch);
