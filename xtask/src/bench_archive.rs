@@ -14,6 +14,8 @@ use crate::root;
 
 struct Sample {
     secs: f64,
+    /// User plus system CPU time of all processes involved.
+    cpu: f64,
     max_rss_kib: u64,
 }
 
@@ -38,7 +40,7 @@ fn timed(script: &str, scratch: &Path) -> Result<Sample, String> {
     let out = scratch.join("time.out");
     let status = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%e %M")
+        .arg("%e %M %U %S")
         .arg("-o")
         .arg(&out)
         .arg("sh")
@@ -52,9 +54,26 @@ fn timed(script: &str, scratch: &Path) -> Result<Sample, String> {
     let text = fs::read_to_string(&out).map_err(|e| e.to_string())?;
     let last = text.lines().last().unwrap_or("");
     let mut it = last.split_whitespace();
-    let secs = it.next().and_then(|s| s.parse().ok()).ok_or("bad time output")?;
-    let max_rss_kib = it.next().and_then(|s| s.parse().ok()).ok_or("bad time output")?;
-    Ok(Sample { secs, max_rss_kib })
+    let secs = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad time output")?;
+    let max_rss_kib = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad time output")?;
+    let mut cpu = 0.0;
+    for _ in 0..2 {
+        cpu += it
+            .next()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or("bad time output")?;
+    }
+    Ok(Sample {
+        secs,
+        cpu,
+        max_rss_kib,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -80,14 +99,21 @@ struct Row {
 }
 
 impl Row {
-    fn line(&self, faster_is: &str) -> String {
+    fn line(&self) -> String {
         let o = median(self.ours.iter().map(|s| s.secs).collect());
         let g = median(self.gnu.iter().map(|s| s.secs).collect());
+        let ocpu = median(self.ours.iter().map(|s| s.cpu).collect());
+        let gcpu = median(self.gnu.iter().map(|s| s.cpu).collect());
         let orss = self.ours.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
         let grss = self.gnu.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
-        let all = |v: &[Sample]| v.iter().map(|s| format!("{:.2}", s.secs)).collect::<Vec<_>>().join(" ");
+        let all = |v: &[Sample]| {
+            v.iter()
+                .map(|s| format!("{:.2}", s.secs))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         format!(
-            "| {} | {o:.2} s | {g:.2} s | **{:.2}×** {faster_is} | {:.1} MiB | {:.1} MiB | {} / {} |",
+            "| {} | {o:.2} s | {g:.2} s | **{:.2}×** | {ocpu:.2} s | {gcpu:.2} s | {:.1} MiB | {:.1} MiB | {} / {} |",
             self.what,
             g / o,
             orss as f64 / 1024.0,
@@ -149,13 +175,23 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let files = sh(&format!("find '{base}/{include}' -type f | wc -l"))?;
         let bytes = sh(&format!("du -sb '{base}/{include}' | cut -f1"))?;
         // Warm the page cache so both sides read from memory.
-        sh(&format!("tar -cf - -C '{base}' {include} | cat > /dev/null"))?;
+        sh(&format!(
+            "tar -cf - -C '{base}' {include} | cat > /dev/null"
+        ))?;
 
         // Sizes at the same level.
-        sh(&format!("'{ours}' c '{base}' {s}/ours.tzst --level 3 -- {include} 2>/dev/null"))?;
-        sh(&format!("tar -cpf - -C '{base}' {include} | pzstd -p {cores} -3 -q -c > {s}/gnu.tzst"))?;
-        let osize: u64 = sh(&format!("stat -c %s {s}/ours.tzst"))?.parse().map_err(|_| "stat")?;
-        let gsize: u64 = sh(&format!("stat -c %s {s}/gnu.tzst"))?.parse().map_err(|_| "stat")?;
+        sh(&format!(
+            "'{ours}' c '{base}' {s}/ours.tzst --level 3 -- {include} 2>/dev/null"
+        ))?;
+        sh(&format!(
+            "tar -cpf - -C '{base}' {include} | pzstd -p {cores} -3 -q -c > {s}/gnu.tzst"
+        ))?;
+        let osize: u64 = sh(&format!("stat -c %s {s}/ours.tzst"))?
+            .parse()
+            .map_err(|_| "stat")?;
+        let gsize: u64 = sh(&format!("stat -c %s {s}/gnu.tzst"))?
+            .parse()
+            .map_err(|_| "stat")?;
         let _ = writeln!(
             sizes,
             "| {label} | {files} files, {:.0} MiB | {osize} | {gsize} | {:+.2}% |",
@@ -163,18 +199,37 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             (osize as f64 / gsize as f64 - 1.0) * 100.0
         );
 
-        let mut arch = Row { what: format!("archive {label} → /dev/null"), ours: vec![], gnu: vec![] };
-        let mut ext = Row { what: format!("extract {label} → /dev/shm"), ours: vec![], gnu: vec![] };
-        let mut disk = Row { what: format!("extract {label} → disk"), ours: vec![], gnu: vec![] };
+        let mut arch = Row {
+            what: format!("archive {label} → /dev/null"),
+            ours: vec![],
+            gnu: vec![],
+        };
+        let mut ext = Row {
+            what: format!("extract {label} → /dev/shm"),
+            ours: vec![],
+            gnu: vec![],
+        };
+        let mut disk = Row {
+            what: format!("extract {label} → disk"),
+            ours: vec![],
+            gnu: vec![],
+        };
         let xdir = format!("{s}/x");
         let ddir = format!("{}/x", disk_scratch.display());
         for i in 0..runs {
             eprintln!("xtask: bench archive {label}: run {}/{runs}", i + 1);
             // Alternate which side goes first so drifting load hits both alike.
-            let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+            let order = if i % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
             for ours_turn in order {
                 if ours_turn {
-                    arch.ours.push(timed(&format!("'{ours}' c '{base}' /dev/null -- {include} 2>/dev/null"), &scratch)?);
+                    arch.ours.push(timed(
+                        &format!("'{ours}' c '{base}' /dev/null -- {include} 2>/dev/null"),
+                        &scratch,
+                    )?);
                 } else {
                     arch.gnu.push(timed(
                         &format!("tar -cpf - -C '{base}' {include} | pzstd -p {cores} -3 -q -c > /dev/null"),
@@ -189,9 +244,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 for ours_turn in order {
                     sh(&format!("rm -rf '{dir}' && mkdir -p '{dir}' && sync"))?;
                     if ours_turn {
-                        row.ours.push(timed(&format!("'{ours}' x {s}/gnu.tzst '{dir}' 2>/dev/null"), &scratch)?);
+                        row.ours.push(timed(
+                            &format!("'{ours}' x {s}/gnu.tzst '{dir}' 2>/dev/null"),
+                            &scratch,
+                        )?);
                     } else {
-                        row.gnu.push(timed(&format!("zstd -dc {s}/gnu.tzst | tar -xpf - -C '{dir}'"), &scratch)?);
+                        row.gnu.push(timed(
+                            &format!("zstd -dc {s}/gnu.tzst | tar -xpf - -C '{dir}'"),
+                            &scratch,
+                        )?);
                     }
                 }
             }
@@ -214,17 +275,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
          (`cachew_archive::archive` / `extract`, level 3, all cores); GNU is \
          `tar -cpf - | pzstd -p {cores} -3` and `zstd -dc | tar -xpf -`. Both extract the same \
          pzstd-written archive. Times are medians of {runs} runs (the disk rows of fewer), sides \
-         alternating; RSS is the largest single process (GNU pipelines have two). \
+         alternating; CPU is the median user + system time of all processes (less \
+         sensitive to other load than wall time); RSS is the largest single process \
+         (GNU pipelines have two). \
          Machine: {cores} cores; load average {load_before} before and {load_after} after the run \
          (other builds share the machine).\n"
     );
-    let _ = writeln!(md, "| case | ours | GNU | speed-up | ours max RSS | GNU max RSS | all runs (ours / GNU) |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| case | ours | GNU | speed-up (GNU time / ours) | ours CPU | GNU CPU | ours max RSS | GNU max RSS | all runs, s (ours / GNU) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for (_, r) in &rows {
-        let _ = writeln!(md, "{}", r.line(""));
+        let _ = writeln!(md, "{}", r.line());
     }
     let _ = writeln!(md, "\nCompressed size at level 3:\n");
-    let _ = writeln!(md, "| tree | input | ours (bytes) | pzstd (bytes) | ours vs pzstd |");
+    let _ = writeln!(
+        md,
+        "| tree | input | ours (bytes) | pzstd (bytes) | ours vs pzstd |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|");
     md.push_str(&sizes);
     println!("{md}");

@@ -404,8 +404,9 @@ impl Extractor<'_> {
             return Ok(*info);
         }
         if rel.as_os_str().is_empty() {
-            // The target itself (or its cache entry was invalidated): never replaced.
+            // The target itself: never replaced, but loosened like the others.
             let m = fs::metadata(self.target).map_err(|e| Error::io("stat", self.target, e))?;
+            self.loosen(rel, &m)?;
             let info = DirInfo::of(&m);
             self.dirs.insert(PathBuf::new(), info);
             return Ok(info);
@@ -417,14 +418,7 @@ impl Extractor<'_> {
         for _attempt in 0..4 {
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {
-                    let mode = m.mode() & 0o7777;
-                    if mode & 0o700 != 0o700 {
-                        // A read-only directory would stop us replacing its
-                        // files; loosen it now, restore it later.
-                        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
-                            .map_err(|e| Error::io("make writable", &path, e))?;
-                        self.loosened.push((rel.to_path_buf(), mode));
-                    }
+                    self.loosen(rel, &m)?;
                     let info = DirInfo::of(&m);
                     self.dirs.insert(rel.to_path_buf(), info);
                     return Ok(info);
@@ -449,6 +443,19 @@ impl Extractor<'_> {
             path,
             reason: "it keeps changing while being replaced by a directory",
         })
+    }
+
+    /// A read-only directory would stop us replacing its files: make it
+    /// owner-writable now and remember its mode to restore it later.
+    fn loosen(&mut self, rel: &Path, m: &fs::Metadata) -> Result<()> {
+        let mode = m.mode() & 0o7777;
+        if mode & 0o700 != 0o700 {
+            let path = self.target.join(rel);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
+                .map_err(|e| Error::io("make writable", &path, e))?;
+            self.loosened.push((rel.to_path_buf(), mode));
+        }
+        Ok(())
     }
 
     fn ensure_parent(&mut self, rel: &Path) -> Result<DirInfo> {

@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use cachew_archive::{extract, Error, ExtractOptions};
 use common::*;
@@ -464,6 +465,21 @@ fn read_only_directories_are_loosened_and_restored() {
         0o555
     );
 
+    // The target itself, read-only.
+    chmod(&s.target, 0o555);
+    extract(
+        pack(&[file("top", b"t")]).as_slice(),
+        &s.target,
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::read(s.target.join("top")).unwrap(), b"t");
+    assert_eq!(
+        fs::metadata(&s.target).unwrap().permissions().mode() & 0o7777,
+        0o555
+    );
+    chmod(&s.target, 0o755);
+
     // A directory entry in the archive sets the final mode.
     let archive = pack(&[dir("ro/"), file("ro/f", b"newest")]);
     extract(archive.as_slice(), &s.target, &ExtractOptions::default()).unwrap();
@@ -522,4 +538,79 @@ fn duplicate_entries_keep_archive_order() {
         assert_eq!(fs::read(t.join("f")).unwrap(), b"small wins");
         assert_eq!(fs::read(t.join("g")).unwrap(), big);
     }
+}
+
+/// Lesson 1 for real: as an ordinary user (root ignores permissions), a
+/// read-only tree is made writable, updated, and its modes restored. Runs
+/// this test binary again under `setpriv` as `nobody`.
+#[test]
+fn read_only_tree_as_an_ordinary_user() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv to switch to an ordinary user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let target = dir.path().join("t");
+    fs::create_dir_all(target.join("ro/sub")).unwrap();
+    fs::write(target.join("ro/sub/f"), b"old").unwrap();
+    let archive = dir.path().join("a.tzst");
+    fs::write(
+        &archive,
+        pack(&[file("ro/sub/f", b"new"), file("ro/g", b"g")]),
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.tzst");
+    let mut t = tar_bytes(
+        &[file("ro/sub/f", b"newer"), file("ro/h", &[1u8; 3000])],
+        false,
+    );
+    t.truncate(t.len() - 1000);
+    fs::write(&broken, compress(&t)).unwrap();
+    sh(&format!("chown -R 65534:65534 '{}'", target.display()));
+    chmod(&target.join("ro/sub"), 0o555);
+    chmod(&target.join("ro"), 0o555);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "ordinary_user_child", "--nocapture"])
+        .env("CACHEW_TEST_RO_DIR", dir.path())
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("child checked"),
+        "the child did not run: {log}"
+    );
+    assert_eq!(fs::read(target.join("ro/sub/f")).unwrap(), b"new");
+    assert_eq!(fs::read(target.join("ro/g")).unwrap(), b"g");
+    for d in ["ro", "ro/sub"] {
+        assert_eq!(
+            fs::metadata(target.join(d)).unwrap().permissions().mode() & 0o7777,
+            0o555,
+            "{d}"
+        );
+    }
+}
+
+/// The unprivileged half of `read_only_tree_as_an_ordinary_user`; does
+/// nothing unless started by it.
+#[test]
+fn ordinary_user_child() {
+    let Some(dir) = std::env::var_os("CACHEW_TEST_RO_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let target = dir.join("t");
+    // SAFETY: no preconditions.
+    assert_ne!(unsafe { libc::geteuid() }, 0);
+    // Without loosening, creating `ro/g` would fail with EACCES.
+    let archive = fs::read(dir.join("a.tzst")).unwrap();
+    extract(archive.as_slice(), &target, &ExtractOptions::default()).unwrap();
+    // A failing extraction restores the modes too.
+    let broken = fs::read(dir.join("broken.tzst")).unwrap();
+    assert!(extract(broken.as_slice(), &target, &ExtractOptions::default()).is_err());
+    println!("child checked");
 }
