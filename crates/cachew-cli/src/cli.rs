@@ -210,8 +210,12 @@ pub(crate) struct SaveArgs {
     pub(crate) headers: Vec<String>,
     /// Stat the key first; skip the upload if the stored tree has the same
     /// digest (contents, modes, links; not mtimes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_digest")]
     pub(crate) skip_unchanged: bool,
+    /// Do not compute the tree digest (saves one pass over the files;
+    /// --skip-unchanged and restore --verify then cannot use this object).
+    #[arg(long)]
+    pub(crate) no_digest: bool,
 }
 
 /// `restore NS DIR (--key K | -H GLOB…)`.

@@ -294,6 +294,7 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
         .with_zstd_level(args.zstd_level)
         .with_zstd_threads(args.zstd_threads)
         .with_skip_unchanged(args.skip_unchanged)
+        .with_no_digest(args.no_digest)
         .with_progress(progress.clone());
     if let Some(ttl) = args.ttl {
         options = options.with_ttl(ttl);

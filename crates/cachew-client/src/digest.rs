@@ -166,15 +166,20 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
         for _ in 0..threads {
             let res_tx = res_tx.clone();
             let job_rx = &job_rx;
-            s.spawn(move || loop {
-                // The lock is held only while taking one job.
-                let job = job_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((index, path, size))) = job else {
-                    return;
-                };
-                let result = hash_file(&path, size);
-                if res_tx.send((index, result)).is_err() {
-                    return;
+            s.spawn(move || {
+                // One buffer per worker: a fresh large allocation per file
+                // would cost an mmap and page faults each time.
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    // The lock is held only while taking one job.
+                    let job = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((index, path, size))) = job else {
+                        return;
+                    };
+                    let result = hash_file(&path, size, &mut buf);
+                    if res_tx.send((index, result)).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -329,13 +334,12 @@ fn normalize(name: &[u8]) -> Vec<u8> {
     n.to_vec()
 }
 
-fn hash_file(path: &Path, size: u64) -> Result<[u8; 32]> {
+fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 32]> {
     let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut hasher = blake3::Hasher::new();
-    let cap = usize::try_from(size).unwrap_or(CHUNK).clamp(1, CHUNK);
-    let mut buf = vec![0u8; cap];
+    let mut total = 0u64;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match file.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("read", path, e)),
@@ -344,6 +348,20 @@ fn hash_file(path: &Path, size: u64) -> Result<[u8; 32]> {
             break;
         }
         hasher.update(&buf[..n]);
+        total += n as u64;
+        // The size from the walk is known: skip the extra read that would
+        // only report end of file (one syscall per file saved). A file
+        // that grew since is hashed as it was when walked plus what was
+        // read, and the archive (which checks sizes) reports the change.
+        if total >= size && n < buf.len() {
+            break;
+        }
+    }
+    if total != size {
+        return Err(Error::Backend(format!(
+            "{} changed while being hashed: expected {size} bytes, read {total}",
+            path.display()
+        )));
     }
     Ok(*hasher.finalize().as_bytes())
 }

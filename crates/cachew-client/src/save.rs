@@ -9,17 +9,14 @@
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cachew_archive::ArchiveOptions;
 use cachew_proto::header;
 use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
-use tokio::io::AsyncWrite;
 
 use crate::digest::{self, TreeDigest};
 use crate::{Cache, CreateOptions, Error, Key, OpenOptions, Result};
@@ -218,65 +215,65 @@ pub async fn save(
         .file_name()
         .map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned());
 
-    let digest = if options.no_digest {
-        None
-    } else {
+    let mut digest_task = (!options.no_digest).then(|| {
         let (base, includes, excludes) = (
             base_dir.to_path_buf(),
             paths.to_vec(),
             options.excludes.clone(),
         );
         let threads = options.zstd_threads;
-        let summary = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             digest::tree_digest(&base, &includes, &excludes, threads)
         })
-        .await
-        .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
-        Some(summary.digest)
-    };
+    });
 
+    // --skip-unchanged needs the digest before any archiving starts.
+    let mut known_digest = None;
     if options.skip_unchanged {
-        if let Some(digest) = digest {
-            match cache.stat(key, &OpenOptions::default()).await {
-                Ok(meta) => {
-                    let stored = meta
-                        .headers
-                        .get(header::TREE_DIGEST)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<TreeDigest>().ok());
-                    if stored == Some(digest) {
-                        return Ok(SaveOutcome::Unchanged { digest });
-                    }
-                }
-                Err(Error::NotFound) => {}
-                Err(e) => return Err(e),
+        if let Some(task) = digest_task.take() {
+            let digest = join_digest(task).await?;
+            if stored_digest(cache, key).await? == Some(digest) {
+                return Ok(SaveOutcome::Unchanged { digest });
             }
+            known_digest = Some(digest);
         }
     }
 
-    let headers = save_headers(&basename, digest, paths, options)?;
-    let mut create = CreateOptions::default();
-    create.ttl = options.ttl;
-    let mut writer = cache.create(key, headers, &create).await?;
-    let archive_options = ArchiveOptions::default()
-        .with_level(options.zstd_level.unwrap_or(3))
-        .with_threads(options.zstd_threads);
-    let result = {
-        let counting = CountingWriter {
-            inner: &mut writer,
-            progress: options.progress.clone(),
+    // The archiver starts at once and writes into a bounded in-memory pipe;
+    // the upload starts when the digest (a header) is known. Hashing and
+    // archiving thus overlap, and memory stays bounded by the pipe.
+    let (pipe_in, pipe_out) = tokio::io::duplex(PIPE_BYTES);
+    let archive = cachew_archive::archive_async(
+        pipe_in,
+        base_dir.to_path_buf(),
+        paths.to_vec(),
+        options.excludes.clone(),
+        ArchiveOptions::default()
+            .with_level(options.zstd_level.unwrap_or(3))
+            .with_threads(options.zstd_threads),
+    );
+    let upload = async move {
+        let mut pipe_out = pipe_out;
+        let digest = match (known_digest, digest_task) {
+            (Some(digest), _) => Some(digest),
+            (None, Some(task)) => Some(join_digest(task).await?),
+            (None, None) => None,
         };
-        cachew_archive::archive_async(
-            counting,
-            base_dir.to_path_buf(),
-            paths.to_vec(),
-            options.excludes.clone(),
-            archive_options,
-        )
-        .await
+        let headers = save_headers(&basename, digest, paths, options)?;
+        let mut create = CreateOptions::default();
+        create.ttl = options.ttl;
+        let mut writer = cache.create(key, headers, &create).await?;
+        if let Err(e) = pump(&mut pipe_out, &mut writer, options.progress.as_ref()).await {
+            // Closing the pipe stops the archiver.
+            drop(pipe_out);
+            let _ = writer.abort(Box::new(AbortReason(e.to_string()))).await;
+            return Err(e);
+        }
+        Ok((writer, digest))
     };
-    match result {
-        Ok(summary) => {
+    let (archived, uploaded) = tokio::join!(archive, upload);
+    match (archived, uploaded) {
+        (Ok(summary), Ok((mut writer, digest))) => {
             writer.commit().await?;
             Ok(SaveOutcome::Uploaded {
                 digest,
@@ -285,13 +282,74 @@ pub async fn save(
                 compressed_bytes: summary.compressed_bytes,
             })
         }
-        Err(e) => {
+        (Err(e), Ok((mut writer, _))) => {
+            // The pipe ended because the archiver failed: never commit.
             let err = from_archive(e);
-            // The abort's own result is secondary: the archive error says
-            // what went wrong, and a writer error is already in it.
             let _ = writer.abort(Box::new(AbortReason(err.to_string()))).await;
             Err(err)
         }
+        // The upload side failed on its own (digest, create, write); an
+        // archive error is then only the closed pipe.
+        (_, Err(e)) => Err(e),
+    }
+}
+
+/// Compressed bytes that may wait in memory for the upload to start (while
+/// the digest is computed) or to catch up.
+const PIPE_BYTES: usize = 32 << 20;
+
+async fn join_digest(
+    task: tokio::task::JoinHandle<Result<digest::DigestSummary>>,
+) -> Result<TreeDigest> {
+    let summary = task
+        .await
+        .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
+    Ok(summary.digest)
+}
+
+/// The tree digest stored with `key`, if there is an object with one.
+async fn stored_digest(cache: &dyn Cache, key: &Key) -> Result<Option<TreeDigest>> {
+    match cache.stat(key, &OpenOptions::default()).await {
+        Ok(meta) => Ok(meta
+            .headers
+            .get(header::TREE_DIGEST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<TreeDigest>().ok())),
+        Err(Error::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies the archive from the pipe into the cache writer until the pipe
+/// ends, counting bytes.
+async fn pump(
+    pipe: &mut tokio::io::DuplexStream,
+    writer: &mut Box<dyn crate::CacheWriter>,
+    progress: Option<&Progress>,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = pipe.read(&mut buf).await.map_err(Error::Stream)?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer.write_all(&buf[..n]).await.map_err(from_io)?;
+        if let Some(p) = progress {
+            p.add(n as u64);
+        }
+    }
+}
+
+/// An I/O error from a cache writer, with a cache error inside recovered.
+fn from_io(io: io::Error) -> Error {
+    if is_cache_error(&io) {
+        match io.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            _ => Error::Backend("upload stream failed".into()),
+        }
+    } else {
+        Error::Stream(io)
     }
 }
 
@@ -416,32 +474,3 @@ impl std::fmt::Display for AbortReason {
 }
 
 impl std::error::Error for AbortReason {}
-
-/// Counts bytes on their way to the cache writer.
-struct CountingWriter<'a, W: ?Sized> {
-    inner: &'a mut W,
-    progress: Option<Progress>,
-}
-
-impl<W: AsyncWrite + Unpin + ?Sized> AsyncWrite for CountingWriter<'_, W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let poll = Pin::new(&mut *this.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(p)) = (&poll, &this.progress) {
-            p.add(*n as u64);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.inner).poll_shutdown(cx)
-    }
-}
