@@ -66,13 +66,13 @@ pub(crate) fn is_zero_block(b: &[u8]) -> bool {
 pub(crate) fn checksum_ok(b: &[u8]) -> bool {
     let field = &b[148..156];
     let stored = parse_octal(field);
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, &x) in b.iter().enumerate() {
-        let x = if (148..156).contains(&i) { b' ' } else { x };
-        unsigned += u64::from(x);
-        signed += i64::from(x as i8);
-    }
+    // Sum everything, then count the checksum field as eight spaces.
+    let unsigned: u64 = b.iter().map(|&x| u64::from(x)).sum::<u64>()
+        - field.iter().map(|&x| u64::from(x)).sum::<u64>()
+        + 8 * u64::from(b' ');
+    let signed: i64 = b.iter().map(|&x| i64::from(x as i8)).sum::<i64>()
+        - field.iter().map(|&x| i64::from(x as i8)).sum::<i64>()
+        + 8 * i64::from(b' ');
     match stored {
         Some(s) => s == unsigned || s as i64 == signed,
         None => false,
