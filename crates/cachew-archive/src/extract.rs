@@ -550,10 +550,14 @@ impl Extractor<'_> {
         // the archive then get the archive's.
         self.restore_loosened()?;
         let mut dirs = std::mem::take(&mut self.dir_meta);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.rel.components().count()));
+        // Reverse component order visits every directory after all its
+        // descendants (so a read-only mode or a time set on a parent is not
+        // disturbed by work below it) and keeps ancestors' descriptors reusable.
+        dirs.sort_by(|a, b| b.rel.cmp(&a.rel));
+        let mut opener = sys::BeneathOpener::new(self.target);
         for d in dirs {
             let path = self.target.join(&d.rel);
-            let fd = match sys::open_dir_beneath(self.target, &d.rel) {
+            let fd = match opener.open(&d.rel) {
                 Ok(fd) => fd,
                 // Replaced by a later entry (a symlink or file): nothing to do.
                 Err(e)
@@ -566,21 +570,24 @@ impl Extractor<'_> {
                 Err(e) => return Err(Error::io("open directory", &path, e)),
             };
             if self.root {
-                sys::fchown(&fd, d.meta.uid, d.meta.gid)
+                sys::fchown(fd, d.meta.uid, d.meta.gid)
                     .map_err(|e| Error::io("change owner of", &path, e))?;
             }
-            sys::fchmod(&fd, d.meta.mode & 0o7777)
+            sys::fchmod(fd, d.meta.mode & 0o7777)
                 .map_err(|e| Error::io("change mode of", &path, e))?;
-            sys::futimens(&fd, d.meta.mtime).map_err(|e| Error::io("set times of", &path, e))?;
+            sys::futimens(fd, d.meta.mtime).map_err(|e| Error::io("set times of", &path, e))?;
         }
         Ok(())
     }
 
     fn restore_loosened(&mut self) -> Result<()> {
         let mut first = Ok(());
-        for (rel, mode) in std::mem::take(&mut self.loosened).into_iter().rev() {
+        let mut loosened = std::mem::take(&mut self.loosened);
+        loosened.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut opener = sys::BeneathOpener::new(self.target);
+        for (rel, mode) in loosened {
             let path = self.target.join(&rel);
-            let r = sys::open_dir_beneath(self.target, &rel).and_then(|fd| sys::fchmod(&fd, mode));
+            let r = opener.open(&rel).and_then(|fd| sys::fchmod(fd, mode));
             if let Err(e) = r {
                 if first.is_ok() {
                     first = Err(Error::io("restore the mode of", path, e));

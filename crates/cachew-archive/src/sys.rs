@@ -1,10 +1,10 @@
 //! Thin wrappers over the few POSIX calls std does not offer.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -157,4 +157,60 @@ pub(crate) fn linkat(src_dir: &OwnedFd, src_name: &Path, dst: &Path) -> io::Resu
             0,
         )
     })
+}
+
+/// Opens directories beneath a root one after another like
+/// [`open_dir_beneath`], reusing the descriptors of common ancestors: at
+/// most one descriptor per level is held, and a visit in sorted order costs
+/// one `openat` per directory instead of one per path component.
+pub(crate) struct BeneathOpener {
+    root: PathBuf,
+    root_fd: Option<OwnedFd>,
+    stack: Vec<(OsString, OwnedFd)>,
+}
+
+impl BeneathOpener {
+    pub(crate) fn new(root: &Path) -> Self {
+        BeneathOpener {
+            root: root.to_path_buf(),
+            root_fd: None,
+            stack: Vec::new(),
+        }
+    }
+
+    /// A descriptor for the directory `root/rel` (`rel` sanitized and relative).
+    pub(crate) fn open(&mut self, rel: &Path) -> io::Result<&OwnedFd> {
+        let mut comps = Vec::new();
+        for comp in rel.components() {
+            match comp {
+                Component::Normal(c) => comps.push(c),
+                Component::CurDir => {}
+                _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+            }
+        }
+        let keep = self
+            .stack
+            .iter()
+            .zip(&comps)
+            .take_while(|((have, _), want)| have.as_os_str() == **want)
+            .count();
+        self.stack.truncate(keep);
+        if self.root_fd.is_none() {
+            self.root_fd = Some(openat_dir(libc::AT_FDCWD, &cstr(&self.root)?, true)?);
+        }
+        for c in &comps[keep..] {
+            let parent = match self.stack.last() {
+                Some((_, fd)) => fd.as_raw_fd(),
+                None => self.root_fd.as_ref().expect("opened above").as_raw_fd(),
+            };
+            let name = CString::new(c.as_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let fd = openat_dir(parent, &name, false)?;
+            self.stack.push((c.to_os_string(), fd));
+        }
+        Ok(match self.stack.last() {
+            Some((_, fd)) => fd,
+            None => self.root_fd.as_ref().expect("opened above"),
+        })
+    }
 }
