@@ -77,14 +77,28 @@
 //! target by other processes is out of scope: callers should extract into a
 //! fresh staging directory and rename it into place.
 //!
+//! zstd frames needing a window over 128 MiB (`zstd --long=31`) are refused
+//! by the decoder, which bounds its memory; neither `zstd` nor `pzstd` write
+//! such frames by default.
+//!
 //! # Speed
 //!
-//! Archiving walks the tree and reads files on their own threads while the
-//! caller's thread frames tar and feeds a multithreaded zstd encoder.
+//! Archiving walks the tree (one `statx` per entry) and reads files (one
+//! `openat`, one `read`, one `close` per small file; empty files are not
+//! opened) on their own threads, handing items over in batches, while the
+//! caller's thread frames tar and feeds zstd's multithreaded encoder.
+//!
 //! Extraction decompresses and parses on the caller's thread and creates
-//! files on a small pool of worker threads; the same path always goes to the
-//! same worker, so duplicate entries keep their order. Runs of zeros in large
-//! files become holes.
+//! files on a small pool of worker threads, in batches of up to 128 files.
+//! The same path always goes to the same worker, so duplicate entries keep
+//! their order. A file costs `openat`, `pwrite`, `utimensat` and `close`:
+//! it is created with its final mode, so `fchmod` is only needed when the
+//! umask or set-id bits get in the way, and `fchown` (as root) only when the
+//! owner differs from what the file gets anyway. (If a target directory
+//! carries a default ACL, that ACL rather than the umask shapes new files'
+//! modes, and the skipped `fchmod` does not correct it; CI trees rarely have
+//! one.) Runs of zeros in large files become holes. Nothing is `fsync`ed:
+//! durability is the caller's business.
 
 mod create;
 mod error;
