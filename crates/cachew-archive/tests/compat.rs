@@ -136,6 +136,28 @@ fn gnu_pzstd_extracts_with_ours() {
 }
 
 #[test]
+fn gnu_posix_pax_format_extracts_with_ours() {
+    // `--format=posix` stores long and non-ASCII names, link targets and
+    // fractional times in pax extended headers instead of GNU long names.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    build_tree(&src);
+    let data = sh(&format!(
+        "tar --format=posix -cpf - -C '{}' . | zstd -q -c",
+        src.display()
+    ));
+    let pax_headers = sh_in("zstd -dc | grep -a -c PaxHeaders", &data);
+    assert_ne!(
+        String::from_utf8_lossy(&pax_headers).trim(),
+        "0",
+        "expected pax headers"
+    );
+    let dst = dir.path().join("dst");
+    extract(data.as_slice(), &dst, &ExtractOptions::default()).unwrap();
+    assert_eq!(snapshot(&src), snapshot(&dst));
+}
+
+#[test]
 fn pzstd_output_really_has_several_frames() {
     // pzstd writes a skippable frame before each zstd frame; make sure the
     // input in the test above is what we think, with enough data for two frames.
