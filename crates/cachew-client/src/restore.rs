@@ -230,9 +230,7 @@ async fn extract_object(
     };
 
     if existing {
-        let summary = cachew_archive::extract_async(body, dir.to_path_buf(), extract_options)
-            .await
-            .map_err(from_archive)?;
+        let summary = extract_stream(body, dir.to_path_buf(), extract_options).await?;
         let verified = match expected {
             Some(expected) => Some(verify(dir.to_path_buf(), expected, options).await?),
             None => None,
@@ -242,9 +240,7 @@ async fn extract_object(
 
     let staging = Staging::create(dir)?;
     let result = async {
-        let summary = cachew_archive::extract_async(body, staging.path.clone(), extract_options)
-            .await
-            .map_err(from_archive)?;
+        let summary = extract_stream(body, staging.path.clone(), extract_options).await?;
         let verified = match expected {
             Some(expected) => Some(verify(staging.path.clone(), expected, options).await?),
             None => None,
@@ -374,6 +370,102 @@ fn remove_tree(path: &Path) {
         if let Err(e) = std::fs::remove_dir_all(path) {
             tracing::warn!("could not remove staging directory {}: {e}", path.display());
         }
+    }
+}
+
+/// Bytes handed from the download to the extractor per message.
+const BRIDGE_CHUNK: usize = 512 * 1024;
+/// Messages in flight between them (bounds memory to a few MiB).
+const BRIDGE_DEPTH: usize = 8;
+
+/// Streams `body` into the extractor running on a blocking thread.
+///
+/// The download side reads into uninitialised buffers (`BytesMut`) and
+/// hands over ~512 KiB at a time, so no memory is zeroed per read however
+/// small the network reads are. A download error reaches the extractor as a
+/// read error and is returned as the cache error it was; an extraction
+/// error stops the download. The blocking work is always awaited, so the
+/// caller may remove a staging directory afterwards without racing it.
+async fn extract_stream<R>(
+    mut body: R,
+    target: PathBuf,
+    options: ExtractOptions,
+) -> Result<cachew_archive::ExtractSummary>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    use bytes::{Bytes, BytesMut};
+    use tokio::io::AsyncReadExt;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(BRIDGE_DEPTH);
+    let task = tokio::task::spawn_blocking(move || {
+        let reader = BridgeReader {
+            rx,
+            current: Bytes::new(),
+        };
+        cachew_archive::extract(reader, &target, &options)
+    });
+    let mut download_error = None;
+    loop {
+        let mut chunk = BytesMut::with_capacity(BRIDGE_CHUNK);
+        let mut eof = false;
+        while chunk.len() < BRIDGE_CHUNK {
+            match body.read_buf(&mut chunk).await {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    download_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !chunk.is_empty() && tx.send(Ok(chunk.freeze())).await.is_err() {
+            // The extractor stopped (an error, or the end of the archive).
+            break;
+        }
+        if let Some(e) = &download_error {
+            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string()))).await;
+            break;
+        }
+        if eof {
+            break;
+        }
+    }
+    drop(tx);
+    let result = task
+        .await
+        .map_err(|e| Error::Backend(format!("extraction task failed: {e}")))?;
+    match (download_error, result) {
+        // The download failed: that is the cause, whatever the extractor saw.
+        (Some(e), Err(_)) => Err(crate::save::from_io(e)),
+        (_, Err(e)) => Err(from_archive(e)),
+        (_, Ok(summary)) => Ok(summary),
+    }
+}
+
+/// The extractor's end of [`extract_stream`]'s channel.
+struct BridgeReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for BridgeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
     }
 }
 

@@ -342,7 +342,7 @@ async fn pump(
 }
 
 /// An I/O error from a cache writer, with a cache error inside recovered.
-fn from_io(io: io::Error) -> Error {
+pub(crate) fn from_io(io: io::Error) -> Error {
     if is_cache_error(&io) {
         match io.into_inner().map(|inner| inner.downcast::<Error>()) {
             Some(Ok(inner)) => *inner,

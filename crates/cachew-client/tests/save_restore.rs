@@ -573,6 +573,8 @@ async fn restore_into_a_file_is_an_error() {
 struct CountingCache {
     inner: Arc<dyn Cache>,
     fail_after: Option<usize>,
+    /// Bodies returned by `open` fail after this many bytes.
+    fail_reads_after: Option<usize>,
     creates: Arc<AtomicUsize>,
     aborted: Arc<AtomicBool>,
     committed: Arc<AtomicBool>,
@@ -583,6 +585,7 @@ impl CountingCache {
         CountingCache {
             inner: Arc::new(inner),
             fail_after,
+            fail_reads_after: None,
             creates: Arc::default(),
             aborted: Arc::default(),
             committed: Arc::default(),
@@ -608,7 +611,20 @@ impl Cache for CountingCache {
         self.inner.stat(key, options).await
     }
     async fn open(&self, key: &Key, options: &OpenOptions) -> cachew_client::Result<Object> {
-        self.inner.open(key, options).await
+        let object = self.inner.open(key, options).await?;
+        let Some(limit) = self.fail_reads_after else {
+            return Ok(object);
+        };
+        let meta = object.meta.clone();
+        let data = object.bytes().await?;
+        Ok(Object {
+            meta,
+            body: Box::pin(BrokenBody {
+                data,
+                pos: 0,
+                limit,
+            }),
+        })
     }
     async fn create(
         &self,
@@ -679,4 +695,75 @@ impl CacheWriter for FailingWriter {
         self.aborted.store(true, Ordering::SeqCst);
         self.inner.abort(cause).await
     }
+}
+
+/// A body that delivers `limit` bytes, then fails like a dropped connection.
+struct BrokenBody {
+    data: Bytes,
+    pos: usize,
+    limit: usize,
+}
+
+impl tokio::io::AsyncRead for BrokenBody {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let end = self.limit.min(self.data.len());
+        if self.pos >= self.data.len() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.pos >= end {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected download failure",
+            )));
+        }
+        // Small reads, as a network gives them.
+        let n = (end - self.pos).min(buf.remaining()).min(4096);
+        let pos = self.pos;
+        buf.put_slice(&self.data[pos..pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn download_failure_mid_stream_is_an_error_and_leaves_nothing() {
+    let src = sample_tree();
+    let base = src.path().join("project");
+    let mut cache = CountingCache::new(MemoryCache::new(0), None);
+    let key = Key::new("broken-download");
+    save(&cache, &key, &base, &all(), &SaveOptions::default())
+        .await
+        .unwrap();
+    let size = cache.get_bytes(&key).await.unwrap().len();
+    cache.fail_reads_after = Some(size / 2);
+    let dst = tempfile::tempdir().unwrap();
+    let err = restore(
+        &cache,
+        &[key],
+        &dst.path().join("out"),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("injected download failure"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(dst.path()).unwrap().count(), 0);
+
+    // The full body still restores.
+    cache.fail_reads_after = Some(usize::MAX);
+    restore(
+        &cache,
+        &[key],
+        &dst.path().join("out"),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list(&base), list(&dst.path().join("out")));
 }
