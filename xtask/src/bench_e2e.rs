@@ -34,6 +34,7 @@ struct Opts {
     write: bool,
     sets: Vec<String>,
     disk: bool,
+    load_before: String,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -43,6 +44,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         write: true,
         sets: vec!["doc".into(), "lib".into()],
         disk: true,
+        load_before: loadavg(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -223,6 +225,7 @@ pub(crate) fn run_bench(args: &[String]) -> Result<(), String> {
     fs::create_dir_all(&disk).map_err(|e| format!("create {}: {e}", disk.display()))?;
     let result = bench(&opts, &bin_s, &sysroot, &shm, &disk);
     let _ = remove(&shm);
+    eprintln!("xtask: removing {} (slow on this disk)", disk.display());
     let _ = remove(&disk);
     let (rows, sets) = result?;
 
@@ -265,33 +268,57 @@ fn bench(
              curl -sSf -X POST -H 'Content-Type: application/zstd' --data-binary @- '{go_url}'"
         ));
         let rs_save: Vec<String> = [
-            bin, "--url", &url, "--quiet", "save", "bench", src_s, "--key", &rs_key,
-            "--zstd-level", &level,
+            bin,
+            "--url",
+            &url,
+            "--quiet",
+            "save",
+            "bench",
+            src_s,
+            "--key",
+            &rs_key,
+            "--zstd-level",
+            &level,
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut rs_fast = rs_save.clone();
+        rs_fast.push("--no-digest".into());
 
-        eprintln!("xtask: {set}: {files} files, {:.0} MiB; warming up", bytes as f64 / 1048576.0);
+        eprintln!(
+            "xtask: {set}: {files} files, {:.0} MiB; warming up",
+            bytes as f64 / 1048576.0
+        );
         timed(&refs(&go_save), shm)?;
         timed(&refs(&rs_save), shm)?;
-        let (mut go, mut rs) = (Vec::new(), Vec::new());
+        let (mut go, mut rs, mut fast) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..opts.runs {
             // Alternate the order so neither side always runs second.
             if i % 2 == 0 {
                 go.push(timed(&refs(&go_save), shm)?);
                 rs.push(timed(&refs(&rs_save), shm)?);
+                fast.push(timed(&refs(&rs_fast), shm)?);
             } else {
+                fast.push(timed(&refs(&rs_fast), shm)?);
                 rs.push(timed(&refs(&rs_save), shm)?);
                 go.push(timed(&refs(&go_save), shm)?);
             }
         }
+        let go = median(&mut go);
         rows.push(Row {
             set: set.clone(),
             op: "save",
             target: "-",
-            go: median(&mut go),
+            go,
             rs: median(&mut rs),
+        });
+        rows.push(Row {
+            set: set.clone(),
+            op: "save --no-digest",
+            target: "-",
+            go,
+            rs: median(&mut fast),
         });
         eprintln!(
             "xtask: {set} save: go {:.2}s, cachew {:.2}s",
@@ -304,30 +331,31 @@ fn bench(
             targets.push(("disk", disk.to_path_buf()));
         }
         for (label, base) in targets {
-            let go_dest = base.join(format!("go-{set}"));
-            let rs_dest = base.join(format!("rs-{set}"));
-            let go_dest_s = go_dest.to_str().ok_or("non-UTF-8 path")?.to_owned();
-            let go_restore = sh(&format!(
-                "mkdir -p '{go_dest_s}' && curl -sSf '{go_url}' | zstd -q -dc | tar -xpf - -C '{go_dest_s}'"
-            ));
-            let rs_restore: Vec<String> = [
-                bin,
-                "--url",
-                &url,
-                "--quiet",
-                "restore",
-                "bench",
-                rs_dest.to_str().ok_or("non-UTF-8 path")?,
-                "--key",
-                &rs_key,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
             let (mut go, mut rs) = (Vec::new(), Vec::new());
             for i in 0..opts.runs + 1 {
-                remove(&go_dest)?;
-                remove(&rs_dest)?;
+                // A fresh directory per run: deleting tens of thousands of
+                // files between runs is very slow on this disk (mounted
+                // with `discard`), so everything is removed once at the end.
+                let go_dest = base.join(format!("go-{set}-{i}"));
+                let rs_dest = base.join(format!("rs-{set}-{i}"));
+                let go_dest_s = go_dest.to_str().ok_or("non-UTF-8 path")?.to_owned();
+                let go_restore = sh(&format!(
+                    "mkdir -p '{go_dest_s}' && curl -sSf '{go_url}' | zstd -q -dc | tar -xpf - -C '{go_dest_s}'"
+                ));
+                let rs_restore: Vec<String> = [
+                    bin,
+                    "--url",
+                    &url,
+                    "--quiet",
+                    "restore",
+                    "bench",
+                    rs_dest.to_str().ok_or("non-UTF-8 path")?,
+                    "--key",
+                    &rs_key,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
                 if label == "disk" {
                     let _ = Command::new("sync").status();
                 }
@@ -350,8 +378,12 @@ fn bench(
                     rs.push(r);
                 }
             }
-            remove(&go_dest)?;
-            remove(&rs_dest)?;
+            if label == "/dev/shm" {
+                for i in 0..opts.runs + 1 {
+                    remove(&base.join(format!("go-{set}-{i}")))?;
+                    remove(&base.join(format!("rs-{set}-{i}")))?;
+                }
+            }
             rows.push(Row {
                 set: set.clone(),
                 op: "restore",
@@ -393,8 +425,20 @@ fn render(opts: &Opts, rows: &[Row], sets: &[SetInfo]) -> String {
          largest process; `curl --data-binary @-` holds the whole upload in memory).\n",
         opts.level, opts.runs
     );
-    let _ = writeln!(md, "Command: `cargo xtask bench e2e --runs {}`\n", opts.runs);
-    let _ = writeln!(md, "Machine: {} cores, {}.\n", cores(), uname());
+    let _ = writeln!(
+        md,
+        "Command: `cargo xtask bench e2e --runs {}`\n",
+        opts.runs
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {} cores, {}; load average before/after: {} / {} (other jobs \
+         share this machine, so wall times are noisy).\n",
+        cores(),
+        uname(),
+        opts.load_before,
+        loadavg()
+    );
     let _ = writeln!(md, "| data set | files | size |");
     let _ = writeln!(md, "|---|---:|---:|");
     for (name, path, files, bytes) in sets {
@@ -428,12 +472,19 @@ fn render(opts: &Opts, rows: &[Row], sets: &[SetInfo]) -> String {
     let _ = writeln!(
         md,
         "\nSave pipelines: `tar -cpf - -C DIR . | pzstd -p2 -{lvl} | curl --data-binary @- URL` \
-         vs `cachew save NS DIR --key K --zstd-level {lvl}` (which also computes the blake3 \
-         tree digest). Restore pipelines: `curl URL | zstd -dc | tar -xpf - -C DEST` vs \
+         vs `cachew save NS DIR --key K --zstd-level {lvl}`, which also computes the blake3 \
+         tree digest (one more pass over the files, overlapped with archiving); \
+         `save --no-digest` skips it. Restore pipelines: `curl URL | zstd -dc | tar -xpf - -C DEST` vs \
          `cachew restore NS DEST --key K` (staged beside DEST, renamed into place).\n",
         lvl = opts.level
     );
     md
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn cores() -> usize {
@@ -461,7 +512,11 @@ fn write_section(path: &Path, generated: &str) -> Result<(), String> {
                 .map_or(old.len(), |i| start + SECTION.len() + i + 1);
             format!("{}{}{}", &old[..start], generated, &old[end..])
         }
-        None => format!("{}\n{}", old.trim_end_matches('\n').to_owned() + "\n", generated),
+        None => format!(
+            "{}\n{}",
+            old.trim_end_matches('\n').to_owned() + "\n",
+            generated
+        ),
     };
     fs::write(path, new).map_err(|e| format!("write {}: {e}", path.display()))
 }
