@@ -11,6 +11,7 @@
 mod bench_archive;
 mod bench_e2e;
 mod bench_http;
+mod bench_parallel;
 mod conformance;
 mod demo;
 mod release;
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("http") => {
             bench_http::run(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("parallel") => {
+            bench_parallel::run(&args[2..])
         }
         Some("conformance") => conformance::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -70,6 +74,8 @@ commands:
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
   bench archive [--runs N] [--no-write]
               our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
+  bench parallel [--no-write]
+              256 MiB, 8-way ranged download vs one rate-limited stream; writes docs/benchmarks.md
 ";
 
 /// The workspace root, found from this crate's manifest directory.
