@@ -49,7 +49,7 @@ pub(crate) enum GitCommand {
 /// `git restore URL DIR [flags]`.
 #[derive(Debug, Args)]
 pub(crate) struct GitRestoreArgs {
-    /// Repository URL, e.g. https://github.com/org/repo.
+    /// Repository URL, e.g. `https://github.com/org/repo`.
     pub(crate) repo: String,
     /// Directory of the clone (created; staged beside it and renamed into place).
     pub(crate) dir: PathBuf,

@@ -323,14 +323,9 @@ impl RangedSource for HttpSource {
     }
 }
 
-/// Converts a transport error into the facade's, keeping it as the source.
+/// Converts a transport error into the facade's, as the remote cache does.
 pub(crate) fn transport_error(e: cachew_transport::Error) -> Error {
-    let kind = if e.is_timeout() {
-        io::ErrorKind::TimedOut
-    } else {
-        io::ErrorKind::Other
-    };
-    Error::Stream(io::Error::new(kind, e))
+    Error::from(e)
 }
 
 /// What the first response of a download revealed.
