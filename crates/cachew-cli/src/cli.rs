@@ -179,6 +179,11 @@ pub(crate) enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         bind: String,
+        /// Also serve the /git/ endpoints (snapshots, bundles, ensure-refs)
+        /// for the plain git repositories under DIR: repository URL
+        /// `https://host/org/repo` is `DIR/host/org/repo`.
+        #[arg(long, value_name = "DIR")]
+        git_root: Option<PathBuf>,
     },
 }
 

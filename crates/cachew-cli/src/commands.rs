@@ -125,7 +125,11 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Save(args) => save_cmd(&ctx, args).await,
         Command::Restore(args) => restore_cmd(&ctx, args).await,
-        Command::Serve { dir, bind } => serve(&ctx, &dir, &bind).await,
+        Command::Serve {
+            dir,
+            bind,
+            git_root,
+        } => serve(&ctx, &dir, &bind, git_root).await,
         Command::Git(git) => {
             let git_ctx = crate::git_restore::GitContext {
                 url: &cli.global.url,
@@ -398,9 +402,13 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     }
 }
 
-async fn serve(ctx: &Ctx, dir: &Path, bind: &str) -> Outcome {
+async fn serve(ctx: &Ctx, dir: &Path, bind: &str, git_root: Option<PathBuf>) -> Outcome {
     let cache = cachew_client::DiskCache::open(dir)?;
-    let server = cachew_server::Server::new(Arc::new(cache))
+    let mut builder = cachew_server::Server::builder(Arc::new(cache));
+    if let Some(root) = git_root {
+        builder = builder.git_root(root);
+    }
+    let server = builder
         .bind(bind)
         .await
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;

@@ -336,3 +336,40 @@ fn a_bundle_that_does_not_apply_is_only_a_warning() {
     );
     assert_eq!(head(&dir2), first);
 }
+
+#[test]
+fn cachew_serve_with_a_git_root_serves_snapshots() {
+    use std::io::BufRead;
+
+    let fx = Fixture::new();
+    let first = fx.commit("a.txt", b"one");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_cachew"));
+    isolate_git(&mut serve);
+    let mut child = serve
+        .args(["serve", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(fx.path("served-cache"))
+        .arg("--git-root")
+        .arg(&fx.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split(" at ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .expect("cachew serve prints its URL");
+    let dir = fx.path("from-serve");
+    let (code, err) = fx.restore(&url, &[REPO, dir.to_str().unwrap()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(head(&dir), first);
+}
