@@ -21,15 +21,21 @@
 //!    every requested SHA must be present afterwards.
 
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use cachew_client::git::{GitClient, GitSnapshot};
 use cachew_client::parallel::ParallelOptions;
 use cachew_client::proto::EnsureGitRefsRequest;
 use cachew_client::{Error, RemoteCache};
 use clap::{Args, Subcommand};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::progress::{self, Mode};
 
 /// A command's failure.
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -321,7 +327,7 @@ async fn restore_snapshot(
         std::process::id(),
         nanos()
     ));
-    let result = restore_into(git, args, &staging).await;
+    let result = restore_into(git, args, &staging, Mode::detect(ctx.quiet)).await;
     let result = match result {
         Ok(summary) => {
             // An empty DIR is replaced by the rename itself: rename(2)
@@ -362,6 +368,7 @@ async fn restore_into(
     git: &GitClient,
     args: &GitRestoreArgs,
     staging: &Path,
+    mode: Mode,
 ) -> Result<String, Failure> {
     let started = Instant::now();
     let opts = ParallelOptions::default()
@@ -382,15 +389,33 @@ async fn restore_into(
     let commit = snapshot.commit.clone();
     let bundle_url = snapshot.bundle_url.clone();
     let size = snapshot.size;
+    let counted = Arc::new(AtomicU64::new(0));
+    let body = Counting {
+        inner: snapshot.body,
+        count: counted.clone(),
+    };
+    let ticker = live_progress(mode, counted.clone(), size.unwrap_or(0));
     let extract_opts = cachew_archive::ExtractOptions::default().with_threads(args.zstd_threads);
-    cachew_archive::extract_async(snapshot.body, staging.to_path_buf(), extract_opts)
-        .await
-        .map_err(|e| format!("cannot extract the snapshot of {}: {e}", args.repo))?;
+    let extracted = cachew_archive::extract_async(body, staging.to_path_buf(), extract_opts).await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+        let _ = ticker.await;
+        eprint!("\r\x1b[2K");
+    }
+    extracted.map_err(|e| format!("cannot extract the snapshot of {}: {e}", args.repo))?;
+    let elapsed = started.elapsed();
+    let received = counted.load(Ordering::Relaxed);
     let mut summary = format!(
-        "snapshot {}{} in {:.1}s",
+        "snapshot {}, {} in {} ({}{})",
         commit.as_deref().map_or("(cold)", short),
-        size.map_or(String::new(), |s| format!(", {s} bytes")),
-        started.elapsed().as_secs_f64()
+        progress::bytes(received),
+        progress::duration(elapsed),
+        progress::rate(received, elapsed),
+        if snapshot.parallel {
+            format!(", {} parallel requests", opts.concurrency)
+        } else {
+            String::new()
+        }
     );
     if commit.is_none() {
         eprintln!(
@@ -413,6 +438,52 @@ async fn restore_into(
         }
     }
     Ok(summary)
+}
+
+/// A reader that counts the bytes it hands out.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+/// Draws a live progress line on a terminal until aborted; nothing
+/// otherwise (CI logs get the summary line only).
+fn live_progress(
+    mode: Mode,
+    count: Arc<AtomicU64>,
+    total: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if mode != Mode::Terminal {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let line = progress::render(
+                "git snapshot",
+                count.load(Ordering::Relaxed),
+                total,
+                started.elapsed(),
+            );
+            eprint!("\r\x1b[2K{line}");
+        }
+    }))
 }
 
 fn short(sha: &str) -> &str {
