@@ -412,7 +412,7 @@ async fn restore_into(
         progress::duration(elapsed),
         progress::rate(received, elapsed),
         if snapshot.parallel {
-            format!(", {} parallel requests", opts.concurrency)
+            format!(", {}-way ranged download", opts.concurrency)
         } else {
             String::new()
         }
