@@ -253,6 +253,24 @@ async fn healthy_downloads_over_http_split_into_chunks() {
         std::io::Read::read_to_end(&mut &*file, &mut written).unwrap();
         assert!(written == pattern(SIZE, 0), "{name}");
     }
+    // An empty object: the discovery's 416 `bytes */0` is an empty result.
+    let empty = Key::new("empty");
+    env.remote
+        .put_bytes(
+            &empty,
+            Vec::new().into(),
+            HeaderMap::new(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let source = Arc::new(CacheSource::new(env.remote.clone(), empty));
+    let (info, mut reader) = parallel_reader(source, &opts()).await.unwrap();
+    assert_eq!(info.size, Some(0));
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await.unwrap();
+    assert!(out.is_empty());
+
     // open_parallel with a size threshold: below it, one plain request.
     env.fault(Fault::None);
     let big = ParallelOptions::default()

@@ -9,7 +9,9 @@
 //!   was ignored, e.g. a cold server still generating the object) is accepted
 //!   as a single-stream download and never retried (LESSONS 6). A first
 //!   response that already holds the whole object is the whole download
-//!   (LESSONS 7). `416 bytes */0` is an empty object.
+//!   (LESSONS 7). `416 bytes */0` is an empty object. A first answer without
+//!   an ETag (chunks could not be pinned) or without the total size in its
+//!   `Content-Range` is dropped in favour of one plain `GET`.
 //! - **Chunks**: every further request carries `If-Match` with the first
 //!   ETag. A `412` or a different ETag means the object changed: the download
 //!   fails with an error that says so. A `200`, or a `206` whose
@@ -472,9 +474,10 @@ async fn discover(source: &dyn RangedSource, opts: &ParallelOptions) -> Result<D
             return Err(wrong_range(0, range.start));
         }
         let Some(total) = range.total else {
-            return Err(Error::Backend(
-                "the server did not report the object's size in Content-Range".into(),
-            ));
+            // Without the size (`bytes 0-N/*`) there is no chunk plan.
+            tracing::debug!("no size in Content-Range; downloading as one stream");
+            drop(resp.body);
+            return plain(source).await;
         };
         if range.len == total {
             // A small object arrives whole in the first answer (LESSONS 7).

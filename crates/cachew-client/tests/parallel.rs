@@ -45,6 +45,8 @@ struct Fake {
     ignore_ranges: bool,
     /// Send no ETag.
     no_etag: bool,
+    /// Send `Content-Range: bytes a-b/*`.
+    unknown_total: bool,
     /// Faults by requested start offset, consumed in order.
     faults: Mutex<HashMap<u64, VecDeque<Fault>>>,
     /// Every request: (range, if-match).
@@ -62,6 +64,7 @@ impl Fake {
             etag: Mutex::new(EntityTag::new("v1").unwrap()),
             ignore_ranges: false,
             no_etag: false,
+            unknown_total: false,
             faults: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             in_flight: Arc::default(),
@@ -175,7 +178,7 @@ impl RangedSource for Fake {
                     RangedKind::Partial(ContentRange {
                         start,
                         len,
-                        total: Some(size),
+                        total: (!self.unknown_total).then_some(size),
                     }),
                     data[start as usize..end as usize].to_vec(),
                 )
@@ -576,4 +579,17 @@ async fn cache_objects_download_in_parallel_with_their_metadata() {
         .await
         .unwrap_err();
     assert!(missing.is_not_found());
+}
+
+#[tokio::test]
+async fn without_the_total_size_the_download_is_one_plain_stream() {
+    let data = pattern(1000);
+    let mut fake = Fake::new(data.clone());
+    fake.unknown_total = true;
+    let fake = Arc::new(fake);
+    assert!(read_all(fake.clone(), &opts(8, 100)).await.unwrap() == data);
+    assert_eq!(
+        fake.requests(),
+        vec![(ByteRange::new(0, 100), None), (None, None)]
+    );
 }
