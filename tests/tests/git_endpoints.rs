@@ -153,3 +153,65 @@ async fn snapshot_ranges_follow_the_object_rules() {
         assert!(body == whole, "chunk {chunk}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_conditions_ranges_and_bad_requests() {
+    let fx = Fixture::new().await;
+    fx.commit("a.txt", "one");
+    let http = cachew_transport::HttpClient::builder().build().unwrap();
+    let url = format!(
+        "{}/git/example.test/org/repo/snapshot.tar.zst",
+        fx.server.url()
+    );
+    let send = |req: http::request::Builder, body: &'static str| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .send(req.body(cachew_transport::RequestBody::from(body)).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            (status, headers)
+        }
+    };
+    let (status, headers) = send(http::Request::get(&url), "").await;
+    assert_eq!(status, 200);
+    let size: u64 = headers["content-length"].to_str().unwrap().parse().unwrap();
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["x-cachew-snapshot-commit"].len(), 40);
+
+    let (status, headers) = send(
+        http::Request::get(&url)
+            .header("range", "bytes=10-19")
+            .header("if-match", &etag),
+        "",
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(headers["content-range"], format!("bytes 10-19/{size}"));
+
+    let (status, _) = send(http::Request::get(&url).header("if-match", "\"other\""), "").await;
+    assert_eq!(status, 412);
+    let (status, _) = send(http::Request::get(&url).header("if-none-match", &etag), "").await;
+    assert_eq!(status, 304);
+    let (status, headers) = send(
+        http::Request::get(&url).header("range", format!("bytes={size}-")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 416);
+    assert_eq!(headers["content-range"], format!("bytes */{size}"));
+
+    let (status, _) = send(http::Request::put(&url), "").await;
+    assert_eq!(status, 405);
+    let refs = url.replace("snapshot.tar.zst", "ensure-refs");
+    let (status, _) = send(http::Request::post(&refs), "not json").await;
+    assert_eq!(status, 400);
+    let (status, _) = send(http::Request::post(&refs), "{}").await;
+    assert_eq!(status, 400);
+    let bundle = url.replace("snapshot.tar.zst", "snapshot.bundle?base=nope");
+    let (status, _) = send(http::Request::get(&bundle), "").await;
+    assert_eq!(status, 400);
+}
