@@ -34,10 +34,10 @@ use http::{HeaderMap, StatusCode};
 
 use crate::cache::Body;
 use crate::error::{Error, Result};
-use crate::RemoteCache;
 use crate::parallel::{
     parallel_reader, transport_error, HttpSource, ParallelOptions, RangedKind, RangedSource,
 };
+use crate::RemoteCache;
 
 /// Largest JSON answer accepted from ensure-refs.
 const MAX_JSON: u64 = 16 << 20;
