@@ -60,6 +60,18 @@ async fn snapshot_then_bundle_brings_a_clone_to_the_new_head() {
     assert_eq!(git(&dir, &["rev-parse", "HEAD"]), second);
     assert_eq!(std::fs::read_to_string(dir.join("b.txt")).unwrap(), "two");
 
+    // Refreshing the snapshot (DELETE) makes the next one current again.
+    let status = fx
+        .raw(
+            http::Method::DELETE,
+            "/git/example.test/org/repo/snapshot.tar.zst",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let snap = client.open_snapshot(REPO_URL).await.unwrap();
+    assert_eq!(snap.commit.as_deref(), Some(second.as_str()));
+    assert_eq!(snap.bundle_url, None);
+
     // A bundle from the current HEAD has nothing to add: 204, "up to date".
     let current = format!("/git/example.test/org/repo/snapshot.bundle?base={second}");
     match client.open_bundle(&current).await {

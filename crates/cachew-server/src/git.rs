@@ -10,9 +10,10 @@
 //!   request of a download; the pinned chunk requests that follow must see
 //!   the same snapshot) and by ensure-refs when something is missing;
 //! - `snapshot.tar.zst`, a tar + zstd of a fresh clone of the mirror
-//!   (working tree and `.git`), taken on the first request and kept until the
-//!   server's state directory is removed, so that a repository that gains
-//!   commits afterwards is brought up to date by a bundle.
+//!   (working tree and `.git`), taken on the first request and kept until it
+//!   is explicitly refreshed (`DELETE …/snapshot.tar.zst`), so that a
+//!   repository that gains commits afterwards is brought up to date by a
+//!   bundle.
 //!
 //! Endpoints:
 //! - `GET …/snapshot.tar.zst`: the snapshot, with ranges and `If-Match` /
@@ -20,6 +21,8 @@
 //!   `ETag`, `X-Cachew-Snapshot-Commit: <sha>` and, once the mirror's HEAD
 //!   moved past the snapshot, `X-Cachew-Bundle-Url:
 //!   /git/{host}/{path}/snapshot.bundle?base=<sha>`. 404 without an upstream.
+//! - `DELETE …/snapshot.tar.zst`: drops the kept snapshot (a server-local
+//!   extension; the next request takes a fresh one).
 //! - `GET …/lfs-snapshot.tar.zst`: always 404 (no LFS support).
 //! - `GET …/snapshot.bundle?base=<sha>`: `git bundle create` of the HEAD
 //!   branch from `base`; 204 when `base` is the mirror's HEAD.
@@ -153,13 +156,12 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<Incoming>)
     };
     let method = req.method().clone();
     match (endpoint, &method) {
-        ("snapshot.tar.zst", &Method::GET) => {}
+        ("snapshot.tar.zst", &Method::GET | &Method::DELETE) => {}
         ("lfs-snapshot.tar.zst", &Method::GET) => {}
         ("snapshot.bundle", &Method::GET) => {}
         ("ensure-refs", &Method::POST) => {}
-        ("snapshot.tar.zst" | "lfs-snapshot.tar.zst" | "snapshot.bundle", _) => {
-            return not_allowed("GET")
-        }
+        ("snapshot.tar.zst", _) => return not_allowed("GET, DELETE"),
+        ("lfs-snapshot.tar.zst" | "snapshot.bundle", _) => return not_allowed("GET"),
         ("ensure-refs", _) => return not_allowed("POST"),
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     }
@@ -168,6 +170,7 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<Incoming>)
         Err((status, message)) => return text(status, &message),
     };
     match endpoint {
+        "snapshot.tar.zst" if method == Method::DELETE => drop_snapshot(state, &repo).await,
         "snapshot.tar.zst" => snapshot(state, &repo, req.headers()).await,
         "lfs-snapshot.tar.zst" => text(
             StatusCode::NOT_FOUND,
@@ -430,6 +433,18 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap) -> Resp {
             &format!("cannot read the snapshot: {e}"),
         ),
     }
+}
+
+/// Forgets the kept snapshot so that the next request takes a fresh one.
+async fn drop_snapshot(state: &GitState, repo: &Repo) -> Resp {
+    let lock = state.lock_for(&repo.name);
+    let mut current = lock.lock().await;
+    if let Some(snap) = current.take() {
+        // Downloads still reading it keep their open file; their pinned
+        // chunk requests will see the new snapshot's ETag and fail cleanly.
+        let _ = tokio::fs::remove_file(&snap.path).await;
+    }
+    empty(StatusCode::OK)
 }
 
 fn is_sha(s: &str) -> bool {

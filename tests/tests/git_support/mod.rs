@@ -99,8 +99,15 @@ impl Fixture {
 
     /// The status of a plain GET of `path` on the server.
     pub async fn raw_get(&self, path: &str) -> u16 {
+        self.raw(http::Method::GET, path).await
+    }
+
+    /// The status of a bodiless `method` request of `path` on the server.
+    pub async fn raw(&self, method: http::Method, path: &str) -> u16 {
         let http = HttpClient::builder().build().unwrap();
-        let req = http::Request::get(format!("{}{path}", self.server.url()))
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.server.url()))
             .body(cachew_transport::RequestBody::empty())
             .unwrap();
         http.send(req).await.unwrap().status().as_u16()
