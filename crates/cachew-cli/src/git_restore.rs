@@ -504,7 +504,11 @@ async fn apply_bundle(
     };
     let mut data = Vec::new();
     body.read_to_end(&mut data).await?;
-    let bundle = clone.with_extension("bundle");
+    // Beside the staging directory, named after it (with_extension would
+    // cut its name at the first dot).
+    let mut bundle = clone.as_os_str().to_owned();
+    bundle.push(".bundle");
+    let bundle = PathBuf::from(bundle);
     tokio::fs::write(&bundle, &data)
         .await
         .map_err(|e| Error::io("write", &bundle, e))?;
