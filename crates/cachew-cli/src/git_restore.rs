@@ -126,7 +126,12 @@ impl GitContext<'_> {
 /// Runs `cachew git …`.
 pub(crate) async fn run(ctx: &GitContext<'_>, command: GitCommand) -> Result<(), Failure> {
     match command {
-        GitCommand::Restore(args) => restore(ctx, args).await,
+        // Ctrl-C drops the restore; the staging guard then removes the
+        // staging directory, so DIR never appears half-written.
+        GitCommand::Restore(args) => tokio::select! {
+            r = restore(ctx, args) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        },
     }
 }
 
@@ -327,6 +332,7 @@ async fn restore_snapshot(
         std::process::id(),
         nanos()
     ));
+    let mut guard = StagingGuard(Some(staging.clone()));
     let result = restore_into(git, args, &staging, Mode::detect(ctx.quiet)).await;
     let result = match result {
         Ok(summary) => {
@@ -342,6 +348,7 @@ async fn restore_snapshot(
     };
     match result {
         Ok(summary) => {
+            guard.0 = None;
             ctx.status(&format!(
                 "restored {} into {}: {summary}",
                 args.repo,
@@ -352,7 +359,20 @@ async fn restore_snapshot(
         Err(e) => {
             // The staging directory is ours alone.
             let _ = tokio::fs::remove_dir_all(&staging).await;
+            guard.0 = None;
             Err(e)
+        }
+    }
+}
+
+/// Removes the staging directory if the restore is dropped half-way (e.g.
+/// on Ctrl-C); disarmed once the directory was renamed or cleaned up.
+struct StagingGuard(Option<PathBuf>);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

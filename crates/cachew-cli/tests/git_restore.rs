@@ -22,6 +22,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_rate(None)
+    }
+
+    /// A fixture whose server sends at most `rate` bytes/s per connection.
+    fn with_rate(rate: Option<u64>) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         let upstream = root.join("example.test/org/repo");
@@ -32,13 +37,11 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let server = runtime
-            .block_on(
-                Server::builder(Arc::new(MemoryCache::new(0)))
-                    .git_root(&root)
-                    .bind("127.0.0.1:0"),
-            )
-            .unwrap();
+        let mut builder = Server::builder(Arc::new(MemoryCache::new(0))).git_root(&root);
+        if let Some(rate) = rate {
+            builder = builder.rate_limit_per_connection(rate);
+        }
+        let server = runtime.block_on(builder.bind("127.0.0.1:0")).unwrap();
         Fixture {
             tmp,
             root,
@@ -67,10 +70,8 @@ impl Fixture {
         git(&self.upstream, &["rev-parse", "HEAD"])
     }
 
-    /// `cachew --url URL git restore ARGS…`, with git isolated from the
-    /// user's configuration and the repository URL mapped to the upstream
-    /// directory (as a CI machine's git would reach the real origin).
-    fn restore(&self, url: &str, args: &[&str]) -> (i32, String) {
+    /// The `cachew git restore` command, not started.
+    fn command(&self, url: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachew"));
         for (k, _) in std::env::vars() {
             if k.starts_with("CACHEW_") {
@@ -87,11 +88,36 @@ impl Fixture {
             .args(["--url", url, "git", "restore"])
             .args(args)
             .stdin(Stdio::null());
-        let out = cmd.output().unwrap();
+        cmd
+    }
+
+    /// `cachew --url URL git restore ARGS…`, with git isolated from the
+    /// user's configuration and the repository URL mapped to the upstream
+    /// directory (as a CI machine's git would reach the real origin).
+    fn restore(&self, url: &str, args: &[&str]) -> (i32, String) {
+        let out = self.command(url, args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// A raw `Range: bytes=0-0` GET of the snapshot (which makes the server
+    /// take it), over plain HTTP/1.1.
+    fn snapshot_first_byte(&self) {
+        use std::io::{Read, Write};
+        let addr = self.server.as_ref().unwrap().addr();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "GET /git/example.test/org/repo/snapshot.tar.zst HTTP/1.1\r\n\
+             Host: {addr}\r\nRange: bytes=0-0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 206"), "{answer}");
     }
 
     /// Names in the temporary directory (to spot staging leftovers).
@@ -374,4 +400,48 @@ fn cachew_serve_with_a_git_root_serves_snapshots() {
     child.wait().unwrap();
     assert_eq!(code, 0, "{err}");
     assert_eq!(head(&dir), first);
+}
+
+#[test]
+fn an_interrupted_restore_leaves_nothing_behind() {
+    // 2 MiB of noise at 256 KB/s per connection: several seconds of download.
+    let fx = Fixture::with_rate(Some(256_000));
+    fx.commit("blob.bin", &noise(2 << 20));
+    // The first request takes the snapshot; ask for one byte of it so that
+    // the timed restore below starts streaming at once.
+    fx.snapshot_first_byte();
+
+    let dir = fx.path("slow");
+    let child = fx
+        .command(
+            &fx.url(),
+            &[REPO, dir.to_str().unwrap(), "--download-chunk-size-mb", "1"],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the staging directory exists, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !fx
+        .entries()
+        .iter()
+        .any(|e| e.starts_with(".slow.cachew-git-"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no staging directory appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!dir.exists());
+    assert_eq!(fx.entries(), ["root"]);
 }
