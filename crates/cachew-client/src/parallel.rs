@@ -935,6 +935,7 @@ impl Checked {
         };
         let remaining = expected - self.read;
         if remaining == 0 {
+            // One more read must find the end: anything else is overlong.
             let mut probe = [0u8; 1];
             let mut probe = ReadBuf::new(&mut probe);
             std::task::ready!(self.body.as_mut().poll_read(cx, &mut probe))?;
@@ -944,15 +945,21 @@ impl Checked {
             self.done = true;
             return Poll::Ready(Ok(()));
         }
-        let limit = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.remaining());
-        let mut sub = ReadBuf::new(buf.initialize_unfilled_to(limit));
+        // Read at most `remaining` bytes straight into the caller's buffer,
+        // without initialising it first: the pattern of tokio's `Take`.
+        let limit = usize::try_from(remaining).unwrap_or(usize::MAX);
+        let mut sub = buf.take(limit);
+        let ptr = sub.filled().as_ptr();
         std::task::ready!(self.body.as_mut().poll_read(cx, &mut sub))?;
+        // The inner reader must not have swapped the buffer out.
+        assert_eq!(ptr, sub.filled().as_ptr(), "reader replaced the buffer");
         let n = sub.filled().len();
         if n == 0 {
             return Poll::Ready(Err(short_body(self.start, expected, self.read)));
         }
+        // SAFETY: the inner reader initialised the first `n` bytes of `sub`,
+        // which are the first `n` unfilled bytes of `buf`.
+        unsafe { buf.assume_init(n) };
         buf.advance(n);
         self.read += n as u64;
         Poll::Ready(Ok(()))
