@@ -372,7 +372,16 @@ struct StagingGuard(Option<PathBuf>);
 impl Drop for StagingGuard {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_dir_all(&path);
+            // The extractor's threads may still be finishing a file for a
+            // moment after the restore was dropped: retry briefly.
+            for _ in 0..5 {
+                match std::fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => return,
+                }
+            }
         }
     }
 }
