@@ -22,7 +22,8 @@
 //!   from chunks fetched at most `2 × concurrency` chunks ahead of the reader
 //!   (LESSONS 4): fetchers never run further ahead, so a failed or slow chunk
 //!   can never leave others blocked, and buffering stays below about
-//!   `2 × concurrency × chunk_size` whatever the object size.
+//!   `2 × concurrency × chunk_size` whatever the object size. The first
+//!   failed fetch fails the reader at once, not when it reaches that chunk.
 //!   [`parallel_get`] writes chunks at their offsets through a
 //!   [`PositionalWriter`] (e.g. a [`std::fs::File`]) and buffers almost nothing.
 //! - Concurrency 1 is one plain `GET`, without `Range`.
@@ -59,6 +60,7 @@ use bytes::Bytes;
 use cachew_proto::header::ContentRange;
 use cachew_proto::{ByteRange, EntityTag, EtagCondition, Key, OpenOptions};
 use cachew_transport::{HttpClient, RequestBody};
+use futures_util::task::AtomicWaker;
 use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -829,6 +831,7 @@ pub async fn parallel_reader(
                 next_spawn: 1,
                 window: opts.window(),
                 permits,
+                first_error: Arc::default(),
                 failed: false,
             };
             split.top_up();
@@ -1036,7 +1039,32 @@ struct SplitReader {
     window: usize,
     /// Bounds the requests in flight to the concurrency.
     permits: Arc<Semaphore>,
+    /// The first fetch error, reported at once rather than when the reader
+    /// reaches that chunk.
+    first_error: Arc<FirstError>,
     failed: bool,
+}
+
+/// Where fetch tasks leave the first error and wake the reader.
+#[derive(Default)]
+struct FirstError {
+    error: Mutex<Option<Error>>,
+    waker: AtomicWaker,
+}
+
+impl FirstError {
+    fn set(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        drop(slot);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl SplitReader {
@@ -1046,14 +1074,26 @@ impl SplitReader {
         while self.next_spawn < self.plan.chunks() && self.pending.len() + 1 < self.window {
             let index = self.next_spawn;
             self.next_spawn += 1;
-            let (source, plan, permits) =
-                (self.source.clone(), self.plan.clone(), self.permits.clone());
+            let (source, plan, permits, first_error) = (
+                self.source.clone(),
+                self.plan.clone(),
+                self.permits.clone(),
+                self.first_error.clone(),
+            );
             self.pending.push_back(tokio::spawn(async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
                     .map_err(|_| Error::Backend("download cancelled".into()))?;
-                fetch_chunk(&*source, &plan, index).await
+                match fetch_chunk(&*source, &plan, index).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => {
+                        first_error.set(e);
+                        Err(Error::Backend(
+                            "another chunk of the download failed".into(),
+                        ))
+                    }
+                }
             }));
         }
     }
@@ -1071,6 +1111,12 @@ impl SplitReader {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.failed {
             return Poll::Ready(Err(io::Error::other("the parallel download failed")));
+        }
+        // A failed fetch ends the download now, whichever chunk it was
+        // (register before checking, so that no wake-up is lost).
+        self.first_error.waker.register(cx.waker());
+        if let Some(e) = self.first_error.take() {
+            return self.fail(into_io(e));
         }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
