@@ -136,7 +136,9 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
                 authorization: cli.global.authorization.as_deref(),
                 quiet: cli.global.quiet,
             };
-            crate::git_restore::run(&git_ctx, git).await.map(|()| Exit::Success)
+            crate::git_restore::run(&git_ctx, git)
+                .await
+                .map(|()| Exit::Success)
         }
     }
 }
@@ -309,7 +311,14 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
         format!("save {}/{}", args.namespace, short(&key)),
         progress,
     );
-    let result = save(&*cache, &key, &args.dir, &paths, &options).await;
+    // Ctrl-C drops the save: its writer aborts, so nothing is uploaded.
+    let result = tokio::select! {
+        r = save(&*cache, &key, &args.dir, &paths, &options) => r,
+        _ = tokio::signal::ctrl_c() => {
+            live.finish().await;
+            return Err("interrupted: nothing was uploaded".into());
+        }
+    };
     live.finish().await;
     let elapsed = started.elapsed();
     match result? {
@@ -352,7 +361,15 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         format!("restore {}/{}", args.namespace, short(&keys[0])),
         progress,
     );
-    let result = restore(&*cache, &keys, &args.dir, &options).await;
+    // Ctrl-C drops the restore: a staged restore removes its staging
+    // directory, so a new directory never appears half-written.
+    let result = tokio::select! {
+        r = restore(&*cache, &keys, &args.dir, &options) => r,
+        _ = tokio::signal::ctrl_c() => {
+            live.finish().await;
+            return Err("interrupted".into());
+        }
+    };
     live.finish().await;
     let elapsed = started.elapsed();
     match result? {

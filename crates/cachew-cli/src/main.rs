@@ -58,8 +58,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(commands::run(cli));
-    // Blocking archive threads stop on their own once their futures are gone.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Blocking archive threads stop on their own once their futures are
+    // gone (e.g. after Ctrl-C); give them time to clean up a staging
+    // directory. Normally nothing is left running and this returns at once.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Miss) => ExitCode::from(EXIT_MISS),

@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use cachew_archive::ExtractOptions;
@@ -230,7 +231,7 @@ async fn extract_object(
     };
 
     if existing {
-        let summary = extract_stream(body, dir.to_path_buf(), extract_options).await?;
+        let summary = extract_stream(body, dir.to_path_buf(), extract_options, None).await?;
         let verified = match expected {
             Some(expected) => Some(verify(dir.to_path_buf(), expected, options).await?),
             None => None,
@@ -240,7 +241,13 @@ async fn extract_object(
 
     let staging = Staging::create(dir)?;
     let result = async {
-        let summary = extract_stream(body, staging.path.clone(), extract_options).await?;
+        let summary = extract_stream(
+            body,
+            staging.path.clone(),
+            extract_options,
+            Some(staging.extractor.clone()),
+        )
+        .await?;
         let verified = match expected {
             Some(expected) => Some(verify(staging.path.clone(), expected, options).await?),
             None => None,
@@ -274,9 +281,23 @@ async fn verify(dir: PathBuf, expected: Expected, options: &RestoreOptions) -> R
 }
 
 /// A staging directory beside the target; removed on drop unless committed.
+///
+/// If the restore is cancelled (its future dropped) while the extractor
+/// thread still writes into the directory, removing it at once would race
+/// that thread; the removal is then left to the thread when it stops.
 struct Staging {
     path: PathBuf,
     committed: bool,
+    extractor: Arc<Mutex<ExtractorState>>,
+}
+
+/// Who removes an abandoned staging directory.
+#[derive(Debug, Default)]
+struct ExtractorState {
+    /// The extractor thread is writing into the directory.
+    running: bool,
+    /// The restore was dropped meanwhile: the thread removes the directory.
+    abandoned: bool,
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -309,6 +330,7 @@ impl Staging {
                     return Ok(Staging {
                         path,
                         committed: false,
+                        extractor: Arc::default(),
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -331,9 +353,16 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.committed {
-            remove_tree(&self.path);
+        if self.committed {
+            return;
         }
+        let mut state = self.extractor.lock().unwrap_or_else(|p| p.into_inner());
+        if state.running {
+            state.abandoned = true;
+            return;
+        }
+        drop(state);
+        remove_tree(&self.path);
     }
 }
 
@@ -365,10 +394,20 @@ fn remove_tree(path: &Path) {
             }
         }
     }
-    if std::fs::remove_dir_all(path).is_err() {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    // When a restore is cancelled, the extractor may still be finishing a
+    // file for a moment: retry briefly before giving up.
+    for attempt in 0..5 {
         make_writable(path);
-        if let Err(e) = std::fs::remove_dir_all(path) {
-            tracing::warn!("could not remove staging directory {}: {e}", path.display());
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if attempt == 4 => {
+                tracing::warn!("could not remove staging directory {}: {e}", path.display());
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     }
 }
@@ -390,6 +429,7 @@ async fn extract_stream<R>(
     mut body: R,
     target: PathBuf,
     options: ExtractOptions,
+    staging: Option<Arc<Mutex<ExtractorState>>>,
 ) -> Result<cachew_archive::ExtractSummary>
 where
     R: AsyncRead + Unpin + Send,
@@ -398,12 +438,24 @@ where
     use tokio::io::AsyncReadExt;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(BRIDGE_DEPTH);
+    if let Some(state) = &staging {
+        state.lock().unwrap_or_else(|p| p.into_inner()).running = true;
+    }
     let task = tokio::task::spawn_blocking(move || {
         let reader = BridgeReader {
             rx,
             current: Bytes::new(),
         };
-        cachew_archive::extract(reader, &target, &options)
+        let result = cachew_archive::extract(reader, &target, &options);
+        if let Some(state) = staging {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.running = false;
+            if state.abandoned {
+                drop(state);
+                remove_tree(&target);
+            }
+        }
+        result
     });
     let mut download_error = None;
     loop {
