@@ -7,8 +7,10 @@
 //! - downloads one object with `http-bench get` and with
 //!   `curl -o /dev/null`, and
 //! - uploads one file with `http-bench put` and with
-//!   `curl --data-binary @FILE` (with `Expect:` cleared so curl does not
-//!   wait for `100 Continue`).
+//!   `curl -X POST --upload-file FILE` (with `Expect:` cleared so curl does
+//!   not wait for `100 Continue`). `curl --data-binary @FILE` would load the
+//!   file into memory first, and curl 7.88 refuses that for a 1 GiB file
+//!   ("out of memory"); `--upload-file` streams it, the fairer comparison.
 //!
 //! Each transfer is timed from process start to exit for both tools, so
 //! both pay the same start-up cost. After one untimed warm-up of each, the
@@ -175,6 +177,14 @@ fn fmt_runs(runs: &[Duration]) -> String {
         .join(", ")
 }
 
+/// The 1-minute load average, as `/proc/loadavg` reports it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
@@ -185,24 +195,58 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Replaces (or appends) the `## HTTP transfer` section of `file`.
+/// Replaces (or appends) the `## HTTP transfer` section of `file`, leaving
+/// the other sections (owned by other benchmarks) as they are.
 fn write_section(file: &Path, section: &str) -> Result<(), String> {
     let old = std::fs::read_to_string(file).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-    let new = match old.find(&format!("\n{SECTION}\n")) {
-        Some(at) => {
-            let start = at + 1;
-            let rest = &old[start + SECTION.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(old.len(), |i| start + SECTION.len() + i + 1);
-            format!("{}{section}{}", &old[..start], &old[end..])
-        }
-        None => format!(
-            "{}\n{section}",
-            old.trim_end_matches('\n').to_owned() + "\n"
-        ),
+    std::fs::write(file, replace_section(&old, section))
+        .map_err(|e| format!("write {}: {e}", file.display()))
+}
+
+fn replace_section(old: &str, section: &str) -> String {
+    let section = section.trim_end_matches('\n');
+    let heading = format!("\n{SECTION}\n");
+    let Some(at) = old.find(&heading) else {
+        return format!("{}\n\n{section}\n", old.trim_end_matches('\n'));
     };
-    std::fs::write(file, new).map_err(|e| format!("write {}: {e}", file.display()))
+    let before = &old[..at + 1];
+    let after_heading = at + heading.len();
+    let rest = old[after_heading..]
+        .find("\n## ")
+        .map_or("", |i| &old[after_heading + i + 1..]);
+    if rest.is_empty() {
+        format!("{before}{section}\n")
+    } else {
+        format!("{before}{section}\n\n{rest}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_http_section_changes() {
+        let doc = "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nold\n## Other\n\nb\n";
+        let new = replace_section(doc, "## HTTP transfer\n\nnew\n");
+        assert_eq!(
+            new,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nnew\n\n## Other\n\nb\n"
+        );
+        let appended = replace_section(
+            "# Benchmarks\n\n## Archive\n\na\n",
+            "## HTTP transfer\n\nx\n",
+        );
+        assert_eq!(
+            appended,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nx\n"
+        );
+        let last = replace_section(&appended, "## HTTP transfer\n\ny\n");
+        assert_eq!(
+            last,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\ny\n"
+        );
+    }
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -255,6 +299,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let upload_url = format!("{url}/api/v1/object/default/{UPLOAD_KEY}");
     timed(Command::new(&bench).args(["put", &url, DOWNLOAD_KEY, &file_arg]))?;
 
+    let load_before = load_average();
     let download = compare(
         "download",
         opts.runs,
@@ -269,7 +314,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             c
         },
     )?;
-    let data_binary = format!("@{file_arg}");
     let upload = compare(
         "upload",
         opts.runs,
@@ -288,8 +332,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 "/dev/null",
                 "-H",
                 "Expect:",
-                "--data-binary",
-                &data_binary,
+                "-X",
+                "POST",
+                "--upload-file",
+                &file_arg,
                 &upload_url,
             ]);
             c
@@ -343,16 +389,20 @@ Command: `cargo xtask bench http --runs {runs}` (object of {size_text}, over loo
 It builds `cachew-tests`' `http-bench` binary in release mode, serves the object from\n\
 the reference server (`cachew-server`, memory backend) in its own process, and times\n\
 each transfer from process start to exit, alternating the order of the tools:\n\n\
-- download: `http-bench get URL KEY` (the remote `Cache`, 1 MiB reads into nowhere)\n  \
+- download: `http-bench get URL KEY` (the remote `Cache`, 64 KiB reads into nowhere)\n  \
 against `curl -sS --fail -o /dev/null URL/api/v1/object/default/KEY`;\n\
-- upload: `http-bench put URL KEY FILE` (the remote `Cache` writer, 1 MiB writes)\n  \
-against `curl -sS --fail -o /dev/null -H 'Expect:' --data-binary @FILE URL/api/v1/object/default/KEY`.\n\n\
+- upload: `http-bench put URL KEY FILE` (the remote `Cache` writer, 64 KiB writes from a plain file read)\n  \
+against `curl -sS --fail -o /dev/null -H 'Expect:' -X POST --upload-file FILE URL/api/v1/object/default/KEY`\n  \
+(curl's `--data-binary @FILE` reads the whole file into memory first and curl 7.88\n  \
+refuses that for 1 GiB with \"out of memory\"; `--upload-file` streams it).\n\n\
 One untimed warm-up of each, then the median of {runs} runs. Target: ratio ≥ 0.9.\n\n\
 {table}\n\
 Runs (seconds):\n\n{runs_text}\n\
-Machine: {cores} cores, Linux {kernel}, {curl}; measured {date}. The server, the\n\
-client and curl share the machine's cores, and other work on a shared build machine\n\
-adds noise; compare the ratio, not the absolute times.\n",
+Machine: {cores} cores, Linux {kernel}, {curl}; measured {date}, load average\n\
+before / after the runs: {load_before} / {load_after}. The server, the client and\n\
+curl share the machine's cores, and other work on a shared build machine adds\n\
+noise (single runs vary by 2x or more under load); compare the ratio of\n\
+medians, not the absolute times.\n",
         runs = opts.runs,
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel = command_output("uname", &["-r"]),
@@ -365,6 +415,7 @@ adds noise; compare the ratio, not the absolute times.\n",
             .unwrap_or("curl")
             .to_owned(),
         date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        load_after = load_average(),
     );
     let docs = root.join("docs").join("benchmarks.md");
     write_section(&docs, &section)?;
