@@ -221,34 +221,6 @@ fn replace_section(old: &str, section: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_http_section_changes() {
-        let doc = "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nold\n## Other\n\nb\n";
-        let new = replace_section(doc, "## HTTP transfer\n\nnew\n");
-        assert_eq!(
-            new,
-            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nnew\n\n## Other\n\nb\n"
-        );
-        let appended = replace_section(
-            "# Benchmarks\n\n## Archive\n\na\n",
-            "## HTTP transfer\n\nx\n",
-        );
-        assert_eq!(
-            appended,
-            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nx\n"
-        );
-        let last = replace_section(&appended, "## HTTP transfer\n\ny\n");
-        assert_eq!(
-            last,
-            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\ny\n"
-        );
-    }
-}
-
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let opts = parse(args)?;
     let root = crate::root();
@@ -422,4 +394,32 @@ medians, not the absolute times.\n",
     let _ = std::io::stdout().flush();
     eprintln!("xtask: wrote the {SECTION:?} section of {}", docs.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_http_section_changes() {
+        let doc = "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nold\n## Other\n\nb\n";
+        let new = replace_section(doc, "## HTTP transfer\n\nnew\n");
+        assert_eq!(
+            new,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nnew\n\n## Other\n\nb\n"
+        );
+        let appended = replace_section(
+            "# Benchmarks\n\n## Archive\n\na\n",
+            "## HTTP transfer\n\nx\n",
+        );
+        assert_eq!(
+            appended,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\nx\n"
+        );
+        let last = replace_section(&appended, "## HTTP transfer\n\ny\n");
+        assert_eq!(
+            last,
+            "# Benchmarks\n\n## Archive\n\na\n\n## HTTP transfer\n\ny\n"
+        );
+    }
 }
