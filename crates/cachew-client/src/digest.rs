@@ -159,10 +159,10 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
     }
 
     let mut entries: Vec<Entry> = Vec::new();
-    let (job_tx, job_rx) = sync_channel::<(usize, PathBuf, u64)>(4096);
+    let (job_tx, job_rx) = sync_channel::<Vec<Job>>(64);
     let job_rx = Mutex::new(job_rx);
     let results = std::thread::scope(|s| -> Result<Vec<(usize, [u8; 32])>> {
-        let (res_tx, res_rx) = channel::<(usize, Result<[u8; 32]>)>();
+        let (res_tx, res_rx) = channel::<Vec<(usize, Result<[u8; 32]>)>>();
         for _ in 0..threads {
             let res_tx = res_tx.clone();
             let job_rx = &job_rx;
@@ -171,13 +171,16 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
                 // would cost an mmap and page faults each time.
                 let mut buf = vec![0u8; CHUNK];
                 loop {
-                    // The lock is held only while taking one job.
-                    let job = job_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((index, path, size))) = job else {
+                    // The lock is held only while taking one batch.
+                    let batch = job_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(batch)) = batch else {
                         return;
                     };
-                    let result = hash_file(&path, size, &mut buf);
-                    if res_tx.send((index, result)).is_err() {
+                    let results = batch
+                        .into_iter()
+                        .map(|(index, path, size)| (index, hash_file(&path, size, &mut buf)))
+                        .collect::<Vec<_>>();
+                    if res_tx.send(results).is_err() {
                         return;
                     }
                 }
@@ -189,15 +192,19 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
                 excludes: &excludes,
                 entries: &mut entries,
                 jobs: job_tx,
+                batch: Vec::new(),
+                batch_bytes: 0,
             };
-            roots
+            let walked = roots
                 .into_iter()
-                .try_for_each(|(name, path, meta)| walk.visit(name, &path, meta))
+                .try_for_each(|(name, path, meta)| walk.visit(name, &path, meta));
+            walk.flush();
+            walked
         };
         // The job sender is dropped with `walk`, so the workers finish.
         let mut hashes = Vec::new();
         let mut first_err = None;
-        for (index, result) in res_rx {
+        for (index, result) in res_rx.into_iter().flatten() {
             match result {
                 Ok(h) => hashes.push((index, h)),
                 Err(e) => {
@@ -254,10 +261,29 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
 struct Walk<'a> {
     excludes: &'a ExcludeSet,
     entries: &'a mut Vec<Entry>,
-    jobs: std::sync::mpsc::SyncSender<(usize, PathBuf, u64)>,
+    jobs: std::sync::mpsc::SyncSender<Vec<Job>>,
+    batch: Vec<Job>,
+    batch_bytes: u64,
 }
 
+/// A file to hash: its entry index, path and size.
+type Job = (usize, PathBuf, u64);
+
+/// Files per batch handed to a worker: one hand-over per file meant a
+/// futex wake-up per file (tens of thousands for a source tree).
+const BATCH_FILES: usize = 64;
+/// Bytes per batch, so big files still spread over the workers.
+const BATCH_BYTES: u64 = 4 << 20;
+
 impl Walk<'_> {
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            self.batch_bytes = 0;
+            // A closed channel means a worker died; the result loop reports it.
+            let _ = self.jobs.send(std::mem::take(&mut self.batch));
+        }
+    }
+
     fn visit(&mut self, name: Vec<u8>, path: &Path, meta: Metadata) -> Result<()> {
         if self.excludes.is_excluded(&name) {
             return Ok(());
@@ -292,7 +318,11 @@ impl Walk<'_> {
         });
         if kind == Kind::File {
             // A closed channel means a worker died; the result loop reports it.
-            let _ = self.jobs.send((index, path.to_path_buf(), meta.len()));
+            self.batch.push((index, path.to_path_buf(), meta.len()));
+            self.batch_bytes += meta.len();
+            if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                self.flush();
+            }
             return Ok(());
         }
         if kind != Kind::Dir {
