@@ -72,7 +72,11 @@ pub(crate) fn run_demo() -> Result<(), String> {
             .iter()
             .filter(|(k, v)| b.get(*k) != Some(v))
             .map(|(k, _)| k.display().to_string())
-            .chain(b.keys().filter(|k| !a.contains_key(*k)).map(|k| k.display().to_string()))
+            .chain(
+                b.keys()
+                    .filter(|k| !a.contains_key(*k))
+                    .map(|k| k.display().to_string()),
+            )
             .take(10)
             .collect();
         return Err(format!("restored tree differs from the source: {diff:?}"));
@@ -100,7 +104,10 @@ fn listing(root: &Path) -> Result<BTreeMap<PathBuf, Node>, String> {
         for ent in rd {
             let path = ent.map_err(|e| e.to_string())?.path();
             let meta = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
-            let rel = path.strip_prefix(root).map_err(|e| e.to_string())?.to_path_buf();
+            let rel = path
+                .strip_prefix(root)
+                .map_err(|e| e.to_string())?
+                .to_path_buf();
             let mode = meta.mode() & 0o7777;
             let node = if meta.file_type().is_symlink() {
                 Node::Link(fs::read_link(&path).map_err(|e| e.to_string())?)

@@ -12,7 +12,15 @@ use crate::demo::target_dir;
 use crate::{cargo, root, run};
 
 pub(crate) fn release() -> Result<(), String> {
-    run(cargo().args(["build", "--profile", "dist", "-p", "cachew-cli", "--bin", "cachew"]))?;
+    run(cargo().args([
+        "build",
+        "--profile",
+        "dist",
+        "-p",
+        "cachew-cli",
+        "--bin",
+        "cachew",
+    ]))?;
     let built = target_dir().join("dist/cachew");
     let host = host_triple()?;
     let version = env!("CARGO_PKG_VERSION");
@@ -31,7 +39,11 @@ pub(crate) fn release() -> Result<(), String> {
     if !version_out.status.success() {
         return Err(format!("{} --version failed", out.display()));
     }
-    if let Ok(sections) = Command::new("readelf").args(["-S", "-W"]).arg(&out).output() {
+    if let Ok(sections) = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(&out)
+        .output()
+    {
         if String::from_utf8_lossy(&sections.stdout).contains(".symtab") {
             return Err(format!("{} is not stripped", out.display()));
         }
@@ -50,7 +62,10 @@ pub(crate) fn release() -> Result<(), String> {
         .map_err(|e| format!("write {}: {e}", sums_path.display()))?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     println!("{}", String::from_utf8_lossy(&version_out.stdout).trim());
-    println!("dist/{name} ({:.1} MiB, stripped)", size as f64 / (1 << 20) as f64);
+    println!(
+        "dist/{name} ({:.1} MiB, stripped)",
+        size as f64 / (1 << 20) as f64
+    );
     print!("dist/SHA256SUMS: {}", String::from_utf8_lossy(&sums.stdout));
     Ok(())
 }
