@@ -123,3 +123,36 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_small_send_and_sync() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
+        assert!(
+            std::mem::size_of::<Error>() <= 64,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+
+    #[test]
+    fn messages_name_the_path_and_expectation() {
+        let e = Error::IncludeNotFound {
+            path: "foo".into(),
+            base: "/base".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "include path `foo` does not exist under `/base`"
+        );
+        let e = Error::unsafe_entry(b"../x", "escapes the target directory");
+        assert_eq!(
+            e.to_string(),
+            "archive entry `../x` escapes the target directory"
+        );
+    }
+}
