@@ -51,7 +51,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     if let Some(policy) = &state.policy {
         if let Some(rejection) = policy(&parts) {
-            linger(body);
+            linger(body, &parts.headers);
             return text(rejection.status, &rejection.message);
         }
     }
@@ -247,7 +247,7 @@ async fn create(
                 options = options.with_ttl(ttl);
             }
             Err(msg) => {
-                linger(body);
+                linger(body, &headers);
                 return text(StatusCode::BAD_REQUEST, &msg);
             }
         }
@@ -260,7 +260,7 @@ async fn create(
         match parsed {
             Ok(tag) => options = options.with_etag(tag),
             Err(msg) => {
-                linger(body);
+                linger(body, &headers);
                 return text(StatusCode::BAD_REQUEST, &msg);
             }
         }
@@ -275,7 +275,7 @@ async fn create(
     let mut writer = match cache.create(key, stored, &options).await {
         Ok(w) => w,
         Err(e) => {
-            linger(body);
+            linger(body, &headers);
             return error_response(&e);
         }
     };
@@ -292,7 +292,7 @@ async fn create(
                 if let Err(e) = writer.write_all(&data).await {
                     let msg = format!("writing the object failed: {e}");
                     let _ = writer.abort(Box::new(e)).await;
-                    linger(body);
+                    linger(body, &headers);
                     return text(StatusCode::INTERNAL_SERVER_ERROR, &msg);
                 }
             }
@@ -320,8 +320,15 @@ const LINGER_BYTES: u64 = 64 << 20;
 /// the connection with unread data would make the kernel reset it, and a
 /// reset can destroy the answer before the client has read it: the client
 /// would see a broken pipe instead of the `403`.
-fn linger(mut body: Incoming) {
-    if http_body::Body::is_end_stream(&body) {
+///
+/// A client that sent `Expect: 100-continue` has not sent the body yet and
+/// will not without a `100 Continue`; reading would make hyper send one, so
+/// such a body is dropped instead.
+fn linger(mut body: Incoming, headers: &HeaderMap) {
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || http_body::Body::is_end_stream(&body) {
         return;
     }
     tokio::spawn(async move {

@@ -511,3 +511,55 @@ async fn shutdown_cuts_stalled_connections_after_the_grace_period() {
         .expect("shutdown is bounded by the grace period");
     assert_eq!(cache.log.lock().unwrap().commits, 0);
 }
+
+#[tokio::test]
+async fn a_rejected_upload_that_expects_continue_gets_no_100() {
+    let cache = TestCache::new(false);
+    let server = Server::builder(std::sync::Arc::new(cache.clone()))
+        .deny_writes()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut sock = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
+        object("default")
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 12];
+    sock.read_exact(&mut buf).await.unwrap();
+    assert_eq!(
+        &buf, b"HTTP/1.1 403",
+        "the final answer comes first, without 100"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_upload_is_drained_so_the_answer_survives() {
+    let cache = TestCache::new(false);
+    let server = Server::builder(std::sync::Arc::new(cache.clone()))
+        .deny_writes()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut sock = TcpStream::connect(server.addr()).await.unwrap();
+    let len = 8 << 20;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n",
+        object("default")
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    // Keep sending after the 403 was answered: the server reads and drops
+    // the rest instead of resetting the connection under our feet.
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..(len / chunk.len()) {
+        sock.write_all(&chunk)
+            .await
+            .expect("the server keeps reading");
+    }
+    let mut buf = [0u8; 12];
+    sock.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 403");
+    server.shutdown().await;
+}
