@@ -158,7 +158,7 @@ pub trait CacheExt: Cache {
             let _ = writer
                 .abort(Box::new(std::io::Error::new(e.kind(), e.to_string())))
                 .await;
-            return Err(Error::Stream(e));
+            return Err(Error::from(e));
         }
         writer.commit().await
     }

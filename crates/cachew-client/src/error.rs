@@ -138,10 +138,45 @@ impl Error {
 }
 
 impl From<std::io::Error> for Error {
+    /// Unwraps an [`Error`] that travelled inside an `io::Error` (a cache
+    /// writer reports e.g. the server's 403 through `AsyncWrite`, which can
+    /// only return `io::Error`), so callers keep the typed status; any other
+    /// I/O error becomes [`Error::Stream`].
     fn from(e: std::io::Error) -> Error {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            if let Some(Ok(inner)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                return *inner;
+            }
+            // Unreachable: the check above saw an Error inside.
+            return Error::Backend("I/O error carrying a cache error".into());
+        }
         Error::Stream(e)
     }
 }
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_give_back_a_carried_cache_error() {
+        let carried = std::io::Error::other(Error::Status {
+            code: 403,
+            message: "denied".into(),
+        });
+        match Error::from(carried) {
+            Error::Status { code, message } => {
+                assert_eq!(code, 403);
+                assert_eq!(message, "denied");
+            }
+            other => panic!("expected the carried 403, got {other:?}"),
+        }
+        let plain = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe");
+        assert!(
+            matches!(Error::from(plain), Error::Stream(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+        );
+    }
+}
