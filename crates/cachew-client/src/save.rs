@@ -296,7 +296,7 @@ pub async fn save(
 
 /// Compressed bytes that may wait in memory for the upload to start (while
 /// the digest is computed) or to catch up.
-const PIPE_BYTES: usize = 16 << 20;
+const PIPE_BYTES: usize = 8 << 20;
 
 async fn join_digest(
     task: tokio::task::JoinHandle<Result<digest::DigestSummary>>,
