@@ -82,6 +82,9 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
 /// Buffer size for streaming a body into a [`PositionalWriter`].
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// Size of the blocks a chunk is buffered in by [`parallel_reader`].
+const SEGMENT: usize = 1 << 20;
+
 /// How a parallel download is split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -627,23 +630,37 @@ fn long_body(start: u64, expected: u64) -> io::Error {
     )
 }
 
-/// Reads a chunk body of exactly `len` bytes into memory.
-async fn read_chunk(mut body: Body, start: u64, len: u64) -> Result<Bytes> {
-    let cap = usize::try_from(len).map_err(|_| Error::InvalidInput("chunk too large".into()))?;
-    let mut buf = Vec::with_capacity(cap);
-    (&mut body).take(len).read_to_end(&mut buf).await?;
-    if (buf.len() as u64) < len {
-        return Err(short_body(start, len, buf.len() as u64).into());
+/// Reads a chunk body of exactly `len` bytes into memory, in segments of
+/// [`SEGMENT`] bytes: same-sized, modest blocks are reused by the allocator
+/// as chunks come and go, so the resident size follows what is buffered
+/// (whole-chunk blocks of 16 MiB end up spread over per-thread arenas and
+/// keep the resident size near its worst case).
+async fn read_chunk(mut body: Body, start: u64, len: u64) -> Result<VecDeque<Bytes>> {
+    let mut parts = VecDeque::new();
+    let mut got = 0u64;
+    while got < len {
+        let want = (len - got).min(SEGMENT as u64);
+        let mut segment = Vec::with_capacity(want as usize);
+        (&mut body).take(want).read_to_end(&mut segment).await?;
+        got += segment.len() as u64;
+        if (segment.len() as u64) < want {
+            return Err(short_body(start, len, got).into());
+        }
+        parts.push_back(Bytes::from(segment));
     }
     let mut probe = [0u8; 1];
     if body.read(&mut probe).await? != 0 {
         return Err(long_body(start, len).into());
     }
-    Ok(buf.into())
+    Ok(parts)
 }
 
 /// Fetches one chunk into memory.
-async fn fetch_chunk(source: &dyn RangedSource, plan: &Plan, index: u64) -> Result<Bytes> {
+async fn fetch_chunk(
+    source: &dyn RangedSource,
+    plan: &Plan,
+    index: u64,
+) -> Result<VecDeque<Bytes>> {
     let (start, len) = plan.range(index);
     let body = request_chunk(source, plan, start, len).await?;
     read_chunk(body, start, len).await
@@ -1023,7 +1040,7 @@ enum Current {
     /// Chunk 0, streaming from the discovery response.
     First(Checked),
     /// A fetched chunk being handed out.
-    Buffer(Bytes),
+    Buffer(VecDeque<Bytes>),
     /// Between chunks.
     Idle,
 }
@@ -1034,7 +1051,7 @@ struct SplitReader {
     current: Current,
     first_permit: Option<OwnedSemaphorePermit>,
     /// Fetches of the next chunks, in order; at most `window - 1`.
-    pending: VecDeque<JoinHandle<Result<Bytes>>>,
+    pending: VecDeque<JoinHandle<Result<VecDeque<Bytes>>>>,
     next_spawn: u64,
     window: usize,
     /// Bounds the requests in flight to the concurrency.
@@ -1137,13 +1154,17 @@ impl SplitReader {
                         }
                     }
                 }
-                Current::Buffer(bytes) => {
-                    if bytes.is_empty() {
+                Current::Buffer(parts) => {
+                    let Some(front) = parts.front_mut() else {
                         self.current = Current::Idle;
                         continue;
+                    };
+                    let n = front.len().min(buf.remaining());
+                    buf.put_slice(&front.split_to(n));
+                    if front.is_empty() {
+                        // Free each segment as soon as it is handed out.
+                        parts.pop_front();
                     }
-                    let n = bytes.len().min(buf.remaining());
-                    buf.put_slice(&bytes.split_to(n));
                     return Poll::Ready(Ok(()));
                 }
                 Current::Idle => {
@@ -1153,9 +1174,9 @@ impl SplitReader {
                     };
                     match Pin::new(front).poll(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(Ok(bytes))) => {
+                        Poll::Ready(Ok(Ok(parts))) => {
                             self.pending.pop_front();
-                            self.current = Current::Buffer(bytes);
+                            self.current = Current::Buffer(parts);
                             self.top_up();
                         }
                         Poll::Ready(Ok(Err(e))) => return self.fail(into_io(e)),
