@@ -549,6 +549,26 @@ fn read_only_tree_as_an_ordinary_user() {
         eprintln!("skipped: needs root and setpriv to switch to an ordinary user");
         return;
     }
+    let exe = std::env::current_exe().unwrap();
+    let reachable = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "test",
+            "-x",
+        ])
+        .arg(&exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !reachable {
+        eprintln!(
+            "skipped: nobody cannot run {} (a private target directory?)",
+            exe.display()
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     chmod(dir.path(), 0o755);
     let target = dir.path().join("t");
@@ -572,7 +592,7 @@ fn read_only_tree_as_an_ordinary_user() {
     chmod(&target.join("ro"), 0o555);
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(std::env::current_exe().unwrap())
+        .arg(&exe)
         .args(["--exact", "ordinary_user_child", "--nocapture"])
         .env("CACHEW_TEST_RO_DIR", dir.path())
         .output()
