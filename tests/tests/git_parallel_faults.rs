@@ -370,3 +370,53 @@ async fn a_stalled_chunk_fails_with_the_idle_timeout() {
         assert!(chain(&err).contains("timed out"), "{name}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_downloads_large_objects_in_parallel() {
+    use cachew_client::{restore, save, RestoreOptions, RestoreOutcome, SaveOptions};
+    use std::path::PathBuf;
+
+    let env = Env::new().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("data.bin"), pattern(SIZE, 3)).unwrap();
+    let key = Key::new("tree");
+    save(
+        &*env.remote,
+        &key,
+        &src,
+        &[PathBuf::from(".")],
+        &SaveOptions::default(),
+    )
+    .await
+    .unwrap();
+    let size = env
+        .remote
+        .stat(&key, &OpenOptions::default())
+        .await
+        .unwrap()
+        .size;
+    assert!(size > 4096, "archive of {size} bytes is too small to split");
+
+    // At or above min_size: one ranged open per 1 KiB chunk.
+    env.fault(Fault::None);
+    let parallel = ParallelOptions::default()
+        .with_concurrency(4)
+        .with_chunk_size(1024)
+        .with_min_size(size);
+    let opts = RestoreOptions::default().with_parallel(parallel.clone());
+    let dst = tmp.path().join("dst");
+    let outcome = restore(&*env.remote, &[key], &dst, &opts).await.unwrap();
+    assert!(matches!(outcome, RestoreOutcome::Hit { .. }), "{outcome:?}");
+    assert!(std::fs::read(dst.join("data.bin")).unwrap() == pattern(SIZE, 3));
+    assert_eq!(env.opens() as u64, size.div_ceil(1024));
+
+    // Below min_size: one plain open.
+    env.fault(Fault::None);
+    let opts = RestoreOptions::default().with_parallel(parallel.with_min_size(size + 1));
+    let dst = tmp.path().join("dst2");
+    restore(&*env.remote, &[key], &dst, &opts).await.unwrap();
+    assert!(std::fs::read(dst.join("data.bin")).unwrap() == pattern(SIZE, 3));
+    assert_eq!(env.opens(), 1);
+}

@@ -350,11 +350,18 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     let mut keys = vec![ctx.prefixes.key_from(&args.key)?];
     keys.extend(args.fallback_keys.iter().map(|k| ctx.prefixes.key(k)));
     let progress = Progress::new();
-    let options = RestoreOptions::default()
+    let mut options = RestoreOptions::default()
         .with_zstd_threads(args.zstd_threads)
         .with_verify(args.verify)
         .with_lookup_only(args.lookup_only)
         .with_progress(progress.clone());
+    if matches!(ctx.target, Target::Remote(_)) {
+        // Objects of 64 MiB and more come from a server in 8 parallel
+        // ranged requests of 16 MiB (PROTOCOL.md §6).
+        options = options.with_parallel(
+            cachew_client::parallel::ParallelOptions::default().with_min_size(64 << 20),
+        );
+    }
     let started = Instant::now();
     let live = Live::start(
         ctx.mode,

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::digest::{self, TreeDigest};
 use crate::hashfiles::clean;
+use crate::parallel::ParallelOptions;
 use crate::save::{from_archive, Progress};
 use crate::{Cache, Error, Key, Object, OpenOptions, Result};
 
@@ -43,6 +44,11 @@ pub struct RestoreOptions {
     pub lookup_only: bool,
     /// Counters updated as compressed bytes are downloaded.
     pub progress: Option<Progress>,
+    /// Download objects of at least `min_size` bytes with concurrent ranged
+    /// requests ([`open_object`](crate::parallel::open_object): a Stat, then
+    /// `parallel_reader`); `None` (the default) reads every object with one
+    /// request. Meant for remote caches.
+    pub parallel: Option<ParallelOptions>,
 }
 
 impl RestoreOptions {
@@ -71,6 +77,13 @@ impl RestoreOptions {
     #[must_use]
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Downloads large objects with parallel ranged requests.
+    #[must_use]
+    pub fn with_parallel(mut self, parallel: ParallelOptions) -> Self {
+        self.parallel = Some(parallel);
         self
     }
 }
@@ -139,7 +152,11 @@ pub async fn restore(
                 Err(e) => return Err(e),
             }
         }
-        let object = match cache.open(key, &OpenOptions::default()).await {
+        let opened = match &options.parallel {
+            Some(parallel) => crate::parallel::open_object(cache, key, parallel).await,
+            None => cache.open(key, &OpenOptions::default()).await,
+        };
+        let object = match opened {
             Ok(object) => object,
             Err(Error::NotFound) => continue,
             Err(e) => return Err(e),
