@@ -4,6 +4,9 @@
 //! `DiskCache` (the embedded backend behind `--url file:///path`) and the
 //! remote client for a Cachew server. Everything else — saving and restoring
 //! directories, keys from files — is written once against `dyn Cache`.
+//! [`parallel`] splits big downloads into concurrent ranged requests with
+//! bounded memory (`PROTOCOL.md` §6), and [`git`] is the client of a server's
+//! git endpoints (snapshots, bundles, ensure-refs; §5).
 //!
 //! **API boundary:** this crate re-exports the protocol types users need, so
 //! depending on it alone is enough.
