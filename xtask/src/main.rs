@@ -70,7 +70,7 @@ commands:
               against the reference server (default) or a live server
   bench http [--runs N] [--size BYTES] [--no-write]
               1 GiB download/upload, our client vs curl; writes docs/benchmarks.md
-  bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-write]
+  bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-rt] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
   bench archive [--runs N] [--no-write]
               our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
