@@ -276,7 +276,7 @@ fn object_commands_and_go_compatible_keys() {
 
     // put from stdin.
     let mut child = cachew(&server.url())
-        .args(["put", "ns", "piped"])
+        .args(["--quiet", "put", "ns", "piped"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -309,4 +309,21 @@ fn skip_unchanged_says_so_and_uploads_once() {
     let (code, _, err) = cachew_in(&server, tmp.path(), &args);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("saved"), "{err}");
+}
+
+#[test]
+fn a_refused_upload_is_1_with_the_server_status_and_stores_nothing() {
+    // A server whose policy refuses writes answers 403 while the archive
+    // streams; the status must survive the aborted upload (LESSONS 8).
+    let server = TestServer::start_with(|b| b.deny_writes());
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    let (code, _, err) = cachew_in(&server, tmp.path(), &["save", "ns", "tree", "--key", "k"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("writes are not allowed"), "{err}");
+    assert_eq!(server.objects(), 0);
+    // Reads still work: a restore is a plain miss.
+    let (code, _, err) = cachew_in(&server, tmp.path(), &["restore", "ns", "out", "--key", "k"]);
+    assert_eq!(code, 2, "{err}");
 }

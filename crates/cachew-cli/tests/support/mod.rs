@@ -22,6 +22,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        TestServer::start_with(|b| b)
+    }
+
+    /// A server whose builder is adjusted by `f` (e.g. `deny_writes`).
+    pub fn start_with(
+        f: impl FnOnce(cachew_server::ServerBuilder) -> cachew_server::ServerBuilder,
+    ) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -29,7 +36,7 @@ impl TestServer {
             .unwrap();
         let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(0));
         let server = runtime
-            .block_on(cachew_server::Server::new(cache.clone()).bind("127.0.0.1:0"))
+            .block_on(f(cachew_server::Server::builder(cache.clone())).bind("127.0.0.1:0"))
             .unwrap();
         TestServer {
             cache,
