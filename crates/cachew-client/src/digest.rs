@@ -365,6 +365,10 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 }
 
 fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 32]> {
+    if size == 0 {
+        // Three system calls saved per empty file (`__init__.py`, `.keep`…).
+        return Ok(*blake3::hash(b"").as_bytes());
+    }
     let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut hasher = blake3::Hasher::new();
     let mut total = 0u64;
