@@ -244,6 +244,13 @@ pub(crate) struct RestoreArgs {
     /// Extraction threads; 0 = all cores.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) zstd_threads: usize,
+    /// Parallel ranged requests for objects of 64 MiB and more from a
+    /// server; 1 = one plain GET.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub(crate) download_concurrency: usize,
+    /// Size of each ranged request, in MiB.
+    #[arg(long, default_value_t = 4, value_name = "MIB")]
+    pub(crate) download_chunk_size_mb: u64,
 }
 
 /// Where a save/restore key comes from: `--key K` or `-H GLOB…`.

@@ -355,11 +355,16 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         .with_verify(args.verify)
         .with_lookup_only(args.lookup_only)
         .with_progress(progress.clone());
-    if matches!(ctx.target, Target::Remote(_)) {
-        // Objects of 64 MiB and more come from a server in 8 parallel
-        // ranged requests of 16 MiB (PROTOCOL.md §6).
+    if matches!(ctx.target, Target::Remote(_)) && args.download_concurrency > 1 {
+        // Objects of 64 MiB and more come from a server in parallel ranged
+        // requests (PROTOCOL.md §6). Buffering is about 2 x concurrency x
+        // chunk: the defaults (4 x 4 MiB) keep a restore's peak RSS well
+        // under 128 MiB, where 8 x 16 MiB could buffer 256 MiB.
         options = options.with_parallel(
-            cachew_client::parallel::ParallelOptions::default().with_min_size(64 << 20),
+            cachew_client::parallel::ParallelOptions::default()
+                .with_concurrency(args.download_concurrency)
+                .with_chunk_size(args.download_chunk_size_mb.max(1) << 20)
+                .with_min_size(64 << 20),
         );
     }
     let started = Instant::now();
