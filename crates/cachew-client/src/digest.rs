@@ -35,12 +35,7 @@ use cachew_archive::ExcludeSet;
 
 use crate::{Error, Result};
 
-/// Header listing the include paths a tree digest covers: each path
-/// percent-encoded, separated by single spaces.
-pub const TREE_PATHS: &str = "x-cachew-tree-paths";
-/// Header listing the exclude patterns a tree digest honoured, encoded like
-/// [`TREE_PATHS`]; absent when there were none.
-pub const TREE_EXCLUDES: &str = "x-cachew-tree-excludes";
+pub use cachew_proto::header::{TREE_EXCLUDES, TREE_PATHS};
 
 /// Files up to this size are read whole; larger ones in chunks of this size.
 const CHUNK: usize = 1 << 20;

@@ -52,6 +52,10 @@ pub enum Error {
     /// The writer was already committed or aborted.
     #[error("the cache writer is already {0}")]
     WriterClosed(&'static str),
+    /// Archiving or extracting failed (a corrupt or hostile archive, a file
+    /// that could not be read or written).
+    #[error(transparent)]
+    Archive(#[from] cachew_archive::Error),
     /// Input that breaks a protocol rule (namespace, ETag, duration, URL).
     #[error(transparent)]
     Protocol(#[from] ProtoError),

@@ -510,7 +510,7 @@ where
         .map_err(|e| Error::Backend(format!("extraction task failed: {e}")))?;
     match (download_error, result) {
         // The download failed: that is the cause, whatever the extractor saw.
-        (Some(e), Err(_)) => Err(crate::save::from_io(e)),
+        (Some(e), Err(_)) => Err(Error::from(e)),
         (_, Err(e)) => Err(from_archive(e)),
         (_, Ok(summary)) => Ok(summary),
     }

@@ -334,22 +334,10 @@ async fn pump(
         if n == 0 {
             return Ok(());
         }
-        writer.write_all(&buf[..n]).await.map_err(from_io)?;
+        writer.write_all(&buf[..n]).await.map_err(Error::from)?;
         if let Some(p) = progress {
             p.add(n as u64);
         }
-    }
-}
-
-/// An I/O error from a cache writer, with a cache error inside recovered.
-pub(crate) fn from_io(io: io::Error) -> Error {
-    if is_cache_error(&io) {
-        match io.into_inner().map(|inner| inner.downcast::<Error>()) {
-            Some(Ok(inner)) => *inner,
-            _ => Error::Backend("upload stream failed".into()),
-        }
-    } else {
-        Error::Stream(io)
     }
 }
 
@@ -444,18 +432,14 @@ fn save_headers(
 pub(crate) fn from_archive(e: cachew_archive::Error) -> Error {
     use cachew_archive::Error as A;
     match e {
-        A::Write(io) | A::Read(io) if is_cache_error(&io) => {
-            match io.into_inner().map(|inner| inner.downcast::<Error>()) {
-                Some(Ok(inner)) => *inner,
-                _ => Error::Backend("archive stream failed".into()),
-            }
-        }
-        A::Write(io) => Error::Stream(io),
+        // `From<io::Error>` gives back a cache error carried inside.
+        A::Write(io) => Error::from(io),
+        A::Read(io) if is_cache_error(&io) => Error::from(io),
         A::Io { op, path, source } => Error::Io { op, path, source },
         e @ (A::IncludeNotFound { .. } | A::NoIncludePaths | A::InvalidIncludePath { .. }) => {
             Error::InvalidInput(e.to_string())
         }
-        other => Error::Backend(other.to_string()),
+        other => Error::Archive(other),
     }
 }
 

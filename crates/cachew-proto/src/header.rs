@@ -14,6 +14,12 @@ pub const SNAPSHOT_COMMIT: &str = "x-cachew-snapshot-commit";
 pub const BUNDLE_URL: &str = "x-cachew-bundle-url";
 /// The blake3 digest of a saved directory tree, written by cachew-rs on Save.
 pub const TREE_DIGEST: &str = "x-cachew-tree-digest";
+/// The include paths a tree digest covers: each path percent-encoded,
+/// separated by single spaces (written by cachew-rs on Save).
+pub const TREE_PATHS: &str = "x-cachew-tree-paths";
+/// The exclude patterns a tree digest honoured, encoded like [`TREE_PATHS`];
+/// absent when there were none.
+pub const TREE_EXCLUDES: &str = "x-cachew-tree-excludes";
 /// `Content-Type` of saved directory archives.
 pub const ARCHIVE_CONTENT_TYPE: &str = "application/zstd";
 
