@@ -293,7 +293,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let _ = writeln!(md, "## Archive\n");
     let _ = writeln!(
         md,
-        "Reproduce with `CARGO_TARGET_DIR=/work/target-archive cargo xtask bench archive --runs {runs}` \
+        "Reproduce with `cargo xtask bench archive --runs {runs}` \
          (builds `cachew-archive`'s `cachew-tar` example in release mode). Ours is that example \
          (`cachew_archive::archive` / `extract`, level 3, all cores); GNU is \
          `tar -cpf - | pzstd -p {cores} -3` and `zstd -dc | tar -xpf -`. Both extract the same \
