@@ -38,16 +38,8 @@ fn sh(script: &str) -> Result<String, String> {
 /// resident set of any single process involved.
 fn timed(script: &str, scratch: &Path, rt: bool) -> Result<Sample, String> {
     let out = scratch.join("time.out");
-    // With `rt`, both sides run at real-time priority (SCHED_FIFO 10), so
-    // builds sharing the machine cannot preempt them; the kernel's RT
-    // throttling still leaves 5% of the CPU to everything else.
-    let mut cmd = if rt {
-        let mut c = Command::new("chrt");
-        c.args(["-f", "10", "/usr/bin/time"]);
-        c
-    } else {
-        Command::new("/usr/bin/time")
-    };
+    // With `rt`, both sides run at real-time priority (see `maybe_realtime`).
+    let mut cmd = crate::maybe_realtime("/usr/bin/time", rt);
     let status = cmd
         .arg("-f")
         .arg("%e %M %U %S")

@@ -103,13 +103,7 @@ fn median(samples: &mut [Sample]) -> Sample {
 fn timed(argv: &[&str], scratch: &Path, rt: bool) -> Result<Sample, String> {
     let rss_file = scratch.join("rss.txt");
     let start = Instant::now();
-    let mut cmd = if rt {
-        let mut c = Command::new("chrt");
-        c.args(["-f", "10", "/usr/bin/time"]);
-        c
-    } else {
-        Command::new("/usr/bin/time")
-    };
+    let mut cmd = crate::maybe_realtime("/usr/bin/time", rt);
     let status = cmd
         .args(["-f", "%M %U %S", "-o"])
         .arg(&rss_file)
@@ -178,13 +172,7 @@ fn start_server(bin: &Path, dir: &Path, rt: bool) -> Result<(Server, String), St
         .map_err(|e| format!("pick a port: {e}"))?
         .port();
     let bind = format!("127.0.0.1:{port}");
-    let mut cmd = if rt {
-        let mut c = Command::new("chrt");
-        c.args(["-f", "10"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
+    let mut cmd = crate::maybe_realtime(bin, rt);
     let child = cmd
         .args(["serve", "--dir"])
         .arg(dir)
