@@ -40,12 +40,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use cachew_client::EntityTag;
 use cachew_proto::{
-    header, ByteRange, EnsureGitRefsRequest, EnsureGitRefsResponse, EtagCondition, OpenOptions,
-    Precondition, RangeResolution,
+    header, EnsureGitRefsRequest, EnsureGitRefsResponse, Precondition, RangeResolution,
 };
 use http::header::{
     HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    IF_MATCH, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    LAST_MODIFIED,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -53,7 +52,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::body::ResponseBody;
-use crate::handler::text;
+use crate::handler::{open_options, text};
 
 type Resp = Response<ResponseBody>;
 
@@ -302,37 +301,11 @@ async fn take_snapshot(repo: &Repo) -> Result<Snapshot, String> {
     result
 }
 
-/// Parses the conditional and range headers as the object API does.
-fn options(headers: &HeaderMap) -> Result<OpenOptions, Failure> {
-    let condition = |name: &HeaderName| -> Result<Option<EtagCondition>, Failure> {
-        match headers.get(name).map(|v| v.to_str()) {
-            None => Ok(None),
-            Some(Ok(v)) => EtagCondition::parse_header(v)
-                .map(Some)
-                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string())),
-            Some(Err(_)) => Err((StatusCode::BAD_REQUEST, format!("{name} is not ASCII"))),
-        }
-    };
-    let mut options = OpenOptions::default();
-    options.if_match = condition(&IF_MATCH)?;
-    options.if_none_match = condition(&IF_NONE_MATCH)?;
-    options.range = headers
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(ByteRange::parse_header);
-    if let Some(value) = headers.get(IF_RANGE) {
-        match value.to_str().ok().map(EntityTag::parse_header) {
-            Some(Ok(tag)) if !value.as_bytes().starts_with(b"W/") => options.if_range = Some(tag),
-            _ => options.range = None,
-        }
-    }
-    Ok(options)
-}
-
 async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap) -> Resp {
-    let options = match options(headers) {
+    // The same conditional and range rules as the object API.
+    let options = match open_options(headers, true) {
         Ok(o) => o,
-        Err((status, message)) => return text(status, &message),
+        Err(resp) => return *resp,
     };
     let lock = state.lock_for(&repo.name);
     let (snap, head) = {

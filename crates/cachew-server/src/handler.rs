@@ -135,7 +135,10 @@ async fn namespaces(state: &State) -> Resp {
 }
 
 /// Parses the conditional and range headers of a GET or HEAD.
-fn open_options(headers: &HeaderMap, with_range: bool) -> Result<OpenOptions, Box<Resp>> {
+pub(crate) fn open_options(
+    headers: &HeaderMap,
+    with_range: bool,
+) -> Result<OpenOptions, Box<Resp>> {
     let mut options = OpenOptions::default();
     let condition = |name: &HeaderName| -> Result<Option<EtagCondition>, Box<Resp>> {
         let Some(value) = headers.get(name) else {
