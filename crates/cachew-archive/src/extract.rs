@@ -1,5 +1,6 @@
-//! Safe extraction: one thread decompresses and parses, a small pool of
-//! workers creates files.
+//! Safe extraction: one thread parses (and decompresses, except the frames
+//! of pzstd-format streams, which `FrameReader` decodes on worker threads),
+//! a small pool of workers creates files.
 //!
 //! Safety invariants (see the crate docs for the policy as seen by users):
 //! - Entry names are sanitized lexically: absolute names and `..` are refused.
@@ -17,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
+use crate::frames::{FrameReader, STREAM_BUFFER};
 use crate::sys;
 use crate::tarfmt::{self, BLOCK};
 use crate::{Error, ExtractOptions, ExtractSummary, Result};
@@ -41,14 +43,15 @@ const QUEUE: usize = 4;
 const BATCH_JOBS: usize = 128;
 /// Data bytes per batch.
 const BATCH_BYTES: usize = 1 << 20;
-/// Decompressed-stream buffer for headers and small files.
-const INPUT_BUFFER: usize = 128 * 1024;
 /// Limit for GNU long names and pax headers, which are held in memory.
 const META_MAX: u64 = 1 << 20;
 /// Symlinks and hard links are created in batches of at most this many.
 const LINK_BATCH: usize = 16 * 1024;
 /// How many skipped entry names the summary keeps.
 const SKIPPED_NAMES: usize = 16;
+/// Most threads decoding pzstd frames: one parsing thread consumes what
+/// they produce, so more would mostly hold more frames in memory.
+const DECODE_THREADS_MAX: usize = 4;
 
 static ZEROS: [u8; CHUNK] = [0; CHUNK];
 
@@ -312,10 +315,10 @@ impl<R: BufRead> Input<R> {
         Ok(v)
     }
 
-    /// Reads exactly `n` bytes of large-file data. Once the buffer is
-    /// drained, `BufReader` hands reads at least as large as its capacity
-    /// straight to the decoder, which decompresses into the chunk: one
-    /// copy less on the thread everything else waits for.
+    /// Reads exactly `n` bytes of large-file data. `FrameReader` decodes
+    /// frames it streams straight into reads of at least `STREAM_BUFFER`
+    /// bytes, so the chunk is filled without an intermediate copy on the
+    /// thread everything else waits for.
     fn read_chunk(&mut self, n: usize, expected: &'static str) -> Result<Vec<u8>> {
         let mut v = vec![0u8; n];
         let mut done = 0;
@@ -658,14 +661,15 @@ pub(crate) fn extract_impl<R: Read>(
     cancel: &AtomicBool,
 ) -> Result<ExtractSummary> {
     fs::create_dir_all(target).map_err(|e| Error::io("create directory", target, e))?;
-    let decoder = zstd::stream::read::Decoder::new(r).map_err(Error::Read)?;
-    let mut input = Input {
-        // Smaller than a chunk, so chunk reads bypass the buffer (below).
-        r: BufReader::with_capacity(INPUT_BUFFER, decoder),
-        pos: 0,
-    };
     let threads = crate::resolve_threads(opts.threads);
     let workers = if threads <= 1 { 0 } else { threads };
+    // pzstd-format frames are decoded on their own threads, as many as
+    // there are file workers (up to DECODE_THREADS_MAX); with 2 cores this
+    // makes few-large-file archives 1.4x faster and is neutral for many
+    // small files.
+    let decoder = FrameReader::new(r, threads.min(DECODE_THREADS_MAX));
+    // Read in place through `BufRead`: no buffer copy in between.
+    let mut input = Input { r: decoder, pos: 0 };
     let mut ex = Extractor {
         target,
         root: sys::is_root(),
@@ -716,6 +720,8 @@ pub(crate) fn extract_impl<R: Read>(
         }
         Ok(())
     });
+    // The stream has been read to its end (or extraction failed).
+    ex.summary.skippable_frames = input.r.take_skippable();
     let result = result
         .and_then(|()| ex.flush_links())
         .and_then(|()| ex.finish_dirs());
@@ -943,7 +949,7 @@ fn parse<R: BufRead>(
                 } else {
                     let w = route(&rel, pool.txs.len());
                     let first = size.min(INLINE_MAX);
-                    let data = if first as usize >= INPUT_BUFFER {
+                    let data = if first as usize >= STREAM_BUFFER {
                         input.read_chunk(first as usize, "file data")?
                     } else {
                         input.read_vec(first as usize, "file data")?

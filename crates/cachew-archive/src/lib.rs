@@ -4,9 +4,12 @@
 //! [`archive`] writes what `tar -cpf - -C base -- paths… | zstd` would write
 //! (GNU tar format, `./x` style names when the include path is `.`), and
 //! [`extract`] reads that as well as what `pzstd` writes (several frames and
-//! skippable frames). [`archive_async`] and [`extract_async`] run the same
-//! code on blocking threads and stream through a bounded channel, so they
-//! never block a tokio runtime.
+//! skippable frames): frames announced by pzstd's size headers are decoded
+//! in parallel, and other skippable frames, such as a trailer after the
+//! archive, are reported in [`ExtractSummary::skippable_frames`].
+//! [`archive_async`] and [`extract_async`] run the same code on blocking
+//! threads and stream through a bounded channel, so they never block a tokio
+//! runtime.
 //!
 //! ```
 //! # fn main() -> cachew_archive::Result<()> {
@@ -60,12 +63,15 @@
 //! - Device nodes and FIFOs are never created: they are skipped and counted
 //!   in [`ExtractSummary::skipped`]. Sockets are not archived (as GNU tar).
 //! - A truncated stream (no end-of-archive block, or a zstd frame cut short),
-//!   a corrupt zstd frame or checksum, and a header with a bad checksum are
-//!   errors. The stream is read to its end after the end-of-archive block.
+//!   a corrupt zstd frame or checksum, a pzstd size header that does not
+//!   match its frame, anything but a frame between frames, and a header with
+//!   a bad checksum are errors. The stream is read to its end after the
+//!   end-of-archive block.
 //! - Memory is bounded whatever the compression ratio: file data is streamed
-//!   in chunks through bounded queues, and long names and pax headers are
-//!   limited to 1 MiB. (Bookkeeping grows with the number of directory and
-//!   link entries, not with data.)
+//!   in chunks through bounded queues, pzstd frames decoded ahead are limited
+//!   in number and size (a frame decoding to over 32 MiB is streamed), and
+//!   long names and pax headers are limited to 1 MiB. (Bookkeeping grows
+//!   with the number of directory and link entries, not with data.)
 //!
 //! Extraction into an existing tree replaces files (they are unlinked, not
 //! written through). Existing directories without owner write or search
@@ -88,8 +94,11 @@
 //! opened) on their own threads, handing items over in batches, while the
 //! caller's thread frames tar and feeds zstd's multithreaded encoder.
 //!
-//! Extraction decompresses and parses on the caller's thread and creates
-//! files on a small pool of worker threads, in batches of up to 128 files.
+//! Extraction parses on the caller's thread and creates files on a small
+//! pool of worker threads, in batches of up to 128 files. The caller's thread
+//! also decompresses, except pzstd-format streams (several frames, each
+//! announced by its compressed size), whose frames are decoded on as many
+//! threads as there are file workers (at most 4), in order.
 //! The same path always goes to the same worker, so duplicate entries keep
 //! their order. A file costs `openat`, `pwrite`, `utimensat` and `close`:
 //! it is created with its final mode, so `fchmod` is only needed when the
@@ -104,6 +113,7 @@ mod create;
 mod error;
 mod exclude;
 mod extract;
+mod frames;
 mod sys;
 mod tarfmt;
 
@@ -114,6 +124,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use exclude::ExcludeSet;
+pub use frames::SkippableFrame;
 
 /// Options for [`archive`] and [`archive_async`].
 #[derive(Debug, Clone)]
@@ -154,8 +165,9 @@ impl ArchiveOptions {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ExtractOptions {
-    /// Threads creating files, besides the one decompressing; 0 means one
-    /// per available core, 1 means everything on the calling thread.
+    /// Threads creating files, besides the one parsing (as many decode
+    /// pzstd-format frames, up to 4); 0 means one per available core, 1
+    /// means everything on the calling thread.
     pub threads: usize,
 }
 
@@ -200,6 +212,10 @@ pub struct ExtractSummary {
     pub skipped: u64,
     /// Names of the first few skipped entries.
     pub skipped_names: Vec<String>,
+    /// Skippable frames in the zstd stream (other than pzstd's frame size
+    /// headers) with payloads of up to 4 KiB: the last 16, in stream order.
+    /// A trailer after the tar end-of-archive block shows up here.
+    pub skippable_frames: Vec<SkippableFrame>,
 }
 
 pub(crate) fn resolve_threads(threads: usize) -> usize {

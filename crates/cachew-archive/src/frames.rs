@@ -1,0 +1,2214 @@
+//! zstd streams in pzstd's format: independent frames, each preceded by a
+//! skippable frame giving its compressed size, so they can be compressed and
+//! decompressed in parallel.
+//!
+//! ```text
+//! [50 2A 4D 18][04 00 00 00][compressed size, u32 LE]   12-byte skippable frame
+//! [28 B5 2F FD ... zstd frame of one chunk ...]          exactly that many bytes
+//! ... repeated ...
+//! [5x 2A 4D 18][payload size, u32 LE][payload]            optional trailers
+//! ```
+//!
+//! [`FrameWriter`] writes that format with one `bulk::Compressor` per worker
+//! thread; [`FrameReader`] decodes the frames of such a stream on worker
+//! threads and falls back to streaming, one frame at a time on the caller's
+//! thread, for anything else (plain `zstd` output, oversized frames), so any
+//! valid zstd stream reads as the `zstd` tool would read it.
+
+// Until `create.rs` writes with `FrameWriter`, only the tests use it; this
+// expectation then fails, as a reminder to remove it.
+#![cfg_attr(
+    not(test),
+    expect(dead_code, reason = "FrameWriter is not used by create.rs yet")
+)]
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use zstd::bulk::Compressor;
+use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
+
+/// Skippable frames have magics `0x184D2A50..=0x184D2A5F`; pzstd's size
+/// headers use the first.
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+/// Regular zstd frames (format v1).
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// Pre-1.0 zstd frames (v0.1 to v0.7), which the library still decodes.
+const LEGACY_MAGICS: std::ops::RangeInclusive<u32> = 0xFD2F_B51E..=0xFD2F_B527;
+/// Length of pzstd's size header.
+const PZSTD_HEADER: usize = 12;
+
+/// Input bytes per frame. pzstd cuts its input every `1 << (windowLog + 2)`
+/// bytes; at level 3 (windowLog 21) that is 8 MiB, which keeps the ratio
+/// within 1% of one frame (each frame starts with an empty window, and a
+/// 2 MiB window only ever looks 2 MiB back anyway) while giving a 705 MB tar
+/// 84 frames to spread over the workers. Writing the same size for every
+/// level keeps memory per worker fixed.
+pub(crate) const CHUNK_SIZE: usize = 8 << 20;
+
+/// Largest decoded frame held in memory. pzstd never writes frames larger
+/// than `1 << 25` (it caps windowLog at 23); a frame that decodes to more is
+/// decoded by streaming instead, in bounded memory.
+const FRAME_OUT_MAX: usize = 32 << 20;
+/// Largest compressed frame read into memory: the zstd bound for a
+/// `FRAME_OUT_MAX` frame. A pzstd header announcing more is decoded by
+/// streaming from the input instead.
+const FRAME_IN_MAX: usize = FRAME_OUT_MAX + (FRAME_OUT_MAX >> 8) + (128 << 10);
+/// Frames needing a larger window are refused (2^27 = 128 MiB, zstd's own
+/// default limit), on every path, which bounds the decoder's memory.
+const WINDOW_LOG_MAX: u32 = 27;
+/// Compressed plus (estimated) decompressed bytes of the frames queued
+/// ahead of the reader; a new frame is read only while the total is below.
+const IN_FLIGHT_MAX: usize = 96 << 20;
+/// Skippable frames with payloads up to this size are recorded.
+const RECORD_MAX: usize = 4096;
+/// How many recorded skippable frames are kept (the last ones).
+const RECORD_COUNT: usize = 16;
+/// Compressed-input buffer of the reader (zstd's recommended input size).
+const INPUT_BUFFER: usize = 128 << 10;
+/// Buffer for the output of streamed frames, when read through `BufRead`
+/// or in small reads (larger reads are decoded into directly).
+pub(crate) const STREAM_BUFFER: usize = 128 << 10;
+
+/// A skippable frame found in an archive stream, other than pzstd's frame
+/// size headers (see [`crate::ExtractSummary::skippable_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippableFrame {
+    /// The frame's magic number, `0x184D2A50..=0x184D2A5F`.
+    pub magic: u32,
+    /// The frame's content.
+    pub payload: Vec<u8>,
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn eof(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, msg)
+}
+
+/// Remembers the first error so every later call repeats it.
+fn sticky(slot: &mut Option<(io::ErrorKind, String)>, e: io::Error) -> io::Error {
+    *slot = Some((e.kind(), e.to_string()));
+    e
+}
+
+fn repeat(slot: &Option<(io::ErrorKind, String)>) -> io::Result<()> {
+    match slot {
+        Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+        None => Ok(()),
+    }
+}
+
+fn pzstd_header(frame_len: usize) -> io::Result<[u8; PZSTD_HEADER]> {
+    let len = u32::try_from(frame_len)
+        .map_err(|_| io::Error::other("a compressed frame does not fit pzstd's 32-bit size"))?;
+    let mut h = [0u8; PZSTD_HEADER];
+    h[..4].copy_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&4u32.to_le_bytes());
+    h[8..].copy_from_slice(&len.to_le_bytes());
+    Ok(h)
+}
+
+// ---------------------------------------------------------------------------
+// Writer
+// ---------------------------------------------------------------------------
+
+/// Compresses one chunk into `out` (cleared first) as one zstd frame.
+type CompressFn = fn(&mut Compressor<'static>, &[u8], &mut Vec<u8>) -> io::Result<()>;
+
+fn compress_chunk(c: &mut Compressor<'static>, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    out.reserve(zstd_safe::compress_bound(chunk.len()));
+    c.compress_to_buffer(chunk, out)?;
+    Ok(())
+}
+
+/// A chunk to compress, with the buffer for its frame and where to reply.
+struct CompressJob {
+    chunk: Vec<u8>,
+    out: Vec<u8>,
+    reply: SyncSender<io::Result<(Vec<u8>, Vec<u8>)>>,
+}
+
+type CompressReply = Receiver<io::Result<(Vec<u8>, Vec<u8>)>>;
+
+struct WriterPool {
+    jobs: Option<SyncSender<CompressJob>>,
+    /// Replies for the chunks handed out, oldest first.
+    pending: VecDeque<CompressReply>,
+    /// Empty chunk and frame buffers, for reuse.
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl WriterPool {
+    /// Stops the workers (after the chunk each is compressing) and waits for them.
+    fn shut_down(&mut self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        self.jobs = None;
+        let mut ok = true;
+        for h in self.handles.drain(..) {
+            ok &= h.join().is_ok();
+        }
+        ok
+    }
+}
+
+enum Engine {
+    /// `threads == 1`: chunks are compressed on the caller's thread.
+    Inline {
+        compressor: Compressor<'static>,
+        out: Vec<u8>,
+    },
+    Pool(WriterPool),
+}
+
+/// Writes a zstd stream in pzstd's format: the input is cut into
+/// [`CHUNK_SIZE`] chunks, each compressed as an independent frame (with
+/// checksum and content size) and preceded by pzstd's 12-byte skippable
+/// frame giving its compressed size. `zstd -d` and `pzstd -d` read it.
+///
+/// With `threads > 1`, full chunks are compressed by that many worker
+/// threads, each with its own compressor, while the caller fills the next
+/// chunk; frames are written to the inner writer, on the caller's thread,
+/// strictly in order. At most `threads` chunks are being compressed or
+/// waiting to be written, plus the one being filled, and all buffers are
+/// reused.
+///
+/// Call [`finish`](Self::finish) to complete the stream; dropping the
+/// writer without it stops the workers and leaves the stream incomplete.
+/// After an error (from a worker or from the inner writer) every later call
+/// fails with the same error.
+pub(crate) struct FrameWriter<W: Write> {
+    inner: W,
+    chunk: Vec<u8>,
+    engine: Engine,
+    compress: CompressFn,
+    /// Whether a zstd frame has been started: an empty stream still gets one.
+    framed: bool,
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    /// A writer compressing at `level` on `threads` threads (1 = on the
+    /// caller's thread only; 0 counts as 1). The format is the same either way.
+    pub(crate) fn new(inner: W, level: i32, threads: usize) -> io::Result<Self> {
+        Self::with_compress_fn(inner, level, threads, compress_chunk)
+    }
+
+    fn with_compress_fn(
+        inner: W,
+        level: i32,
+        threads: usize,
+        compress: CompressFn,
+    ) -> io::Result<Self> {
+        let compressor = || -> io::Result<Compressor<'static>> {
+            let mut c = Compressor::new(level)?;
+            c.set_parameter(zstd_safe::CParameter::ChecksumFlag(true))?;
+            c.set_parameter(zstd_safe::CParameter::ContentSizeFlag(true))?;
+            Ok(c)
+        };
+        let engine = if threads <= 1 {
+            Engine::Inline {
+                compressor: compressor()?,
+                out: Vec::new(),
+            }
+        } else {
+            let (tx, rx) = sync_channel::<CompressJob>(threads);
+            let rx = Arc::new(Mutex::new(rx));
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut pool = WriterPool {
+                jobs: Some(tx),
+                pending: VecDeque::with_capacity(threads),
+                spare: Vec::new(),
+                stop: stop.clone(),
+                handles: Vec::with_capacity(threads),
+            };
+            for i in 0..threads {
+                let mut c = compressor()?;
+                let (rx, stop) = (rx.clone(), stop.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("cachew-zstd-{i}"))
+                    .spawn(move || compress_worker(&mut c, &rx, &stop, compress));
+                match spawned {
+                    Ok(h) => pool.handles.push(h),
+                    Err(e) => {
+                        pool.shut_down();
+                        return Err(e);
+                    }
+                }
+            }
+            Engine::Pool(pool)
+        };
+        Ok(FrameWriter {
+            inner,
+            chunk: Vec::with_capacity(CHUNK_SIZE),
+            engine,
+            compress,
+            framed: false,
+            failed: None,
+        })
+    }
+
+    /// Ends the current chunk, then appends a skippable frame with magic
+    /// `0x184D2A50 + magic_low` and `payload`, after every frame so far.
+    /// Waits for the pending frames first (meant for trailers, not for use
+    /// in every chunk).
+    ///
+    /// `magic_low` must be at most 15, and a 4-byte payload with
+    /// `magic_low == 0` is refused: readers would take it for pzstd's size
+    /// header of a following frame.
+    pub(crate) fn write_skippable(&mut self, magic_low: u32, payload: &[u8]) -> io::Result<()> {
+        repeat(&self.failed)?;
+        if magic_low > 15 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("skippable frame magic offset {magic_low} is over 15"),
+            ));
+        }
+        if magic_low == 0 && payload.len() == 4 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a 4-byte skippable frame with magic 0x184D2A50 would read as a pzstd frame header",
+            ));
+        }
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a skippable frame payload must be under 4 GiB",
+            )
+        })?;
+        let r = self.drain(true).and_then(|()| {
+            let mut h = [0u8; 8];
+            h[..4].copy_from_slice(&(SKIPPABLE_MAGIC + magic_low).to_le_bytes());
+            h[4..].copy_from_slice(&len.to_le_bytes());
+            self.inner.write_all(&h)?;
+            self.inner.write_all(payload)
+        });
+        r.map_err(|e| sticky(&mut self.failed, e))
+    }
+
+    /// Compresses what is buffered (an empty stream gets one empty frame, as
+    /// pzstd writes), writes everything in order, flushes the inner writer,
+    /// stops the workers and returns the inner writer.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        repeat(&self.failed)?;
+        self.drain(true).map_err(|e| sticky(&mut self.failed, e))?;
+        self.inner.flush()?;
+        if let Engine::Pool(pool) = &mut self.engine {
+            if !pool.shut_down() {
+                return Err(io::Error::other("a zstd compression worker panicked"));
+            }
+        }
+        Ok(self.inner)
+    }
+
+    /// Ends the current chunk if it holds data (or if `force` and no frame
+    /// was written yet), then writes every pending frame.
+    fn drain(&mut self, force: bool) -> io::Result<()> {
+        if !self.chunk.is_empty() || (force && !self.framed) {
+            self.end_chunk()?;
+        }
+        if let Engine::Pool(pool) = &mut self.engine {
+            while !pool.pending.is_empty() {
+                write_oldest(pool, &mut self.inner)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compresses the current chunk, inline or on a worker.
+    fn end_chunk(&mut self) -> io::Result<()> {
+        self.framed = true;
+        match &mut self.engine {
+            Engine::Inline { compressor, out } => {
+                (self.compress)(compressor, &self.chunk, out)?;
+                self.chunk.clear();
+                write_frame(&mut self.inner, out)
+            }
+            Engine::Pool(pool) => {
+                while pool.pending.len() >= pool.handles.len() {
+                    write_oldest(pool, &mut self.inner)?;
+                }
+                let (mut chunk, out) = pool
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| (Vec::with_capacity(CHUNK_SIZE), Vec::new()));
+                std::mem::swap(&mut chunk, &mut self.chunk);
+                let (reply, rx) = sync_channel(1);
+                let sent = pool
+                    .jobs
+                    .as_ref()
+                    .map(|jobs| jobs.send(CompressJob { chunk, out, reply }).is_ok());
+                if sent != Some(true) {
+                    return Err(io::Error::other("the zstd compression workers are gone"));
+                }
+                pool.pending.push_back(rx);
+                // Write whatever is already done, oldest first.
+                while let Some(rx) = pool.pending.front() {
+                    match rx.try_recv() {
+                        Err(TryRecvError::Empty) => break,
+                        r => {
+                            pool.pending.pop_front();
+                            take_frame(pool, &mut self.inner, r.ok())?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn write_frame<W: Write>(inner: &mut W, frame: &[u8]) -> io::Result<()> {
+    inner.write_all(&pzstd_header(frame.len())?)?;
+    inner.write_all(frame)
+}
+
+/// Waits for the oldest pending frame and writes it.
+fn write_oldest<W: Write>(pool: &mut WriterPool, inner: &mut W) -> io::Result<()> {
+    let rx = pool.pending.pop_front().expect("a pending frame");
+    let r = rx.recv().ok();
+    take_frame(pool, inner, r)
+}
+
+/// Writes a worker's reply (`None`: the worker died) and keeps its buffers.
+fn take_frame<W: Write>(
+    pool: &mut WriterPool,
+    inner: &mut W,
+    reply: Option<io::Result<(Vec<u8>, Vec<u8>)>>,
+) -> io::Result<()> {
+    match reply {
+        Some(Ok((mut chunk, out))) => {
+            write_frame(inner, &out)?;
+            chunk.clear();
+            pool.spare.push((chunk, out));
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(io::Error::other("a zstd compression worker panicked")),
+    }
+}
+
+fn compress_worker(
+    compressor: &mut Compressor<'static>,
+    jobs: &Mutex<Receiver<CompressJob>>,
+    stop: &AtomicBool,
+    compress: CompressFn,
+) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(mut job) = job else { return };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let r = compress(compressor, &job.chunk, &mut job.out).map(|()| (job.chunk, job.out));
+        // The writer may be gone (dropped after an error): nothing to do then.
+        let _ = job.reply.send(r);
+    }
+}
+
+impl<W: Write> Write for FrameWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        repeat(&self.failed)?;
+        let n = data.len().min(CHUNK_SIZE - self.chunk.len());
+        self.chunk.extend_from_slice(&data[..n]);
+        if self.chunk.len() == CHUNK_SIZE {
+            self.end_chunk().map_err(|e| sticky(&mut self.failed, e))?;
+        }
+        Ok(n)
+    }
+
+    /// Ends the current chunk (so each call with new data costs a frame),
+    /// writes every pending frame and flushes the inner writer.
+    fn flush(&mut self) -> io::Result<()> {
+        repeat(&self.failed)?;
+        self.drain(false)
+            .and_then(|()| self.inner.flush())
+            .map_err(|e| sticky(&mut self.failed, e))
+    }
+}
+
+impl Drop for WriterPool {
+    /// Dropping the writer without `finish` (an error path) stops the workers.
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reader
+// ---------------------------------------------------------------------------
+
+/// What the header of a zstd (v1) frame says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameHeader {
+    /// Window size the decoder needs (the content size for single-segment frames).
+    window: u64,
+    content_size: Option<u64>,
+}
+
+/// Parses the header at the start of `b` (magic included); `None` if it is
+/// not a zstd frame or is cut short.
+fn frame_header(b: &[u8]) -> Option<FrameHeader> {
+    if b.len() < 5 || le32(b) != ZSTD_MAGIC {
+        return None;
+    }
+    let fhd = b[4];
+    let single_segment = fhd & 0x20 != 0;
+    let mut pos = 5;
+    let mut window = 0;
+    if !single_segment {
+        let wd = *b.get(pos)?;
+        pos += 1;
+        let base = 1u64 << (10 + u32::from(wd >> 3));
+        window = base + (base >> 3) * u64::from(wd & 7);
+    }
+    pos += [0, 1, 2, 4][usize::from(fhd & 3)];
+    let fcs_len = match fhd >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let fcs = b.get(pos..pos + fcs_len)?;
+    let mut size = fcs
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    if fcs_len == 2 {
+        size += 256;
+    }
+    if single_segment {
+        window = size;
+    }
+    Some(FrameHeader {
+        window,
+        content_size: (fcs_len > 0).then_some(size),
+    })
+}
+
+fn new_dctx() -> DCtx<'static> {
+    let mut d = DCtx::create();
+    d.set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
+        .expect("27 is a valid window log limit");
+    d
+}
+
+/// A frame that a pzstd header announced, read into memory.
+struct Job {
+    data: Vec<u8>,
+    /// Buffer for the decoded frame (reused).
+    out: Vec<u8>,
+    /// Compressed-stream offset of the frame, for messages.
+    offset: u64,
+    /// What the frame counts against [`IN_FLIGHT_MAX`].
+    charge: usize,
+}
+
+enum Outcome {
+    /// `job.out` holds the decoded frame.
+    Done(Job),
+    /// The frame does not fit in memory (or did not decode in one go):
+    /// stream it from `job.data` instead.
+    Stream(Job),
+    Failed(io::Error),
+}
+
+/// Decodes one in-memory frame (the worker's job).
+type DecodeFn = fn(&mut DCtx<'static>, Job) -> Outcome;
+
+fn decode_frame(dctx: &mut DCtx<'static>, mut job: Job) -> Outcome {
+    let (offset, n) = (job.offset, job.data.len());
+    match zstd_safe::find_frame_compressed_size(&job.data) {
+        Ok(len) if len == n => {}
+        Ok(len) => {
+            return Outcome::Failed(invalid(format!(
+                "the zstd frame at compressed byte {offset} ends after {len} bytes, but the \
+                 pzstd header before it gives {n}"
+            )))
+        }
+        Err(code) => {
+            return Outcome::Failed(invalid(format!(
+                "the zstd frame at compressed byte {offset} does not end within the {n} bytes \
+                 its pzstd header gives: {}",
+                zstd_safe::get_error_name(code)
+            )))
+        }
+    }
+    // A complete frame has a complete header; anything else is refused.
+    let Some(header) = frame_header(&job.data) else {
+        return Outcome::Failed(invalid(format!(
+            "the zstd frame at compressed byte {offset} has an unreadable header"
+        )));
+    };
+    if header.window > 1 << WINDOW_LOG_MAX {
+        return Outcome::Failed(too_large_window(offset, header.window));
+    }
+    let cap = match header.content_size {
+        Some(size) if size > FRAME_OUT_MAX as u64 => return Outcome::Stream(job),
+        Some(size) => size as usize,
+        None => FRAME_OUT_MAX,
+    };
+    job.out.clear();
+    job.out.reserve(cap);
+    match dctx.decompress(&mut job.out, &job.data) {
+        Ok(_) => Outcome::Done(job),
+        // Without a content size, the frame may just be larger than the
+        // buffer: streaming it decodes it, or reports the real error.
+        Err(_) if header.content_size.is_none() => Outcome::Stream(job),
+        Err(code) => Outcome::Failed(corrupt_frame(offset, code)),
+    }
+}
+
+fn too_large_window(offset: u64, window: u64) -> io::Error {
+    invalid(format!(
+        "the zstd frame at compressed byte {offset} needs a {window}-byte window, more than \
+         the {} bytes allowed",
+        1u64 << WINDOW_LOG_MAX
+    ))
+}
+
+fn corrupt_frame(offset: u64, code: usize) -> io::Error {
+    invalid(format!(
+        "cannot decode the zstd frame at compressed byte {offset}: {}",
+        zstd_safe::get_error_name(code)
+    ))
+}
+
+fn decode_worker(
+    jobs: &Mutex<Receiver<(Job, SyncSender<Outcome>)>>,
+    stop: &AtomicBool,
+    decode: DecodeFn,
+) {
+    let mut dctx = new_dctx();
+    loop {
+        let msg = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok((job, reply)) = msg else { return };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // The reader may be gone (dropped early): nothing to do then.
+        let _ = reply.send(decode(&mut dctx, job));
+    }
+}
+
+struct ReaderPool {
+    jobs: Option<SyncSender<(Job, SyncSender<Outcome>)>>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl ReaderPool {
+    fn start(threads: usize, decode: DecodeFn) -> io::Result<Self> {
+        let (tx, rx) = sync_channel(threads + 1);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut pool = ReaderPool {
+            jobs: Some(tx),
+            stop: Arc::new(AtomicBool::new(false)),
+            handles: Vec::with_capacity(threads),
+        };
+        for i in 0..threads {
+            let (rx, stop) = (rx.clone(), pool.stop.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("cachew-unzstd-{i}"))
+                .spawn(move || decode_worker(&rx, &stop, decode))?;
+            pool.handles.push(h);
+        }
+        Ok(pool)
+    }
+}
+
+impl Drop for ReaderPool {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.jobs = None;
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The compressed input, buffered, with its offset.
+struct Src<R> {
+    r: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Offset in the compressed stream of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+fn read_retry<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            res => return res,
+        }
+    }
+}
+
+impl<R: Read> Src<R> {
+    /// The buffered bytes, reading more if there are none; empty at the end.
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        if self.start == self.end && !self.eof {
+            self.start = 0;
+            self.end = read_retry(&mut self.r, &mut self.buf)?;
+            self.eof = self.end == 0;
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// The next `n` bytes (`n` is small), fewer only at the end of the stream.
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        while self.end - self.start < n && !self.eof {
+            if self.buf.len() - self.start < n {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let k = read_retry(&mut self.r, &mut self.buf[self.end..])?;
+            self.eof = k == 0;
+            self.end += k;
+        }
+        Ok(&self.buf[self.start..self.end.min(self.start + n)])
+    }
+
+    /// Appends the next `n` bytes to `v`; returns how many there were.
+    fn read_into(&mut self, v: &mut Vec<u8>, n: usize) -> io::Result<usize> {
+        let buffered = (self.end - self.start).min(n);
+        v.extend_from_slice(&self.buf[self.start..self.start + buffered]);
+        self.consume(buffered);
+        let base = v.len();
+        let want = n - buffered;
+        if want == 0 || self.eof {
+            return Ok(buffered);
+        }
+        // Large reads go straight into `v`.
+        v.resize(base + want, 0);
+        let mut got = 0;
+        while got < want {
+            let k = read_retry(&mut self.r, &mut v[base + got..])?;
+            if k == 0 {
+                self.eof = true;
+                break;
+            }
+            got += k;
+        }
+        v.truncate(base + got);
+        self.offset += got as u64;
+        Ok(buffered + got)
+    }
+
+    /// Skips the next `n` bytes; returns how many there were.
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        let mut done = 0;
+        while done < n {
+            let k = (self.fill()?.len() as u64).min(n - done) as usize;
+            if k == 0 {
+                break;
+            }
+            self.consume(k);
+            done += k as u64;
+        }
+        Ok(done)
+    }
+}
+
+/// A frame in the queue ahead of the reader.
+enum Slot {
+    /// In memory, to decode on the caller's thread when reached (`threads == 1`).
+    Held(Job),
+    /// Handed to a worker.
+    Sent {
+        rx: Receiver<Outcome>,
+        charge: usize,
+    },
+    /// To decode by streaming from the input: a regular zstd frame
+    /// (`limit: None`), or one whose pzstd header gives a size too large to
+    /// hold. Nothing more is queued behind it until it is decoded.
+    Stream { offset: u64, limit: Option<u64> },
+    /// The stream is broken here.
+    Fail(io::Error),
+}
+
+impl Slot {
+    fn charge(&self) -> usize {
+        match self {
+            Slot::Held(job) => job.charge,
+            Slot::Sent { charge, .. } => *charge,
+            _ => 0,
+        }
+    }
+}
+
+/// Where a streamed frame's compressed bytes come from.
+enum StreamFrom {
+    /// The input, up to the end of the frame.
+    Input,
+    /// The input, exactly `len` bytes (from a pzstd header), `left` to go.
+    Limited { len: u64, left: u64 },
+    /// A frame already in memory.
+    Memory { data: Vec<u8>, pos: usize },
+}
+
+enum Current {
+    Idle,
+    /// A decoded frame being handed out.
+    Decoded {
+        buf: Vec<u8>,
+        pos: usize,
+    },
+    /// A frame being decoded by streaming, straight into the caller's buffer.
+    Streaming {
+        offset: u64,
+        from: StreamFrom,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    /// Reading frames ahead.
+    Open,
+    /// A streamed frame is queued or being decoded: it owns the input.
+    Blocked,
+    /// End of stream, or an error queued.
+    Done,
+}
+
+/// Reads a zstd stream: frames announced by pzstd headers are decoded on
+/// `threads` worker threads (1 = on the caller's thread) and handed out in
+/// order; any other zstd frame is decoded by streaming, one frame at a time,
+/// on the caller's thread, as the `zstd` tool would. Skippable frames other
+/// than pzstd's headers are skipped; those of up to 4 KiB are recorded (the
+/// last 16), see [`skippable`](Self::skippable).
+///
+/// Memory is bounded: at most `threads + 1` frames of at most 32 MiB are
+/// queued ahead (fewer when they are large), frames that decode to more are
+/// streamed, and windows over 128 MiB are refused.
+///
+/// Errors (a cut, corrupt or mis-sized frame, garbage between frames) are
+/// returned after all the data before them, as `InvalidData` or
+/// `UnexpectedEof`; every later read repeats them. An empty input is an
+/// error, as for `zstd`'s decoder. Dropping the reader stops its workers.
+pub(crate) struct FrameReader<R: Read> {
+    src: Src<R>,
+    threads: usize,
+    dctx: DCtx<'static>,
+    queue: VecDeque<Slot>,
+    /// Sum of the queued slots' charges.
+    charged: usize,
+    current: Current,
+    dispatch: Dispatch,
+    pool: Option<ReaderPool>,
+    decode: DecodeFn,
+    free_in: Vec<Vec<u8>>,
+    free_out: Vec<Vec<u8>>,
+    /// Output of streamed frames for `fill_buf`, `stream_pos..stream_len` unread.
+    stream_buf: Vec<u8>,
+    stream_pos: usize,
+    stream_len: usize,
+    skippable: Vec<SkippableFrame>,
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A reader decoding pzstd frames on `threads` threads (1 = on the
+    /// caller's thread; 0 counts as 1). Workers start with the first pzstd frame.
+    pub(crate) fn new(inner: R, threads: usize) -> Self {
+        Self::with_decode_fn(inner, threads, decode_frame)
+    }
+
+    fn with_decode_fn(inner: R, threads: usize, decode: DecodeFn) -> Self {
+        FrameReader {
+            src: Src {
+                r: inner,
+                buf: vec![0u8; INPUT_BUFFER].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                offset: 0,
+                eof: false,
+            },
+            threads: threads.max(1),
+            dctx: new_dctx(),
+            queue: VecDeque::new(),
+            charged: 0,
+            current: Current::Idle,
+            dispatch: Dispatch::Open,
+            pool: None,
+            decode,
+            free_in: Vec::new(),
+            free_out: Vec::new(),
+            stream_buf: Vec::new(),
+            stream_pos: 0,
+            stream_len: 0,
+            skippable: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// Skippable frames seen so far (complete once a read has returned 0).
+    pub(crate) fn skippable(&self) -> &[SkippableFrame] {
+        &self.skippable
+    }
+
+    /// Takes the recorded skippable frames.
+    pub(crate) fn take_skippable(&mut self) -> Vec<SkippableFrame> {
+        std::mem::take(&mut self.skippable)
+    }
+
+    fn max_slots(&self) -> usize {
+        if self.threads == 1 {
+            1
+        } else {
+            self.threads + 1
+        }
+    }
+
+    /// Reads frame headers and frames ahead, while there is room.
+    fn dispatch_more(&mut self) {
+        while self.dispatch == Dispatch::Open
+            && self.queue.len() < self.max_slots()
+            && self.charged < IN_FLIGHT_MAX
+        {
+            match self.next_slot() {
+                Ok(Some(slot)) => {
+                    self.charged += slot.charge();
+                    self.queue.push_back(slot);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.queue.push_back(Slot::Fail(e));
+                    self.dispatch = Dispatch::Done;
+                }
+            }
+        }
+    }
+
+    /// Reads what starts at the current offset: a frame to queue, or a
+    /// skippable frame (recorded, `None`), or the end of the stream (`None`).
+    fn next_slot(&mut self) -> io::Result<Option<Slot>> {
+        let offset = self.src.offset;
+        let head = self.src.peek(PZSTD_HEADER)?;
+        if head.is_empty() {
+            if offset == 0 {
+                return Err(eof("the stream is empty: expected a zstd frame".to_string()));
+            }
+            self.dispatch = Dispatch::Done;
+            return Ok(None);
+        }
+        if head.len() < 4 {
+            return Err(eof(format!(
+                "the stream ends {} bytes into the frame at compressed byte {offset}: \
+                 expected a 4-byte frame magic number",
+                head.len()
+            )));
+        }
+        let magic = le32(head);
+        if magic == ZSTD_MAGIC || LEGACY_MAGICS.contains(&magic) {
+            self.dispatch = Dispatch::Blocked;
+            return Ok(Some(Slot::Stream {
+                offset,
+                limit: None,
+            }));
+        }
+        if magic & !0xF != SKIPPABLE_MAGIC {
+            return Err(invalid(format!(
+                "expected a zstd frame or a skippable frame at compressed byte {offset}, found \
+                 bytes {:02x?}",
+                &head[..4]
+            )));
+        }
+        if head.len() < 8 {
+            return Err(eof(format!(
+                "the stream ends inside the header of the skippable frame at compressed byte \
+                 {offset}"
+            )));
+        }
+        let size = le32(&head[4..]);
+        if magic != SKIPPABLE_MAGIC || size != 4 {
+            self.src.consume(8);
+            let got = if size as usize <= RECORD_MAX {
+                let mut payload = Vec::with_capacity(size as usize);
+                let got = self.src.read_into(&mut payload, size as usize)? as u64;
+                if got == u64::from(size) {
+                    if self.skippable.len() == RECORD_COUNT {
+                        self.skippable.remove(0);
+                    }
+                    self.skippable.push(SkippableFrame { magic, payload });
+                }
+                got
+            } else {
+                self.src.skip(u64::from(size))?
+            };
+            if got < u64::from(size) {
+                return Err(eof(format!(
+                    "the stream ends {got} bytes into the {size}-byte skippable frame at \
+                     compressed byte {offset}"
+                )));
+            }
+            return Ok(None);
+        }
+        // pzstd's header: the size of the frame that follows.
+        if head.len() < PZSTD_HEADER {
+            return Err(eof(format!(
+                "the stream ends inside the pzstd frame header at compressed byte {offset}"
+            )));
+        }
+        let len = le32(&head[8..]) as usize;
+        self.src.consume(PZSTD_HEADER);
+        let frame_at = offset + PZSTD_HEADER as u64;
+        let missing = |got: usize| {
+            eof(format!(
+                "the stream ends {got} bytes into the {len}-byte zstd frame announced by the \
+                 pzstd header at compressed byte {offset}"
+            ))
+        };
+        let not_a_frame = |b: &[u8]| {
+            invalid(format!(
+                "expected the zstd frame announced by the pzstd header at compressed byte \
+                 {offset}, found bytes {:02x?}",
+                &b[..b.len().min(4)]
+            ))
+        };
+        if len > FRAME_IN_MAX {
+            let b = self.src.peek(4)?;
+            if b.len() < 4 {
+                return Err(missing(b.len()));
+            }
+            if le32(b) != ZSTD_MAGIC {
+                return Err(not_a_frame(b));
+            }
+            self.dispatch = Dispatch::Blocked;
+            return Ok(Some(Slot::Stream {
+                offset: frame_at,
+                limit: Some(len as u64),
+            }));
+        }
+        let mut data = self.free_in.pop().unwrap_or_default();
+        data.clear();
+        let got = self.src.read_into(&mut data, len)?;
+        if got < len {
+            return Err(missing(got));
+        }
+        if len < 4 || le32(&data) != ZSTD_MAGIC {
+            return Err(not_a_frame(&data));
+        }
+        let estimate = frame_header(&data).map_or(0, |h| match h.content_size {
+            Some(size) => size.min(FRAME_OUT_MAX as u64) as usize,
+            // pzstd's frames hold 4 windows of data.
+            None => h.window.saturating_mul(4).min(FRAME_OUT_MAX as u64) as usize,
+        });
+        let job = Job {
+            data,
+            out: self.free_out.pop().unwrap_or_default(),
+            offset: frame_at,
+            charge: len + estimate,
+        };
+        if self.threads == 1 {
+            return Ok(Some(Slot::Held(job)));
+        }
+        if self.pool.is_none() {
+            self.pool = Some(ReaderPool::start(self.threads, self.decode)?);
+        }
+        let charge = job.charge;
+        let (reply, rx) = sync_channel(1);
+        let jobs = self.pool.as_ref().and_then(|p| p.jobs.as_ref());
+        if jobs.is_none_or(|jobs| jobs.send((job, reply)).is_err()) {
+            return Err(io::Error::other("the zstd decompression workers are gone"));
+        }
+        Ok(Some(Slot::Sent { rx, charge }))
+    }
+
+    fn take_outcome(&mut self, outcome: Outcome) -> io::Result<()> {
+        match outcome {
+            Outcome::Done(job) => {
+                self.free_in.push(job.data);
+                self.current = Current::Decoded {
+                    buf: job.out,
+                    pos: 0,
+                };
+            }
+            Outcome::Stream(job) => {
+                self.free_out.push(job.out);
+                self.start_stream(
+                    job.offset,
+                    StreamFrom::Memory {
+                        data: job.data,
+                        pos: 0,
+                    },
+                );
+            }
+            Outcome::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn start_stream(&mut self, offset: u64, from: StreamFrom) {
+        // Only fails for a context in use by a worker, which this one never is.
+        let _ = self.dctx.reset(ResetDirective::SessionOnly);
+        self.current = Current::Streaming { offset, from };
+    }
+
+    /// Decodes some of the streamed frame into `out`. Returns 0 only when
+    /// the frame ended without more output (the current frame is then done).
+    fn read_stream(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Current::Streaming { offset, from } = &mut self.current else {
+            unreachable!("not streaming")
+        };
+        let offset = *offset;
+        loop {
+            let input: &[u8] = match from {
+                StreamFrom::Input => self.src.fill()?,
+                StreamFrom::Limited { left, .. } => {
+                    let b = self.src.fill()?;
+                    &b[..b.len().min(usize::try_from(*left).unwrap_or(usize::MAX))]
+                }
+                StreamFrom::Memory { data, pos } => &data[*pos..],
+            };
+            let available = input.len();
+            let mut ib = InBuffer::around(input);
+            let mut ob = OutBuffer::around(&mut *out);
+            let hint = self
+                .dctx
+                .decompress_stream(&mut ob, &mut ib)
+                .map_err(|code| corrupt_frame(offset, code))?;
+            let (read, written) = (ib.pos(), ob.pos());
+            match from {
+                StreamFrom::Input => self.src.consume(read),
+                StreamFrom::Limited { left, .. } => {
+                    self.src.consume(read);
+                    *left -= read as u64;
+                }
+                StreamFrom::Memory { pos, .. } => *pos += read,
+            }
+            if hint == 0 {
+                // The frame is complete; a pzstd header's size must match it.
+                let rest = match from {
+                    StreamFrom::Input => None,
+                    StreamFrom::Limited { len, left } => Some((*len, *left)),
+                    StreamFrom::Memory { data, pos } => {
+                        Some((data.len() as u64, (data.len() - *pos) as u64))
+                    }
+                };
+                if let Some((len, left)) = rest.filter(|&(_, left)| left > 0) {
+                    return Err(invalid(format!(
+                        "the zstd frame at compressed byte {offset} ends after {} bytes, but \
+                         the pzstd header before it gives {len}",
+                        len - left
+                    )));
+                }
+                if let Current::Streaming {
+                    from: StreamFrom::Memory { data, .. },
+                    ..
+                } = std::mem::replace(&mut self.current, Current::Idle)
+                {
+                    self.free_in.push(data);
+                }
+                if self.dispatch == Dispatch::Blocked {
+                    self.dispatch = Dispatch::Open;
+                }
+                return Ok(written);
+            }
+            if written > 0 {
+                return Ok(written);
+            }
+            if read == 0 {
+                if available > 0 {
+                    return Err(invalid(format!(
+                        "the zstd decoder made no progress in the frame at compressed byte \
+                         {offset}"
+                    )));
+                }
+                return Err(match from {
+                    StreamFrom::Input => eof(format!(
+                        "the stream ends inside the zstd frame at compressed byte {offset}"
+                    )),
+                    StreamFrom::Limited { len, left } if *left > 0 => eof(format!(
+                        "the stream ends {} bytes into the {len}-byte zstd frame at compressed \
+                         byte {offset}",
+                        *len - *left
+                    )),
+                    StreamFrom::Limited { len, .. } => invalid(format!(
+                        "the zstd frame at compressed byte {offset} does not end within the \
+                         {len} bytes its pzstd header gives"
+                    )),
+                    StreamFrom::Memory { data, .. } => invalid(format!(
+                        "the zstd frame at compressed byte {offset} does not end within the \
+                         {} bytes its pzstd header gives",
+                        data.len()
+                    )),
+                });
+            }
+        }
+    }
+
+    /// The decoded bytes ready to hand out (empty only at the end).
+    fn available(&self) -> &[u8] {
+        if self.stream_pos < self.stream_len {
+            return &self.stream_buf[self.stream_pos..self.stream_len];
+        }
+        match &self.current {
+            Current::Decoded { buf, pos } => &buf[*pos..],
+            _ => &[],
+        }
+    }
+
+    /// Makes decoded bytes available, unless the stream has ended.
+    /// `direct`: a streamed frame is decoded into it instead, if it is at
+    /// least as large as the stream buffer (returns how much was written).
+    fn fill(&mut self, mut direct: Option<&mut [u8]>) -> io::Result<usize> {
+        loop {
+            if !self.available().is_empty() {
+                return Ok(0);
+            }
+            match &mut self.current {
+                Current::Decoded { buf, .. } => {
+                    let buf = std::mem::take(buf);
+                    self.free_out.push(buf);
+                    self.current = Current::Idle;
+                }
+                Current::Streaming { .. } => match direct.as_deref_mut() {
+                    Some(out) if out.len() >= STREAM_BUFFER => {
+                        let n = self.read_stream(out)?;
+                        if n > 0 {
+                            return Ok(n);
+                        }
+                    }
+                    _ => {
+                        let mut buf = std::mem::take(&mut self.stream_buf);
+                        buf.resize(STREAM_BUFFER, 0);
+                        let r = self.read_stream(&mut buf);
+                        self.stream_buf = buf;
+                        (self.stream_pos, self.stream_len) = (0, r?);
+                    }
+                },
+                Current::Idle => {
+                    self.dispatch_more();
+                    let Some(slot) = self.queue.pop_front() else {
+                        debug_assert!(self.dispatch == Dispatch::Done);
+                        return Ok(0);
+                    };
+                    self.charged -= slot.charge();
+                    match slot {
+                        Slot::Held(job) => {
+                            let outcome = (self.decode)(&mut self.dctx, job);
+                            self.take_outcome(outcome)?;
+                        }
+                        Slot::Sent { rx, .. } => {
+                            // Keep the workers busy while waiting for this one.
+                            self.dispatch_more();
+                            let outcome = rx.recv().map_err(|_| {
+                                io::Error::other("a zstd decompression worker panicked")
+                            })?;
+                            self.take_outcome(outcome)?;
+                        }
+                        Slot::Stream { offset, limit } => {
+                            let from = match limit {
+                                None => StreamFrom::Input,
+                                Some(len) => StreamFrom::Limited { len, left: len },
+                            };
+                            self.start_stream(offset, from);
+                        }
+                        Slot::Fail(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `fill`, making its first error stick.
+    fn fill_checked(&mut self, direct: Option<&mut [u8]>) -> io::Result<usize> {
+        repeat(&self.failed)?;
+        self.fill(direct).map_err(|e| {
+            // Stop the workers now: nothing more will be read.
+            self.pool = None;
+            sticky(&mut self.failed, e)
+        })
+    }
+}
+
+impl<R: Read> Read for FrameReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let direct = self.fill_checked(Some(&mut *out))?;
+        if direct > 0 {
+            return Ok(direct);
+        }
+        let b = self.available();
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// Hands out decoded frames in place, saving a copy through a `BufReader`.
+impl<R: Read> BufRead for FrameReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.fill_checked(None)?;
+        Ok(self.available())
+    }
+
+    fn consume(&mut self, n: usize) {
+        if self.stream_pos < self.stream_len {
+            self.stream_pos += n;
+            debug_assert!(self.stream_pos <= self.stream_len);
+        } else if let Current::Decoded { buf, pos } = &mut self.current {
+            *pos += n;
+            debug_assert!(*pos <= buf.len());
+        } else {
+            debug_assert_eq!(n, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// Compressible but not trivially so: random nibbles.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(6364136223846793005) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8 & 0x0f
+            })
+            .collect()
+    }
+
+    fn write_all(data: &[u8], threads: usize, level: i32) -> Vec<u8> {
+        let mut w = FrameWriter::new(Vec::new(), level, threads).unwrap();
+        // Uneven writes, so chunk boundaries fall inside them.
+        for piece in data.chunks(1_000_003) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn read_all(data: &[u8], threads: usize) -> io::Result<(Vec<u8>, Vec<SkippableFrame>)> {
+        let mut r = FrameReader::new(data, threads);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        // The end repeats.
+        assert_eq!(r.read(&mut [0u8; 16])?, 0);
+        Ok((out, r.skippable().to_vec()))
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Item {
+        /// A pzstd size header with the size it gives.
+        Pzstd(u32),
+        /// A zstd frame with its length and header.
+        Zstd(usize, FrameHeader),
+        Skippable(u32, Vec<u8>),
+    }
+
+    /// Splits a stream into frames.
+    fn split_frames(mut s: &[u8]) -> Vec<Item> {
+        let mut v = Vec::new();
+        while !s.is_empty() {
+            let magic = le32(s);
+            if magic == ZSTD_MAGIC {
+                let len = zstd_safe::find_frame_compressed_size(s).unwrap();
+                v.push(Item::Zstd(len, frame_header(s).unwrap()));
+                s = &s[len..];
+            } else {
+                assert_eq!(magic & !0xF, SKIPPABLE_MAGIC, "{magic:x}");
+                let size = le32(&s[4..]) as usize;
+                if magic == SKIPPABLE_MAGIC && size == 4 {
+                    v.push(Item::Pzstd(le32(&s[8..])));
+                } else {
+                    v.push(Item::Skippable(magic, s[8..8 + size].to_vec()));
+                }
+                s = &s[8 + size..];
+            }
+        }
+        v
+    }
+
+    fn sh_in(script: &str, input: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn err_of(r: io::Result<(Vec<u8>, Vec<SkippableFrame>)>) -> io::Error {
+        match r {
+            Ok((out, _)) => panic!("accepted, {} bytes out", out.len()),
+            Err(e) => e,
+        }
+    }
+
+    fn pzstd_frame(frame: &[u8]) -> Vec<u8> {
+        [&pzstd_header(frame.len()).unwrap()[..], frame].concat()
+    }
+
+    fn skippable(magic_low: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = (SKIPPABLE_MAGIC + magic_low).to_le_bytes().to_vec();
+        v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn layout_matches_pzstd() {
+        let data = noise(100_000, 1);
+        let out = write_all(&data, 1, 3);
+        // pzstd's header: magic, frame size 4, then the frame's length.
+        assert_eq!(&out[..8], &[0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]);
+        let items = split_frames(&out);
+        let [Item::Pzstd(len), Item::Zstd(flen, header)] = &items[..] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(*len as usize, *flen);
+        assert_eq!(out.len(), 12 + flen);
+        assert_eq!(header.content_size, Some(data.len() as u64));
+        // Checksum flag set, like pzstd's frames.
+        assert_ne!(out[12 + 4] & 0x04, 0);
+        // The real pzstd writes the same structure (without the content size).
+        let theirs = sh_in("pzstd -3 -p2 -q -c", &data);
+        let their_items = split_frames(&theirs);
+        let [Item::Pzstd(_), Item::Zstd(_, h)] = &their_items[..] else {
+            panic!("{their_items:?}")
+        };
+        assert_eq!(h.content_size, None);
+        assert_ne!(theirs[12 + 4] & 0x04, 0);
+        assert!(read_all(&theirs, 2).unwrap().0 == data);
+    }
+
+    #[test]
+    fn chunk_boundaries() {
+        let big = noise(3 * CHUNK_SIZE + 1, 2);
+        for len in [
+            0,
+            1,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            3 * CHUNK_SIZE,
+        ] {
+            let data = &big[..len];
+            let one = write_all(data, 1, 3);
+            let four = write_all(data, 4, 3);
+            assert_eq!(one, four, "threads 1 and 4 differ at {len}");
+            let frames = len.div_ceil(CHUNK_SIZE).max(1);
+            let items = split_frames(&one);
+            assert_eq!(items.len(), 2 * frames, "{len}: {items:?}");
+            for (i, pair) in items.chunks(2).enumerate() {
+                let [Item::Pzstd(n), Item::Zstd(flen, h)] = pair else {
+                    panic!("{len}: {items:?}")
+                };
+                assert_eq!(*n as usize, *flen);
+                let expected = (len - (i * CHUNK_SIZE).min(len)).min(CHUNK_SIZE);
+                assert_eq!(h.content_size, Some(expected as u64), "{len} frame {i}");
+            }
+            assert!(zstd::decode_all(one.as_slice()).unwrap() == data, "{len}");
+            for threads in [1, 2, 4] {
+                assert!(
+                    read_all(&one, threads).unwrap().0 == data,
+                    "{len} {threads}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_tools_read_our_output() {
+        let data = noise(2 * CHUNK_SIZE + 12345, 3);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2).unwrap();
+        w.write_all(&data).unwrap();
+        let plain = w.finish().unwrap();
+        let mut w = FrameWriter::new(Vec::new(), 3, 2).unwrap();
+        w.write_all(&data).unwrap();
+        w.write_skippable(7, b"trailer payload").unwrap();
+        let trailed = w.finish().unwrap();
+        assert_eq!(&trailed[..plain.len()], &plain[..]);
+        assert_eq!(
+            &trailed[plain.len()..],
+            &skippable(7, b"trailer payload")[..]
+        );
+        for stream in [&plain, &trailed] {
+            assert!(sh_in("zstd -dc", stream) == data);
+            assert!(sh_in("pzstd -dc -p2", stream) == data);
+        }
+        let list = |s: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("a.zst");
+            std::fs::write(&p, s).unwrap();
+            let out = Command::new("zstd").arg("-lv").arg(&p).output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let l = list(&plain);
+        assert!(l.contains("# Zstandard Frames: 3"), "{l}");
+        assert!(l.contains("# Skippable Frames: 3"), "{l}");
+        assert!(l.contains("Check: XXH64"), "{l}");
+        let l = list(&trailed);
+        assert!(l.contains("# Zstandard Frames: 3"), "{l}");
+        assert!(l.contains("# Skippable Frames: 4"), "{l}");
+        let (out, skipped) = read_all(&trailed, 2).unwrap();
+        assert!(out == data);
+        assert_eq!(
+            skipped,
+            [SkippableFrame {
+                magic: 0x184D_2A57,
+                payload: b"trailer payload".to_vec()
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_input() {
+        for threads in [1, 3] {
+            let out = write_all(b"", threads, 3);
+            // One empty frame, as pzstd writes for empty input.
+            assert!(matches!(
+                &split_frames(&out)[..],
+                [Item::Pzstd(_), Item::Zstd(..)]
+            ));
+            assert_eq!(sh_in("zstd -dc", &out), b"");
+            assert_eq!(sh_in("pzstd -dc", &out), b"");
+            assert_eq!(read_all(&out, threads).unwrap().0, b"");
+            // With only a trailer, the empty frame comes first.
+            let mut w = FrameWriter::new(Vec::new(), 3, threads).unwrap();
+            w.write_skippable(1, b"t").unwrap();
+            let out = w.finish().unwrap();
+            let items = split_frames(&out);
+            let [Item::Pzstd(_), Item::Zstd(..), Item::Skippable(magic, payload)] = &items[..]
+            else {
+                panic!("{items:?}")
+            };
+            assert_eq!((*magic, &payload[..]), (0x184D_2A51, &b"t"[..]));
+            assert_eq!(sh_in("zstd -dc", &out), b"");
+        }
+        // An empty input stream is an error, as for zstd's decoder.
+        let e = err_of(read_all(b"", 1));
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut dec = zstd::stream::read::Decoder::new(&b""[..]).unwrap();
+        let e = dec.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // Skippable frames alone are a valid, empty stream.
+        let only = [skippable(3, b"abc"), skippable(0, b"")].concat();
+        let (out, skipped) = read_all(&only, 2).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(skipped.len(), 2);
+    }
+
+    #[test]
+    fn skippable_frames_are_checked() {
+        let mut w = FrameWriter::new(Vec::new(), 3, 1).unwrap();
+        let e = w.write_skippable(16, b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = w.write_skippable(0, b"four").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // Refusing them does not break the writer.
+        w.write_all(b"data").unwrap();
+        w.write_skippable(0, b"five!").unwrap();
+        w.write_all(b"more").unwrap();
+        let out = w.finish().unwrap();
+        let (data, skipped) = read_all(&out, 1).unwrap();
+        assert_eq!(data, b"datamore");
+        assert_eq!(skipped[0].magic, SKIPPABLE_MAGIC);
+        assert_eq!(skipped[0].payload, b"five!");
+    }
+
+    #[test]
+    fn flush_ends_the_chunk() {
+        let mut w = FrameWriter::new(Vec::new(), 3, 2).unwrap();
+        w.write_all(b"first").unwrap();
+        w.flush().unwrap();
+        w.flush().unwrap();
+        w.write_all(b"second").unwrap();
+        let out = w.finish().unwrap();
+        assert_eq!(split_frames(&out).len(), 4);
+        assert_eq!(read_all(&out, 2).unwrap().0, b"firstsecond");
+    }
+
+    fn failing_compress(
+        c: &mut Compressor<'static>,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if chunk.starts_with(b"FAIL") {
+            return Err(io::Error::other("injected compression failure"));
+        }
+        if chunk.starts_with(b"PANIC") {
+            panic!("injected compression panic");
+        }
+        compress_chunk(c, chunk, out)
+    }
+
+    #[test]
+    fn worker_errors_and_panics_surface() {
+        for (marker, threads) in [(&b"FAIL"[..], 1), (b"FAIL", 3), (b"PANIC", 3)] {
+            let mut data = noise(3 * CHUNK_SIZE, 4);
+            data[CHUNK_SIZE..CHUNK_SIZE + marker.len()].copy_from_slice(marker);
+            if marker == b"PANIC" && threads == 1 {
+                continue;
+            }
+            let mut w =
+                FrameWriter::with_compress_fn(Vec::new(), 3, threads, failing_compress).unwrap();
+            let r = w.write_all(&data).and_then(|()| w.finish().map(drop));
+            let e = r.unwrap_err();
+            assert!(
+                e.to_string().contains("injected") || e.to_string().contains("panicked"),
+                "{e}"
+            );
+            // Whatever comes next repeats it (when the writer is still there).
+        }
+        // The error sticks.
+        let mut data = noise(CHUNK_SIZE, 5);
+        data[..4].copy_from_slice(b"FAIL");
+        let mut w = FrameWriter::with_compress_fn(Vec::new(), 3, 2, failing_compress).unwrap();
+        let mut first = None;
+        for _ in 0..4 {
+            if let Err(e) = w.write_all(&data) {
+                first = Some(e.to_string());
+                break;
+            }
+        }
+        let first = first.expect("an error within a few chunks");
+        assert_eq!(w.write(b"x").unwrap_err().to_string(), first);
+        assert_eq!(w.flush().unwrap_err().to_string(), first);
+        assert_eq!(w.finish().unwrap_err().to_string(), first);
+    }
+
+    /// Accepts `limit` bytes, then fails.
+    struct Failing {
+        limit: usize,
+        written: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.written + b.len() > self.limit {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            }
+            self.written += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn inner_write_errors_surface_and_stick() {
+        for threads in [1, 2] {
+            let data = noise(4 * CHUNK_SIZE, 6);
+            let sink = Failing {
+                limit: 1 << 20,
+                written: 0,
+            };
+            let mut w = FrameWriter::new(sink, 3, threads).unwrap();
+            let e = w
+                .write_all(&data)
+                .and_then(|()| w.finish().map(drop))
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+        }
+    }
+
+    /// Dropping a writer with chunks in flight joins its workers.
+    #[test]
+    fn dropping_a_writer_does_not_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let data = noise(3 * CHUNK_SIZE + 5, 7);
+            let mut w = FrameWriter::new(Vec::new(), 9, 2).unwrap();
+            w.write_all(&data).unwrap();
+            drop(w);
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("drop hung");
+    }
+
+    #[test]
+    fn reads_plain_zstd_and_mixed_streams() {
+        let a = noise(3 * CHUNK_SIZE / 2, 8);
+        let b = noise(5 << 20, 9);
+        let ours = write_all(&a, 2, 3);
+        let plain = zstd::encode_all(b.as_slice(), 3).unwrap();
+        let theirs = sh_in("pzstd -1 -p2 -q -c", &b);
+        assert!(
+            split_frames(&theirs).len() > 2,
+            "pzstd -1 cuts 2 MiB chunks"
+        );
+        let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            // Plain zstd, one frame and several.
+            (plain.clone(), b.clone()),
+            ([&plain[..], &plain[..]].concat(), [&b[..], &b[..]].concat()),
+            // Two pzstd streams back to back.
+            ([&ours[..], &theirs[..]].concat(), [&a[..], &b[..]].concat()),
+            // pzstd frames, then a plain frame, then pzstd frames again.
+            (
+                [&ours[..], &plain[..], &theirs[..]].concat(),
+                [&a[..], &b[..], &b[..]].concat(),
+            ),
+            // A plain frame with a skippable frame in between.
+            (
+                [&plain[..], &skippable(2, b"hi"), &plain[..]].concat(),
+                [&b[..], &b[..]].concat(),
+            ),
+        ];
+        for (i, (stream, expected)) in cases.iter().enumerate() {
+            for threads in [1, 2, 4] {
+                let (out, _) = read_all(stream, threads).unwrap();
+                assert!(out == *expected, "case {i} threads {threads}");
+            }
+        }
+        // Trailers are recorded wherever they are.
+        let stream = [
+            &plain[..],
+            &skippable(2, b"hi"),
+            &ours[..],
+            &skippable(15, b"end"),
+        ]
+        .concat();
+        let (_, skipped) = read_all(&stream, 2).unwrap();
+        assert_eq!(
+            skipped,
+            [
+                SkippableFrame {
+                    magic: 0x184D_2A52,
+                    payload: b"hi".to_vec()
+                },
+                SkippableFrame {
+                    magic: 0x184D_2A5F,
+                    payload: b"end".to_vec()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn pzstd_levels_and_small_reads() {
+        // pzstd cuts its input every 1 << (windowLog + 2) bytes: 2 MiB at
+        // level 1, 8 MiB at level 3, 32 MiB at level 19. A repeated random
+        // block keeps level 19 fast.
+        let block = noise(1 << 16, 10)
+            .iter()
+            .zip(noise(1 << 16, 11))
+            .map(|(a, b)| a << 4 | b)
+            .collect::<Vec<u8>>();
+        let repeated: Vec<u8> = block.iter().copied().cycle().take(36 << 20).collect();
+        let varied = noise(20 << 20, 12);
+        for (level, data, frames) in [(1, &varied, 10), (3, &varied, 3), (19, &repeated, 2)] {
+            let stream = sh_in(&format!("pzstd -{level} -p2 -q -c"), data);
+            assert!(split_frames(&stream).len() >= 2 * frames, "level {level}");
+            for threads in [1, 2, 4] {
+                let (out, _) = read_all(&stream, threads).unwrap();
+                assert!(out == *data, "level {level} threads {threads}");
+            }
+            // Odd read sizes.
+            let mut r = FrameReader::new(stream.as_slice(), 2);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4093];
+            let mut k = 1;
+            loop {
+                let n = r.read(&mut buf[..k]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+                k = k % 4093 + 1;
+            }
+            assert!(out == *data, "level {level}");
+        }
+    }
+
+    /// `fill_buf`/`consume` and reads of every size, over in-memory,
+    /// streamed and oversized frames.
+    #[test]
+    fn buf_read_and_read_sizes_agree() {
+        let a = noise(3 * CHUNK_SIZE / 2, 20);
+        let b = noise(3 << 20, 21);
+        let big = noise(FRAME_OUT_MAX + 4321, 22);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        enc.write_all(&big).unwrap();
+        let oversized = pzstd_frame(&enc.finish().unwrap());
+        let stream = [
+            write_all(&a, 2, 3),
+            zstd::encode_all(b.as_slice(), 3).unwrap(),
+            oversized,
+            skippable(3, b"x"),
+            write_all(&b, 1, 3),
+        ]
+        .concat();
+        let expected = [&a[..], &b[..], &big[..], &b[..]].concat();
+        for threads in [1, 3] {
+            let mut r = FrameReader::new(stream.as_slice(), threads);
+            let mut out = Vec::new();
+            let mut k = 1usize;
+            loop {
+                let buf = r.fill_buf().unwrap();
+                if buf.is_empty() {
+                    break;
+                }
+                let n = buf.len().min(k);
+                out.extend_from_slice(&buf[..n]);
+                r.consume(n);
+                k = (k * 7 + 3) % 300_000 + 1;
+            }
+            assert!(out == expected, "fill_buf, threads {threads}");
+            let mut r = FrameReader::new(stream.as_slice(), threads);
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 400_000];
+            loop {
+                let n = r.read(&mut buf[..k]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+                k = (k * 7 + 3) % 400_000 + 1;
+            }
+            assert!(out == expected, "read, threads {threads}");
+            assert_eq!(r.skippable().len(), 1);
+        }
+    }
+
+    #[test]
+    fn skippable_records_are_bounded() {
+        let frame = write_all(b"x", 1, 3);
+        let mut stream = frame.clone();
+        stream.extend(skippable(1, &vec![7u8; RECORD_MAX + 1]));
+        stream.extend(skippable(1, &vec![8u8; RECORD_MAX]));
+        for i in 0..20u8 {
+            stream.extend(skippable(u32::from(i % 16), &[i; 5]));
+        }
+        let (out, skipped) = read_all(&stream, 2).unwrap();
+        assert_eq!(out, b"x");
+        assert_eq!(skipped.len(), RECORD_COUNT);
+        // The last ones are kept.
+        assert_eq!(skipped[RECORD_COUNT - 1].payload, [19u8; 5]);
+        assert_eq!(skipped[0].payload, [4u8; 5]);
+        assert!(skipped.iter().all(|s| s.payload.len() == 5));
+    }
+
+    #[test]
+    fn every_cut_is_an_error() {
+        let data = noise(300_000, 11);
+        let plain = zstd::encode_all(data.as_slice(), 3).unwrap();
+        let parts = [write_all(&data, 1, 3), plain, skippable(4, b"trailer")];
+        let stream = parts.concat();
+        // A cut between frames leaves a valid stream.
+        let boundaries = [parts[0].len(), parts[0].len() + parts[1].len()];
+        let mut cuts: Vec<usize> = (0..40).collect();
+        cuts.extend((40..stream.len()).step_by(997));
+        cuts.extend(stream.len() - 40..stream.len());
+        cuts.extend(boundaries.iter().flat_map(|&b| [b - 1, b + 1]));
+        cuts.retain(|c| !boundaries.contains(c));
+        for threads in [1, 2] {
+            for &cut in &cuts {
+                let e = err_of(read_all(&stream[..cut], threads));
+                assert!(
+                    matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                    ),
+                    "cut {cut}: {e}"
+                );
+            }
+            assert_eq!(read_all(&stream, threads).unwrap().0.len(), 2 * data.len());
+        }
+        // What the messages say.
+        let ours = write_all(&data, 1, 3);
+        let e = err_of(read_all(&ours[..6], 1));
+        assert!(
+            e.to_string()
+                .contains("skippable frame at compressed byte 0"),
+            "{e}"
+        );
+        let e = err_of(read_all(&ours[..12], 2));
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            e.to_string().contains("the stream ends 0 bytes into the"),
+            "{e}"
+        );
+        let e = err_of(read_all(&ours[..100], 2));
+        assert!(e.to_string().contains("88 bytes into the"), "{e}");
+    }
+
+    #[test]
+    fn corruption_is_an_error() {
+        let data = noise(1 << 20, 12);
+        let ours = write_all(&data, 1, 3);
+        for threads in [1, 2] {
+            for at in [13, 20, ours.len() / 2, ours.len() - 2] {
+                let mut bad = ours.clone();
+                bad[at] ^= 0x40;
+                let e = err_of(read_all(&bad, threads));
+                assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{at}: {e}");
+            }
+        }
+        // A bad checksum is named.
+        let mut bad = ours.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let e = err_of(read_all(&bad, 2));
+        assert!(e.to_string().contains("checksum"), "{e}");
+        // The same without a content size (streamed after the one-shot attempt).
+        let theirs = sh_in("pzstd -3 -p1 -q -c", &data);
+        let mut bad = theirs.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let e = err_of(read_all(&bad, 2));
+        assert!(e.to_string().contains("checksum"), "{e}");
+        // Garbage where a frame should start, at the start and after frames.
+        let e = err_of(read_all(b"not zstd at all", 2));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string()
+                .contains("expected a zstd frame or a skippable frame at compressed byte 0"),
+            "{e}"
+        );
+        let trailing = [&ours[..], b"garbage"].concat();
+        let e = err_of(read_all(&trailing, 2));
+        assert!(
+            e.to_string()
+                .contains(&format!("at compressed byte {}", ours.len())),
+            "{e}"
+        );
+        // Two stray bytes after the frames.
+        let e = err_of(read_all(&[&ours[..], b"\x28\xb5"].concat(), 1));
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn pzstd_sizes_must_match_their_frames() {
+        let data = noise(200_000, 13);
+        let frame = zstd::bulk::compress(&data, 3).unwrap();
+        let n = frame.len();
+        let with_len = |len: usize, body: &[u8]| [&pzstd_header(len).unwrap()[..], body].concat();
+        for threads in [1, 2] {
+            // One byte too many: the next frame's first byte is eaten.
+            let s = with_len(n + 1, &[&frame[..], &frame[..]].concat());
+            let e = err_of(read_all(&s, threads));
+            assert!(
+                e.to_string().contains(&format!("ends after {n} bytes")),
+                "{e}"
+            );
+            // One byte too few.
+            let s = with_len(n - 1, &frame);
+            let e = err_of(read_all(&s, threads));
+            assert!(e.to_string().contains("does not end within"), "{e}");
+            // A header with no frame after it.
+            let s = [&pzstd_frame(&frame)[..], &pzstd_header(n).unwrap()[..]].concat();
+            let e = err_of(read_all(&s, threads));
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+            assert!(e.to_string().contains("0 bytes into the"), "{e}");
+            // A header followed by something else than a zstd frame.
+            let sk = skippable(1, b"abcdefgh");
+            let s = with_len(sk.len(), &sk);
+            let e = err_of(read_all(&s, threads));
+            assert!(
+                e.to_string().contains("expected the zstd frame announced"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_streamed() {
+        // No content size and more than FRAME_OUT_MAX of output: streamed
+        // after the one-shot attempt fails.
+        let big = noise(FRAME_OUT_MAX + 1000, 14);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        enc.include_checksum(true).unwrap();
+        enc.write_all(&big).unwrap();
+        let frame = enc.finish().unwrap();
+        assert_eq!(frame_header(&frame).unwrap().content_size, None);
+        let s = [&pzstd_frame(&frame)[..], &write_all(b"after", 1, 3)[..]].concat();
+        for threads in [1, 2] {
+            let (out, _) = read_all(&s, threads).unwrap();
+            assert!(out[..big.len()] == big[..] && &out[big.len()..] == b"after");
+        }
+        // With a content size over the limit: streamed without trying.
+        let frame = zstd::bulk::compress(&big, 1).unwrap();
+        assert_eq!(
+            frame_header(&frame).unwrap().content_size,
+            Some(big.len() as u64)
+        );
+        let s = pzstd_frame(&frame);
+        assert!(read_all(&s, 2).unwrap().0 == big);
+        // A compressed size over FRAME_IN_MAX: streamed from the input.
+        let random: Vec<u8> = {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            (0..FRAME_IN_MAX + 100)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect()
+        };
+        let frame = zstd::bulk::compress(&random, 1).unwrap();
+        assert!(frame.len() > FRAME_IN_MAX);
+        let s = [&pzstd_frame(&frame)[..], &skippable(9, b"t")[..]].concat();
+        for threads in [1, 2] {
+            let (out, skipped) = read_all(&s, threads).unwrap();
+            assert!(out == random);
+            assert_eq!(skipped.len(), 1);
+            // Its size is checked too.
+            let mut bad = pzstd_frame(&frame);
+            bad[8..12].copy_from_slice(&(frame.len() as u32 + 1).to_le_bytes());
+            bad.push(0);
+            let e = err_of(read_all(&bad, threads));
+            assert!(e.to_string().contains("ends after"), "{e}");
+        }
+    }
+
+    #[test]
+    fn large_windows_are_refused_on_every_path() {
+        // A frame declaring a 256 MiB window (zstd --long=28 from a pipe).
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.set_parameter(zstd_safe::CParameter::WindowLog(28))
+            .unwrap();
+        enc.write_all(b"small").unwrap();
+        let frame = enc.finish().unwrap();
+        assert_eq!(frame_header(&frame).unwrap().window, 1 << 28);
+        for stream in [frame.clone(), pzstd_frame(&frame)] {
+            for threads in [1, 2] {
+                let e = err_of(read_all(&stream, threads));
+                assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+                let msg = e.to_string();
+                assert!(msg.contains("window") || msg.contains("memory"), "{msg}");
+            }
+        }
+        // 128 MiB is still fine.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.set_parameter(zstd_safe::CParameter::WindowLog(27))
+            .unwrap();
+        enc.write_all(b"small").unwrap();
+        let frame = enc.finish().unwrap();
+        for stream in [frame.clone(), pzstd_frame(&frame)] {
+            assert_eq!(read_all(&stream, 2).unwrap().0, b"small");
+        }
+    }
+
+    fn panicking_decode(dctx: &mut DCtx<'static>, job: Job) -> Outcome {
+        if job.offset > PZSTD_HEADER as u64 {
+            panic!("injected decompression panic");
+        }
+        decode_frame(dctx, job)
+    }
+
+    #[test]
+    fn worker_panics_surface() {
+        let data = noise(3 * CHUNK_SIZE, 15);
+        let stream = write_all(&data, 2, 1);
+        let mut r = FrameReader::with_decode_fn(stream.as_slice(), 2, panicking_decode);
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+        assert!(out == data[..CHUNK_SIZE]);
+        assert_eq!(r.read(&mut [0; 1]).unwrap_err().to_string(), e.to_string());
+    }
+
+    #[test]
+    fn dropping_a_reader_early_does_not_hang() {
+        let data = noise(6 * CHUNK_SIZE, 16);
+        let stream = write_all(&data, 2, 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for threads in [2, 4] {
+                let mut r = FrameReader::new(stream.as_slice(), threads);
+                let mut buf = vec![0u8; 1000];
+                r.read_exact(&mut buf).unwrap();
+                drop(r);
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("drop hung");
+    }
+
+    #[test]
+    fn frame_headers_parse() {
+        let h = |b: &[u8]| frame_header(&[&ZSTD_MAGIC.to_le_bytes()[..], b].concat());
+        // pzstd level 3: checksum, window descriptor 0x58 = 2 MiB, no size.
+        assert_eq!(
+            h(&[0x04, 0x58]),
+            Some(FrameHeader {
+                window: 2 << 20,
+                content_size: None
+            })
+        );
+        // Single segment with a 1-byte size: the window is the size.
+        assert_eq!(
+            h(&[0x24, 0x05]),
+            Some(FrameHeader {
+                window: 5,
+                content_size: Some(5)
+            })
+        );
+        // 2-byte sizes are offset by 256; mantissa 3 adds 3/8.
+        assert_eq!(
+            h(&[0x44, 0x5b, 0x00, 0x01]),
+            Some(FrameHeader {
+                window: (2 << 20) + (3 << 18),
+                content_size: Some(512)
+            })
+        );
+        assert_eq!(h(&[0x44, 0x5b, 0x00]), None);
+        assert_eq!(frame_header(b"\x28\xb5\x2f"), None);
+    }
+
+    /// CPU (user + system) and wall seconds of `f`, best of 3 (by CPU);
+    /// `who` is `RUSAGE_SELF` or `RUSAGE_CHILDREN`.
+    fn measure(who: i32, mut f: impl FnMut()) -> (f64, f64) {
+        let cpu = || {
+            // SAFETY: `getrusage` fills the struct it is given.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(who, &mut ru) };
+            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+            t(ru.ru_utime) + t(ru.ru_stime)
+        };
+        let mut best = (f64::MAX, f64::MAX);
+        for _ in 0..3 {
+            let (c0, w0) = (cpu(), std::time::Instant::now());
+            f();
+            let r = (cpu() - c0, w0.elapsed().as_secs_f64());
+            if r.0 < best.0 {
+                best = r;
+            }
+        }
+        best
+    }
+
+    fn run(cmd: &str) {
+        let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+
+    /// Copies `path` into `w` in 1 MiB reads.
+    fn copy_file(path: &str, w: &mut impl Write) {
+        let mut f = std::fs::File::open(path).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n]).unwrap();
+        }
+    }
+
+    /// Release-mode comparison with the zstd tools:
+    /// `CACHEW_FRAMES_BENCH=/dev/shm/doc.tar:/dev/shm/lib.tar cargo test
+    /// --release -p cachew-archive --lib -- --ignored --nocapture bench_frames`
+    /// (scratch files go to /dev/shm).
+    #[test]
+    #[ignore = "benchmark: set CACHEW_FRAMES_BENCH to tar files"]
+    fn bench_frames() {
+        let paths = std::env::var("CACHEW_FRAMES_BENCH").expect("CACHEW_FRAMES_BENCH");
+        let (ours, pz, zst) = (
+            "/dev/shm/bench.fw",
+            "/dev/shm/bench.pz",
+            "/dev/shm/bench.zst",
+        );
+        let (me, kids) = (libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN);
+        let show = |what: &str, (cpu, wall): (f64, f64)| {
+            println!("  {what:<44} {cpu:6.2} CPU-s {wall:6.2} s wall");
+        };
+        for path in paths.split(':') {
+            let len = std::fs::metadata(path).unwrap().len();
+            println!("{path}: {len} bytes");
+            for threads in [1, 2] {
+                let r = measure(me, || {
+                    let out = std::fs::File::create(ours).unwrap();
+                    let mut w = FrameWriter::new(out, 3, threads).unwrap();
+                    copy_file(path, &mut w);
+                    w.finish().unwrap();
+                });
+                show(&format!("FrameWriter level 3, threads {threads}"), r);
+            }
+            let r = measure(me, || {
+                let out = std::fs::File::create(zst).unwrap();
+                let mut w = zstd::stream::write::Encoder::new(out, 3).unwrap();
+                w.include_checksum(true).unwrap();
+                w.multithread(2).unwrap();
+                copy_file(path, &mut w);
+                w.finish().unwrap();
+            });
+            show("zstd crate Encoder, 2 workers (zstdmt)", r);
+            show(
+                "pzstd -3 -p2 -c",
+                measure(kids, || run(&format!("pzstd -3 -p2 -q -c {path} > {pz}"))),
+            );
+            show(
+                "zstd -3 -T2 -c (zstdmt)",
+                measure(kids, || run(&format!("zstd -3 -T2 -q -c {path} > {zst}"))),
+            );
+            for f in [ours, pz, zst] {
+                println!("  size of {f}: {}", std::fs::metadata(f).unwrap().len());
+            }
+            for (name, f) in [("ours", ours), ("pzstd's", pz), ("zstd -T2's", zst)] {
+                for threads in [1, 2] {
+                    let r = measure(me, || {
+                        let mut r = FrameReader::new(std::fs::File::open(f).unwrap(), threads);
+                        let n = io::copy(&mut r, &mut io::sink()).unwrap();
+                        assert_eq!(n, len);
+                    });
+                    show(&format!("FrameReader threads {threads} on {name}"), r);
+                }
+                show(
+                    &format!("zstd -dc on {name}"),
+                    measure(kids, || run(&format!("zstd -dc -q {f} > /dev/null"))),
+                );
+                show(
+                    &format!("pzstd -dc -p2 on {name}"),
+                    measure(kids, || run(&format!("pzstd -dc -p2 -q {f} > /dev/null"))),
+                );
+            }
+            for f in [ours, pz, zst] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}
