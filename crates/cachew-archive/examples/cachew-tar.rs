@@ -2,7 +2,7 @@
 //! for manual compatibility checks.
 //!
 //! ```text
-//! cachew-tar c BASE OUT [--threads N] [--level L] [--exclude PAT]... -- PATH...
+//! cachew-tar c BASE OUT [--threads N] [--level L] [--digest] [--exclude PAT]... -- PATH...
 //! cachew-tar x IN TARGET [--threads N]
 //! ```
 //! `OUT`/`IN` may be `-` for stdout/stdin.
@@ -31,6 +31,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let b = args.next().ok_or("missing argument")?;
     let mut threads = 0;
     let mut level = 3;
+    let mut digest = false;
     let mut excludes = Vec::new();
     let mut paths = Vec::new();
     let mut rest = false;
@@ -42,6 +43,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--threads" => threads = args.next().ok_or("--threads needs a value")?.parse()?,
             "--level" => level = args.next().ok_or("--level needs a value")?.parse()?,
+            "--digest" => digest = true,
             "--exclude" => excludes.push(args.next().ok_or("--exclude needs a value")?),
             "--" => rest = true,
             other => paths.push(PathBuf::from(other)),
@@ -56,7 +58,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             };
             let opts = ArchiveOptions::default()
                 .with_level(level)
-                .with_threads(threads);
+                .with_threads(threads)
+                .with_digest(digest);
             let s = archive(out, &PathBuf::from(a), &paths, &excludes, &opts)?;
             eprintln!("{s:?}");
         }

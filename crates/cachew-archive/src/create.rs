@@ -11,7 +11,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use tar::{EntryType, Header};
 
+use crate::digest::{DigestBuilder, TRAILER_MAGIC};
 use crate::exclude::ExcludeSet;
+use crate::frames::{FrameWriter, SKIPPABLE_BASE};
 use crate::tarfmt::{self, BLOCK, NAME_FIELD, RECORD};
 use crate::{ArchiveOptions, ArchiveSummary, Error, Result};
 
@@ -46,6 +48,8 @@ struct Item {
     path: PathBuf,
     meta: Metadata,
     kind: Kind,
+    /// blake3 of the contents of a file read whole, when digesting.
+    hash: Option<[u8; 32]>,
 }
 
 enum Data {
@@ -62,7 +66,7 @@ type OutBatch = (Vec<Msg>, bool);
 
 /// Checks an include path and returns its member name (GNU tar keeps the
 /// name as given, minus trailing slashes).
-fn include_name(p: &Path) -> Result<Vec<u8>> {
+pub(crate) fn include_name(p: &Path) -> Result<Vec<u8>> {
     let bytes = p.as_os_str().as_bytes();
     let invalid = || Error::InvalidIncludePath {
         path: p.to_path_buf(),
@@ -113,14 +117,15 @@ pub(crate) fn archive_impl<W: Write>(
     let threads = crate::resolve_threads(opts.threads);
     let readers = if threads >= 4 { 2 } else { 1 };
 
+    // pzstd's format: independent frames compressed on `threads` workers
+    // (cheaper than zstd's own multithreading, and decodable in parallel).
     let counter = CountingWriter { inner: w, count: 0 };
-    let mut enc =
-        zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, counter), opts.level)
-            .map_err(Error::Write)?;
-    enc.include_checksum(true).map_err(Error::Write)?;
-    if threads > 1 {
-        enc.multithread(threads as u32).map_err(Error::Write)?;
-    }
+    let enc = FrameWriter::new(
+        BufWriter::with_capacity(1 << 20, counter),
+        opts.level,
+        threads,
+    )
+    .map_err(Error::Write)?;
     let mut out = TarOut {
         enc,
         pos: 0,
@@ -128,7 +133,12 @@ pub(crate) fn archive_impl<W: Write>(
         names: NameCache::default(),
         scratch: Vec::with_capacity(4 * BLOCK),
         buf: Vec::new(),
+        digest: opts.digest.then(|| Digesting {
+            builder: DigestBuilder::new(),
+            links: HashMap::new(),
+        }),
     };
+    let digest = opts.digest;
 
     std::thread::scope(|s| -> Result<ArchiveSummary> {
         let mut to_readers = Vec::new();
@@ -138,7 +148,7 @@ pub(crate) fn archive_impl<W: Write>(
             let (otx, orx) = sync_channel::<OutBatch>(QUEUE);
             to_readers.push(itx);
             from_readers.push(orx);
-            s.spawn(move || reader(irx, otx, cancel));
+            s.spawn(move || reader(irx, otx, digest, cancel));
         }
         s.spawn(move || walker(roots, excludes, to_readers, cancel));
 
@@ -263,6 +273,7 @@ impl Walker<'_> {
             path: path.clone(),
             meta,
             kind,
+            hash: None,
         }))?;
         if !is_dir {
             return Ok(());
@@ -301,7 +312,12 @@ impl Walker<'_> {
     }
 }
 
-fn reader(rx: Receiver<Vec<Result<Item>>>, tx: SyncSender<OutBatch>, cancel: &AtomicBool) {
+fn reader(
+    rx: Receiver<Vec<Result<Item>>>,
+    tx: SyncSender<OutBatch>,
+    digest: bool,
+    cancel: &AtomicBool,
+) {
     for batch in rx {
         let mut out = Vec::with_capacity(batch.len());
         let mut bytes = 0usize;
@@ -309,8 +325,13 @@ fn reader(rx: Receiver<Vec<Result<Item>>>, tx: SyncSender<OutBatch>, cancel: &At
             if cancel.load(Ordering::Relaxed) {
                 return;
             }
-            let msg = item.and_then(|item| {
+            let msg = item.and_then(|mut item| {
                 let data = load(&item)?;
+                if let (true, Data::Inline(d)) = (digest, &data) {
+                    // Hashed here, beside the compressor threads, not on
+                    // the thread that assembles the tar stream.
+                    item.hash = Some(*blake3::hash(d).as_bytes());
+                }
                 Ok((item, data))
             });
             if let Ok((_, Data::Inline(d))) = &msg {
@@ -414,7 +435,7 @@ impl NameCache {
     }
 }
 
-type Enc<W> = zstd::stream::write::Encoder<'static, BufWriter<CountingWriter<W>>>;
+type Enc<W> = FrameWriter<BufWriter<CountingWriter<W>>>;
 
 struct TarOut<W: Write> {
     enc: Enc<W>,
@@ -424,6 +445,15 @@ struct TarOut<W: Write> {
     names: NameCache,
     scratch: Vec<u8>,
     buf: Vec<u8>,
+    digest: Option<Digesting>,
+}
+
+/// The tree digest being computed alongside the archive.
+struct Digesting {
+    builder: DigestBuilder,
+    /// Content hashes of regular files with more than one link, by member
+    /// name, for the hard link entries that refer to them.
+    links: HashMap<Vec<u8>, [u8; 32]>,
 }
 
 impl<W: Write> TarOut<W> {
@@ -434,11 +464,13 @@ impl<W: Write> TarOut<W> {
     }
 
     fn entry(&mut self, item: Item, data: Data) -> Result<()> {
+        let digest_name = self.digest.is_some().then(|| item.name.clone());
         let meta = &item.meta;
         let mut h = Header::new_gnu();
         let mut name = item.name;
         let mut link: Option<Vec<u8>> = None;
         let mut body = Data::None;
+        let mut item_hash = item.hash;
         let (ty, size) = match item.kind {
             Kind::Dir => {
                 name.push(b'/');
@@ -510,7 +542,8 @@ impl<W: Write> TarOut<W> {
                 let scratch = std::mem::take(&mut self.scratch);
                 self.write(&scratch)?;
                 self.scratch = scratch;
-                self.stream(f, &item.path, size)?;
+                let hash = self.stream(f, &item.path, size)?;
+                item_hash = hash.or(item_hash);
             }
             Data::None | Data::Link(_) => {
                 let scratch = std::mem::take(&mut self.scratch);
@@ -519,11 +552,37 @@ impl<W: Write> TarOut<W> {
             }
         }
         self.entries += 1;
+        if let (Some(d), Some(name)) = (&mut self.digest, digest_name) {
+            let mode = meta.mode();
+            match ty {
+                EntryType::Directory => d.builder.dir(&name, mode),
+                EntryType::Symlink => d.builder.symlink(&name, link.as_deref().unwrap_or(b"")),
+                EntryType::Regular => {
+                    let hash = item_hash.unwrap_or_else(|| *blake3::hash(b"").as_bytes());
+                    d.builder.file(&name, mode, size, &hash);
+                    if meta.nlink() > 1 {
+                        d.links.insert(name, hash);
+                    }
+                }
+                // A hard link counts as the regular file it names.
+                EntryType::Link if meta.file_type().is_file() => {
+                    let hash = match d.links.get(link.as_deref().unwrap_or(b"")) {
+                        Some(h) => *h,
+                        None => hash_path(&item.path)?,
+                    };
+                    d.builder.file(&name, mode, meta.len(), &hash);
+                }
+                // Device nodes and FIFOs are not covered (extraction skips them).
+                _ => {}
+            }
+        }
         Ok(())
     }
 
-    /// Copies exactly `size` bytes of a large file, then its padding.
-    fn stream(&mut self, mut f: File, path: &Path, size: u64) -> Result<()> {
+    /// Copies exactly `size` bytes of a large file, then its padding;
+    /// returns the blake3 hash of the contents when digesting.
+    fn stream(&mut self, mut f: File, path: &Path, size: u64) -> Result<Option<[u8; 32]>> {
+        let mut hasher = self.digest.is_some().then(blake3::Hasher::new);
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(CHUNK, 0);
         let mut left = size;
@@ -542,6 +601,9 @@ impl<W: Write> TarOut<W> {
                 Err(e) => return Err(Error::io("read", path, e)),
             };
             self.write(&buf[..n])?;
+            if let Some(h) = &mut hasher {
+                h.update(&buf[..n]);
+            }
             left -= n as u64;
         }
         match f.read(&mut buf[..1]) {
@@ -559,7 +621,7 @@ impl<W: Write> TarOut<W> {
         buf[..pad].fill(0);
         self.write(&buf[..pad])?;
         self.buf = buf;
-        Ok(())
+        Ok(hasher.map(|h| *h.finalize().as_bytes()))
     }
 
     fn finish(mut self) -> Result<ArchiveSummary> {
@@ -568,6 +630,13 @@ impl<W: Write> TarOut<W> {
         let total = self.pos + end.len() as u64;
         end.resize(end.len() + ((RECORD - total % RECORD) % RECORD) as usize, 0);
         self.write(&end)?;
+        let digest = self.digest.map(|d| d.builder.finish().digest);
+        if let Some(d) = &digest {
+            // The trailer: a skippable frame after the last data frame.
+            self.enc
+                .write_skippable(TRAILER_MAGIC - SKIPPABLE_BASE, &d.trailer_payload())
+                .map_err(Error::Write)?;
+        }
         let bufw = self.enc.finish().map_err(Error::Write)?;
         let mut counter = bufw
             .into_inner()
@@ -577,6 +646,16 @@ impl<W: Write> TarOut<W> {
             entries: self.entries,
             uncompressed_bytes: self.pos,
             compressed_bytes: counter.count,
+            digest,
         })
     }
+}
+
+/// blake3 of a file's contents, for a hard link whose first name was not
+/// hashed as a regular file.
+fn hash_path(path: &Path) -> Result<[u8; 32]> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = blake3::Hasher::new();
+    io::copy(&mut f, &mut h).map_err(|e| Error::io("read", path, e))?;
+    Ok(*h.finalize().as_bytes())
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
+use crate::digest::TreeDigest;
 use crate::frames::{FrameReader, STREAM_BUFFER};
 use crate::sys;
 use crate::tarfmt::{self, BLOCK};
@@ -722,6 +723,12 @@ pub(crate) fn extract_impl<R: Read>(
     });
     // The stream has been read to its end (or extraction failed).
     ex.summary.skippable_frames = input.r.take_skippable();
+    ex.summary.tree_digest = ex
+        .summary
+        .skippable_frames
+        .iter()
+        .rev()
+        .find_map(|f| TreeDigest::from_payload(f.magic, &f.payload));
     let result = result
         .and_then(|()| ex.flush_links())
         .and_then(|()| ex.finish_dirs());

@@ -92,7 +92,14 @@
 //! Archiving walks the tree (one `statx` per entry) and reads files (one
 //! `openat`, one `read`, one `close` per small file; empty files are not
 //! opened) on their own threads, handing items over in batches, while the
-//! caller's thread frames tar and feeds zstd's multithreaded encoder.
+//! caller's thread frames tar into 8 MiB chunks that worker threads
+//! compress as independent zstd frames, written in pzstd's format (each
+//! frame announced by a skippable frame giving its size), so extraction can
+//! decode them in parallel too. That costs less CPU than zstd's own
+//! multithreading, and zstd 1.5.7's block pre-splitter is turned off (7%
+//! of the compression time for 0.3% of the size). With
+//! [`ArchiveOptions::digest`], file contents are hashed with blake3 on the
+//! reading thread as they go by.
 //!
 //! Extraction parses on the caller's thread and creates files on a small
 //! pool of worker threads, in batches of up to 128 files. The caller's thread
@@ -110,6 +117,7 @@
 //! durability is the caller's business.
 
 mod create;
+pub mod digest;
 mod error;
 mod exclude;
 mod extract;
@@ -122,6 +130,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+pub use digest::{tree_digest, TreeDigest};
 pub use error::{Error, Result};
 pub use exclude::ExcludeSet;
 pub use frames::SkippableFrame;
@@ -134,6 +143,11 @@ pub struct ArchiveOptions {
     pub level: i32,
     /// Threads to use for compression; 0 means all available cores.
     pub threads: usize,
+    /// Compute the [tree digest](digest) of what is archived, in the same
+    /// pass, and append it as a trailer frame (default off). It is then
+    /// reported in [`ArchiveSummary::digest`] and, on extraction, in
+    /// [`ExtractSummary::tree_digest`].
+    pub digest: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -141,6 +155,7 @@ impl Default for ArchiveOptions {
         ArchiveOptions {
             level: 3,
             threads: 0,
+            digest: false,
         }
     }
 }
@@ -157,6 +172,13 @@ impl ArchiveOptions {
     #[must_use]
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Turns the in-pass [tree digest](digest) and its trailer on or off.
+    #[must_use]
+    pub fn with_digest(mut self, digest: bool) -> Self {
+        self.digest = digest;
         self
     }
 }
@@ -190,6 +212,8 @@ pub struct ArchiveSummary {
     pub uncompressed_bytes: u64,
     /// Length of the compressed output.
     pub compressed_bytes: u64,
+    /// The tree digest, with [`ArchiveOptions::digest`].
+    pub digest: Option<TreeDigest>,
 }
 
 /// What [`extract`] did.
@@ -216,6 +240,9 @@ pub struct ExtractSummary {
     /// headers) with payloads of up to 4 KiB: the last 16, in stream order.
     /// A trailer after the tar end-of-archive block shows up here.
     pub skippable_frames: Vec<SkippableFrame>,
+    /// The tree digest from the archive's trailer, when it has one (see
+    /// [`ArchiveOptions::digest`]).
+    pub tree_digest: Option<TreeDigest>,
 }
 
 pub(crate) fn resolve_threads(threads: usize) -> usize {
