@@ -217,8 +217,9 @@ pub(crate) struct SaveArgs {
     /// digest (contents, modes, links; not mtimes).
     #[arg(long, conflicts_with = "no_digest")]
     pub(crate) skip_unchanged: bool,
-    /// Do not compute the tree digest (saves one pass over the files;
-    /// --skip-unchanged and restore --verify then cannot use this object).
+    /// Do not compute the tree digest (saves hashing the file contents; the
+    /// archive gets no digest trailer, so --skip-unchanged and
+    /// restore --verify cannot use this object).
     #[arg(long)]
     pub(crate) no_digest: bool,
 }

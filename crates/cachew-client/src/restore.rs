@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use cachew_archive::ExtractOptions;
-use cachew_proto::header;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::digest::{self, TreeDigest};
@@ -175,32 +174,27 @@ pub async fn restore(
     Ok(RestoreOutcome::Miss)
 }
 
-/// What a verification needs from the object's headers.
+/// What a verification needs from the object's headers: what the digest
+/// in the archive's trailer covers.
 struct Expected {
-    digest: TreeDigest,
     paths: Vec<PathBuf>,
     excludes: Vec<String>,
 }
 
+/// Message for an object that cannot be verified.
+const NO_DIGEST: &str = "cannot verify: the object has no tree digest (it was not saved by \
+                         cachew-rs, or was saved without one)";
+
 fn expected_digest(object: &Object) -> Result<Expected> {
     let headers = &object.meta.headers;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let digest = text(header::TREE_DIGEST)
-        .ok_or_else(|| {
-            Error::InvalidInput(
-                "cannot verify: the object has no tree digest (it was not saved by cachew-rs, \
-                 or was saved without one)"
-                    .into(),
-            )
-        })?
-        .parse::<TreeDigest>()?;
-    let paths = match text(digest::TREE_PATHS) {
-        Some(list) => digest::decode_list(list)?
-            .into_iter()
-            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
-            .collect(),
-        None => vec![PathBuf::from(".")],
-    };
+    // The paths header says the archive ends with a digest trailer.
+    let paths = digest::decode_list(
+        text(digest::TREE_PATHS).ok_or_else(|| Error::InvalidInput(NO_DIGEST.into()))?,
+    )?
+    .into_iter()
+    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
+    .collect();
     let excludes = match text(digest::TREE_EXCLUDES) {
         Some(list) => digest::decode_list(list)?
             .into_iter()
@@ -208,11 +202,7 @@ fn expected_digest(object: &Object) -> Result<Expected> {
             .collect(),
         None => Vec::new(),
     };
-    Ok(Expected {
-        digest,
-        paths,
-        excludes,
-    })
+    Ok(Expected { paths, excludes })
 }
 
 async fn extract_object(
@@ -250,7 +240,9 @@ async fn extract_object(
     if existing {
         let summary = extract_stream(body, dir.to_path_buf(), extract_options, None).await?;
         let verified = match expected {
-            Some(expected) => Some(verify(dir.to_path_buf(), expected, options).await?),
+            Some(expected) => {
+                Some(verify(dir.to_path_buf(), summary.tree_digest, expected, options).await?)
+            }
             None => None,
         };
         return Ok((summary.entries, summary.bytes, verified));
@@ -266,7 +258,9 @@ async fn extract_object(
         )
         .await?;
         let verified = match expected {
-            Some(expected) => Some(verify(staging.path.clone(), expected, options).await?),
+            Some(expected) => {
+                Some(verify(staging.path.clone(), summary.tree_digest, expected, options).await?)
+            }
             None => None,
         };
         Ok::<_, Error>((summary, verified))
@@ -277,13 +271,23 @@ async fn extract_object(
     Ok((summary.entries, summary.bytes, verified))
 }
 
-async fn verify(dir: PathBuf, expected: Expected, options: &RestoreOptions) -> Result<TreeDigest> {
+/// Checks the restored tree in `dir` against `trailer`, the digest the
+/// archive carried.
+async fn verify(
+    dir: PathBuf,
+    trailer: Option<TreeDigest>,
+    expected: Expected,
+    options: &RestoreOptions,
+) -> Result<TreeDigest> {
+    let digest = trailer.ok_or_else(|| {
+        Error::Backend(
+            "cannot verify: the object's headers announce a tree digest but the archive has no \
+             digest trailer (truncated or rewritten object?)"
+                .into(),
+        )
+    })?;
     let threads = options.zstd_threads;
-    let Expected {
-        digest,
-        paths,
-        excludes,
-    } = expected;
+    let Expected { paths, excludes } = expected;
     let actual =
         tokio::task::spawn_blocking(move || digest::tree_digest(&dir, &paths, &excludes, threads))
             .await

@@ -19,7 +19,7 @@ use http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 
 use crate::digest::{self, TreeDigest};
-use crate::{Cache, CreateOptions, Error, Key, OpenOptions, Result};
+use crate::{ByteRange, Cache, CreateOptions, Error, Key, OpenOptions, Result};
 
 /// Byte counters a caller can watch while [`save`] or
 /// [`restore`](crate::restore()) runs, e.g. to draw a progress bar from
@@ -80,8 +80,8 @@ pub struct SaveOptions {
     /// Stat the key first and skip the upload when the stored object has the
     /// same tree digest.
     pub skip_unchanged: bool,
-    /// Do not compute the tree digest (faster; no
-    /// [`TREE_DIGEST`](header::TREE_DIGEST) header is stored, so
+    /// Do not compute the [tree digest](crate::digest) (a little faster: no
+    /// content hashing; the archive gets no digest trailer, so
     /// `skip_unchanged` and `restore --verify` cannot work for this object).
     pub no_digest: bool,
     /// Counters updated as compressed bytes are uploaded.
@@ -179,7 +179,9 @@ pub enum SaveOutcome {
 /// stream under `key`, with the headers of `PROTOCOL.md` §4: `Content-Type:
 /// application/zstd`, `Content-Disposition: attachment;
 /// filename="{basename}.tar.zst"` (the basename of the canonical base
-/// directory), the tree digest and the caller's extra headers.
+/// directory), the include paths and excludes of the [tree
+/// digest](crate::digest) and the caller's extra headers. The digest itself
+/// is computed while archiving and travels as the archive's trailer.
 ///
 /// Include paths are checked before the upload is even started; every other
 /// failure aborts the upload, so a failed save never leaves an object.
@@ -215,33 +217,28 @@ pub async fn save(
         .file_name()
         .map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned());
 
-    let mut digest_task = (!options.no_digest).then(|| {
+    // --skip-unchanged needs the digest before any archiving starts: a walk
+    // of its own. Without it the archiver computes the digest in its pass.
+    if options.skip_unchanged && !options.no_digest {
         let (base, includes, excludes) = (
             base_dir.to_path_buf(),
             paths.to_vec(),
             options.excludes.clone(),
         );
         let threads = options.zstd_threads;
-        tokio::task::spawn_blocking(move || {
+        let digest = tokio::task::spawn_blocking(move || {
             digest::tree_digest(&base, &includes, &excludes, threads)
         })
-    });
-
-    // --skip-unchanged needs the digest before any archiving starts.
-    let mut known_digest = None;
-    if options.skip_unchanged {
-        if let Some(task) = digest_task.take() {
-            let digest = join_digest(task).await?;
-            if stored_digest(cache, key).await? == Some(digest) {
-                return Ok(SaveOutcome::Unchanged { digest });
-            }
-            known_digest = Some(digest);
+        .await
+        .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??
+        .digest;
+        if stored_digest(cache, key).await? == Some(digest) {
+            return Ok(SaveOutcome::Unchanged { digest });
         }
     }
 
-    // The archiver starts at once and writes into a bounded in-memory pipe;
-    // the upload starts when the digest (a header) is known. Hashing and
-    // archiving thus overlap, and memory stays bounded by the pipe.
+    // The archiver writes into a bounded in-memory pipe that the upload
+    // drains, so archiving and uploading overlap and memory stays bounded.
     let (pipe_in, pipe_out) = tokio::io::duplex(PIPE_BYTES);
     let archive = cachew_archive::archive_async(
         pipe_in,
@@ -250,16 +247,12 @@ pub async fn save(
         options.excludes.clone(),
         ArchiveOptions::default()
             .with_level(options.zstd_level.unwrap_or(3))
-            .with_threads(options.zstd_threads),
+            .with_threads(options.zstd_threads)
+            .with_digest(!options.no_digest),
     );
     let upload = async move {
         let mut pipe_out = pipe_out;
-        let digest = match (known_digest, digest_task) {
-            (Some(digest), _) => Some(digest),
-            (None, Some(task)) => Some(join_digest(task).await?),
-            (None, None) => None,
-        };
-        let headers = save_headers(&basename, digest, paths, options)?;
+        let headers = save_headers(&basename, !options.no_digest, paths, options)?;
         let mut create = CreateOptions::default();
         create.ttl = options.ttl;
         let mut writer = cache.create(key, headers, &create).await?;
@@ -269,27 +262,27 @@ pub async fn save(
             let _ = writer.abort(Box::new(AbortReason(e.to_string()))).await;
             return Err(e);
         }
-        Ok((writer, digest))
+        Ok(writer)
     };
     let (archived, uploaded) = tokio::join!(archive, upload);
     match (archived, uploaded) {
-        (Ok(summary), Ok((mut writer, digest))) => {
+        (Ok(summary), Ok(mut writer)) => {
             writer.commit().await?;
             Ok(SaveOutcome::Uploaded {
-                digest,
+                digest: summary.digest,
                 entries: summary.entries,
                 uncompressed_bytes: summary.uncompressed_bytes,
                 compressed_bytes: summary.compressed_bytes,
             })
         }
-        (Err(e), Ok((mut writer, _))) => {
+        (Err(e), Ok(mut writer)) => {
             // The pipe ended because the archiver failed: never commit.
             let err = from_archive(e);
             let _ = writer.abort(Box::new(AbortReason(err.to_string()))).await;
             Err(err)
         }
-        // The upload side failed on its own (digest, create, write); an
-        // archive error is then only the closed pipe.
+        // The upload side failed on its own (create, write); an archive
+        // error is then only the closed pipe.
         (_, Err(e)) => Err(e),
     }
 }
@@ -298,26 +291,37 @@ pub async fn save(
 /// the digest is computed) or to catch up.
 const PIPE_BYTES: usize = 8 << 20;
 
-async fn join_digest(
-    task: tokio::task::JoinHandle<Result<digest::DigestSummary>>,
-) -> Result<TreeDigest> {
-    let summary = task
-        .await
-        .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
-    Ok(summary.digest)
-}
-
-/// The tree digest stored with `key`, if there is an object with one.
+/// The tree digest of the object stored under `key`, if there is one with
+/// a digest: its headers say so ([`TREE_PATHS`](digest::TREE_PATHS)), and
+/// its last [`TRAILER_LEN`](digest::TRAILER_LEN) bytes, read with a suffix
+/// range, are the trailer.
 async fn stored_digest(cache: &dyn Cache, key: &Key) -> Result<Option<TreeDigest>> {
-    match cache.stat(key, &OpenOptions::default()).await {
-        Ok(meta) => Ok(meta
-            .headers
-            .get(header::TREE_DIGEST)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<TreeDigest>().ok())),
-        Err(Error::NotFound) => Ok(None),
-        Err(e) => Err(e),
+    use tokio::io::AsyncReadExt;
+    let range = OpenOptions::default().with_range(ByteRange::suffix(digest::TRAILER_LEN as u64));
+    let object = match cache.open(key, &range).await {
+        Ok(object) => object,
+        Err(Error::NotFound) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !object.meta.headers.contains_key(digest::TREE_PATHS) {
+        return Ok(None);
     }
+    // A server that ignores the range sends the whole object (LESSONS 6):
+    // keep only its tail.
+    let mut body = object.body;
+    let mut tail = Vec::with_capacity(digest::TRAILER_LEN);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf).await.map_err(Error::from)?;
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > digest::TRAILER_LEN {
+            tail.drain(..tail.len() - digest::TRAILER_LEN);
+        }
+    }
+    Ok(TreeDigest::from_trailer(&tail))
 }
 
 /// Copies the archive from the pipe into the cache writer until the pipe
@@ -384,7 +388,7 @@ fn check_includes(base_dir: &Path, paths: &[PathBuf]) -> Result<()> {
 
 fn save_headers(
     basename: &str,
-    digest: Option<TreeDigest>,
+    digest: bool,
     paths: &[PathBuf],
     options: &SaveOptions,
 ) -> Result<HeaderMap> {
@@ -402,8 +406,7 @@ fn save_headers(
         CONTENT_DISPOSITION,
         value(header::archive_content_disposition(basename))?,
     );
-    if let Some(digest) = digest {
-        headers.insert(header::TREE_DIGEST, value(digest.to_string())?);
+    if digest {
         headers.insert(
             digest::TREE_PATHS,
             value(digest::encode_list(

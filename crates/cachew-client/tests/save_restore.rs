@@ -13,11 +13,10 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cachew_client::proto::header;
 use cachew_client::{
     restore, save, tree_digest, AbortCause, Cache, CacheExt, CacheWriter, CreateOptions, Key,
     MemoryCache, Namespace, Object, ObjectMeta, OpenOptions, Progress, RestoreOptions,
-    RestoreOutcome, SaveOptions, SaveOutcome, Stats,
+    RestoreOutcome, SaveOptions, SaveOutcome, Stats, TreeDigest,
 };
 use http::HeaderMap;
 use tokio::io::AsyncWrite;
@@ -232,8 +231,17 @@ async fn save_sends_protocol_headers_and_extra_headers() {
         "attachment; filename=\"project.tar.zst\""
     );
     assert_eq!(h("x-build"), "42");
+    // The digest is the archive's trailer; the headers say what it covers.
     let expected = tree_digest(&base, &["src", "run.sh"], &["*.bin"], 0).unwrap();
-    assert_eq!(h(header::TREE_DIGEST), expected.digest.to_string());
+    let body = cache
+        .open(&key, &OpenOptions::default())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(TreeDigest::from_trailer(&body), Some(expected.digest));
+    assert!(meta.headers.get("x-cachew-tree-digest").is_none());
     assert_eq!(h(cachew_client::digest::TREE_PATHS), "src run.sh");
     assert_eq!(h(cachew_client::digest::TREE_EXCLUDES), "*.bin");
 
@@ -508,23 +516,48 @@ async fn verify_fails_on_a_mismatch_or_a_missing_digest_and_leaves_nothing() {
     let object = cache.open(&key, &OpenOptions::default()).await.unwrap();
     let mut headers = object.meta.headers.clone();
     let body = object.bytes().await.unwrap();
-
-    // Same archive, wrong digest.
-    let tampered = Key::new("tampered");
-    let mut bad = HeaderMap::new();
-    bad.insert(header::TREE_DIGEST, "00".repeat(32).parse().unwrap());
-    bad.insert(
+    let mut paths_header = HeaderMap::new();
+    paths_header.insert(
         cachew_client::digest::TREE_PATHS,
         headers.remove(cachew_client::digest::TREE_PATHS).unwrap(),
     );
+    let trailer_at = body.len() - cachew_client::digest::TRAILER_LEN;
+
+    // Same archive, wrong digest in its trailer.
+    let tampered = Key::new("tampered");
+    let mut bad = body.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
     cache
-        .put_bytes(&tampered, body.clone(), bad, &CreateOptions::default())
+        .put_bytes(
+            &tampered,
+            bad.into(),
+            paths_header.clone(),
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     // Same archive, no digest at all.
     let bare = Key::new("bare");
+    let without_trailer = body.slice(..trailer_at);
     cache
-        .put_bytes(&bare, body, HeaderMap::new(), &CreateOptions::default())
+        .put_bytes(
+            &bare,
+            without_trailer.clone(),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    // Headers that announce a digest, an archive without its trailer.
+    let cut = Key::new("cut");
+    cache
+        .put_bytes(
+            &cut,
+            without_trailer,
+            paths_header,
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
 
@@ -539,6 +572,8 @@ async fn verify_fails_on_a_mismatch_or_a_missing_digest_and_leaves_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no tree digest"), "{err}");
+    let err = restore(&cache, &[cut], &target, &verify).await.unwrap_err();
+    assert!(err.to_string().contains("no digest trailer"), "{err}");
     assert_eq!(fs::read_dir(dst.path()).unwrap().count(), 0);
     // Without --verify the bare object restores fine.
     restore(&cache, &[bare], &target, &RestoreOptions::default())

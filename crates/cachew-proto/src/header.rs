@@ -12,10 +12,10 @@ pub const TIME_TO_LIVE: &str = "time-to-live";
 pub const SNAPSHOT_COMMIT: &str = "x-cachew-snapshot-commit";
 /// Where the delta bundle that brings a snapshot up to date can be fetched.
 pub const BUNDLE_URL: &str = "x-cachew-bundle-url";
-/// The blake3 digest of a saved directory tree, written by cachew-rs on Save.
-pub const TREE_DIGEST: &str = "x-cachew-tree-digest";
 /// The include paths a tree digest covers: each path percent-encoded,
-/// separated by single spaces (written by cachew-rs on Save).
+/// separated by single spaces. Written by cachew-rs on Save; its presence
+/// says the archive ends with a tree digest trailer (a zstd skippable frame
+/// every decoder skips; see `cachew_archive::digest`).
 pub const TREE_PATHS: &str = "x-cachew-tree-paths";
 /// The exclude patterns a tree digest honoured, encoded like [`TREE_PATHS`];
 /// absent when there were none.
