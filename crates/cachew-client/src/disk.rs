@@ -744,9 +744,12 @@ impl DiskCache {
         });
         // Fail now, naming the directory, if uploads cannot be created.
         let (probe, probe_path) = shared.create_temp()?;
+        // Removed while its lock is still held: unlocked, another process
+        // opening the same root could take it for abandoned and remove it
+        // first (seen as a NotFound here, in the two-process test).
+        let removed = fs::remove_file(&probe_path);
         drop(probe);
-        fs::remove_file(&probe_path)
-            .map_err(|e| Error::io("remove temporary file", &probe_path, e))?;
+        removed.map_err(|e| Error::io("remove temporary file", &probe_path, e))?;
         let victims = shared.index().evict(shared.options.capacity);
         for ((ns, key), file) in victims {
             let _ = remove_if_same(&shared.object_path(&ns, &key), file);
