@@ -1,19 +1,23 @@
 //! Archive creation: walk, read and compress on separate threads.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::ffi::{CStr, OsStr};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::ops::Range;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use tar::{EntryType, Header};
 
 use crate::digest::{DigestBuilder, TRAILER_MAGIC};
 use crate::exclude::ExcludeSet;
 use crate::frames::{FrameWriter, SKIPPABLE_BASE};
+use crate::sys;
 use crate::tarfmt::{self, BLOCK, NAME_FIELD, RECORD};
 use crate::{ArchiveOptions, ArchiveSummary, Error, Result};
 
@@ -26,10 +30,63 @@ const QUEUE: usize = 4;
 /// Items per batch.
 const BATCH_ITEMS: usize = 64;
 /// A reader hands over its output once it holds this much file data, so
-/// memory stays bounded by about `readers * (QUEUE + 2) * (BATCH_BYTES + INLINE_MAX)`.
+/// memory stays bounded by about `readers * (QUEUE + 2) * BATCH_BUF`: each
+/// reader's output batches are read into buffers of `BATCH_BUF` bytes that
+/// the writer hands back for reuse, and a reader allocates a new one only
+/// when none has come back, which happens only while fewer than `QUEUE + 2`
+/// exist (one being filled, `QUEUE` queued, one being written).
 const BATCH_BYTES: usize = 2 << 20;
+/// Size of a batch buffer: below `BATCH_BYTES` there is always room for one
+/// more file of up to `INLINE_MAX` bytes plus the byte that shows it grew.
+const BATCH_BUF: usize = BATCH_BYTES + INLINE_MAX as usize + 1;
 /// Chunk size for streaming large files.
 const CHUNK: usize = 1 << 20;
+/// Directory descriptors held at once. Files are opened relative to their
+/// directory (one path component to look up instead of the whole path), so
+/// each directory with entries in flight keeps its descriptor until they
+/// are written: one per level of the walk plus at most one per item queued
+/// between the threads. Beyond this many, directories and their files are
+/// opened by path instead.
+const DIR_FDS_MAX: usize = 128;
+/// Scratch buffer for `getdents64`.
+const DENTS_BUF: usize = 32 << 10;
+
+/// What `lstat` says about an entry (the fields the archive needs).
+#[derive(Clone, Copy)]
+struct Meta {
+    /// `st_mode`: file type and permission bits.
+    mode: u32,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: i64,
+    dev: u64,
+    ino: u64,
+    rdev: u64,
+}
+
+impl Meta {
+    fn from_stat(st: &libc::stat) -> Meta {
+        Meta {
+            mode: st.st_mode,
+            // `st_nlink` is narrower than 64 bits on some targets.
+            #[allow(clippy::unnecessary_cast)]
+            nlink: st.st_nlink as u64,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            rdev: st.st_rdev,
+        }
+    }
+
+    fn file_type(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+}
 
 /// What the walker found.
 enum Kind {
@@ -42,27 +99,91 @@ enum Kind {
     Fifo,
 }
 
+/// A directory being walked, shared by the items in it.
+struct Dir {
+    path: PathBuf,
+    /// `None` when [`DIR_FDS_MAX`] descriptors were already held.
+    fd: Option<OwnedFd>,
+    /// Directory descriptors held, across all `Dir`s of the walk.
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if self.fd.is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where an entry is.
+#[derive(Clone)]
+enum Parent {
+    /// In a walked directory, under the last component of its name.
+    Dir(Arc<Dir>),
+    /// An include path, at this path.
+    Root(PathBuf),
+}
+
 struct Item {
     /// Member name without a trailing slash.
     name: Vec<u8>,
-    path: PathBuf,
-    meta: Metadata,
+    /// Where the last component of `name` starts (for `Parent::Dir`).
+    leaf: usize,
+    parent: Parent,
+    meta: Meta,
     kind: Kind,
     /// blake3 of the contents of a file read whole, when digesting.
     hash: Option<[u8; 32]>,
 }
 
+impl Item {
+    /// The entry's path, for messages.
+    fn path(&self) -> PathBuf {
+        match &self.parent {
+            Parent::Dir(d) => d.path.join(OsStr::from_bytes(&self.name[self.leaf..])),
+            Parent::Root(p) => p.clone(),
+        }
+    }
+
+    /// Calls `f` with a directory descriptor and the entry's name relative
+    /// to it: its parent's and its last component when the parent is held
+    /// open, else `AT_FDCWD` and its path.
+    fn at<R>(&self, f: impl FnOnce(RawFd, &CStr) -> io::Result<R>) -> io::Result<R> {
+        match &self.parent {
+            Parent::Dir(d) => match &d.fd {
+                Some(fd) => sys::with_cstr(&self.name[self.leaf..], |c| f(fd.as_raw_fd(), c)),
+                None => {
+                    sys::with_cstr(self.path().as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c))
+                }
+            },
+            Parent::Root(p) => sys::with_cstr(p.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c)),
+        }
+    }
+}
+
 enum Data {
     None,
-    Inline(Vec<u8>),
+    /// Where the contents are in the batch's buffer.
+    Inline(Range<usize>),
     Stream(File),
     Link(Vec<u8>),
 }
 
 type Msg = Result<(Item, Data)>;
-/// Reader output: some messages, and whether they finish the walker batch
-/// they came from (so the writer knows when to move on to the next reader).
-type OutBatch = (Vec<Msg>, bool);
+
+/// Reader output: some messages, the buffer holding the contents of the
+/// files read whole, and whether they finish the walker batch they came
+/// from (so the writer knows when to move on to the next reader).
+struct OutBatch {
+    msgs: Vec<Msg>,
+    buf: Vec<u8>,
+    last: bool,
+}
+
+/// An output batch's message list (emptied) and buffer, handed back to the
+/// reader for reuse.
+type Spare = (Vec<Msg>, Vec<u8>);
 
 /// Checks an include path and returns its member name (GNU tar keeps the
 /// name as given, minus trailing slashes).
@@ -101,7 +222,10 @@ pub(crate) fn archive_impl<W: Write>(
     for inc in includes {
         let name = include_name(inc)?;
         let path = base.join(inc);
-        let meta = fs::symlink_metadata(&path).map_err(|e| {
+        let st = sys::with_cstr(path.as_os_str().as_bytes(), |c| {
+            sys::lstat_at(libc::AT_FDCWD, c)
+        });
+        let meta = st.map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::IncludeNotFound {
                     path: inc.clone(),
@@ -111,7 +235,7 @@ pub(crate) fn archive_impl<W: Write>(
                 Error::io("stat", &path, e)
             }
         })?;
-        roots.push((name, path, meta));
+        roots.push((name, path, Meta::from_stat(&meta)));
     }
 
     let threads = crate::resolve_threads(opts.threads);
@@ -121,7 +245,8 @@ pub(crate) fn archive_impl<W: Write>(
     // (cheaper than zstd's own multithreading, and decodable in parallel).
     let counter = CountingWriter { inner: w, count: 0 };
     let enc = FrameWriter::new(
-        BufWriter::with_capacity(1 << 20, counter),
+        // Frames larger than the buffer bypass it; it gathers the small writes.
+        BufWriter::with_capacity(64 << 10, counter),
         opts.level,
         threads,
     )
@@ -137,38 +262,49 @@ pub(crate) fn archive_impl<W: Write>(
             builder: DigestBuilder::new(),
             links: HashMap::new(),
         }),
+        template: Header::new_gnu(),
     };
     let digest = opts.digest;
 
     std::thread::scope(|s| -> Result<ArchiveSummary> {
         let mut to_readers = Vec::new();
         let mut from_readers = Vec::new();
+        let mut back_to_readers = Vec::new();
         for _ in 0..readers {
             let (itx, irx) = sync_channel::<Vec<Result<Item>>>(QUEUE);
             let (otx, orx) = sync_channel::<OutBatch>(QUEUE);
+            let (btx, brx) = channel::<Spare>();
             to_readers.push(itx);
             from_readers.push(orx);
-            s.spawn(move || reader(irx, otx, digest, cancel));
+            back_to_readers.push(btx);
+            s.spawn(move || reader(irx, otx, brx, digest, cancel));
         }
         s.spawn(move || walker(roots, excludes, to_readers, cancel));
 
         // Walker batches go to the readers in turn; take them back in the same order.
         let mut seq = 0usize;
-        'batches: loop {
+        loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            let (msgs, last) = match from_readers[seq % readers].recv() {
-                Ok(m) => m,
-                Err(_) => break 'batches,
+            let r = seq % readers;
+            let Ok(OutBatch {
+                mut msgs,
+                buf,
+                last,
+            }) = from_readers[r].recv()
+            else {
+                break;
             };
             if last {
                 seq += 1;
             }
-            for msg in msgs {
+            for msg in msgs.drain(..) {
                 let (item, data) = msg?;
-                out.entry(item, data)?;
+                out.entry(item, data, &buf)?;
             }
+            // The reader may be done: then the buffers are just dropped.
+            let _ = back_to_readers[r].send((msgs, buf));
         }
         drop(from_readers);
         out.finish()
@@ -176,7 +312,7 @@ pub(crate) fn archive_impl<W: Write>(
 }
 
 fn walker(
-    roots: Vec<(Vec<u8>, PathBuf, Metadata)>,
+    roots: Vec<(Vec<u8>, PathBuf, Meta)>,
     excludes: &ExcludeSet,
     to_readers: Vec<SyncSender<Vec<Result<Item>>>>,
     cancel: &AtomicBool,
@@ -188,9 +324,11 @@ fn walker(
         seq: 0,
         links: HashMap::new(),
         cancel,
+        open_dirs: Arc::new(AtomicUsize::new(0)),
+        dents: vec![0u8; DENTS_BUF],
     };
     for (name, path, meta) in roots {
-        if w.visit(name, path, meta).is_err() {
+        if w.visit(name, 0, Parent::Root(path), meta).is_err() {
             return;
         }
     }
@@ -204,10 +342,19 @@ struct Walker<'a> {
     seq: usize,
     links: HashMap<(u64, u64), Vec<u8>>,
     cancel: &'a AtomicBool,
+    open_dirs: Arc<AtomicUsize>,
+    dents: Vec<u8>,
 }
 
 /// Returned when the consumer has gone away; the walk just stops.
 struct Stop;
+
+/// A directory's entries: their names (each followed by a NUL) and,
+/// in name order, where each is in `names` and what `lstat` said.
+struct Listing {
+    names: Vec<u8>,
+    entries: Vec<(Range<usize>, io::Result<Meta>)>,
+}
 
 impl Walker<'_> {
     fn send(&mut self, item: Result<Item>) -> Result<(), Stop> {
@@ -236,166 +383,251 @@ impl Walker<'_> {
         self.to_readers[i].send(batch).map_err(|_| Stop)
     }
 
-    fn visit(&mut self, name: Vec<u8>, path: PathBuf, meta: Metadata) -> Result<(), Stop> {
+    fn visit(
+        &mut self,
+        name: Vec<u8>,
+        leaf: usize,
+        parent: Parent,
+        meta: Meta,
+    ) -> Result<(), Stop> {
         if self.excludes.is_excluded(&name) {
             return Ok(());
         }
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_socket() {
+        let kind = match meta.file_type() {
+            libc::S_IFDIR => Kind::Dir,
             // GNU tar ignores sockets too ("socket ignored").
-            return Ok(());
-        } else {
-            let first = if meta.nlink() > 1 {
-                match self.links.get(&(meta.dev(), meta.ino())) {
-                    Some(first) => Some(first.clone()),
-                    None => {
-                        self.links.insert((meta.dev(), meta.ino()), name.clone());
-                        None
+            libc::S_IFSOCK => return Ok(()),
+            ft => {
+                let first = if meta.nlink > 1 {
+                    match self.links.get(&(meta.dev, meta.ino)) {
+                        Some(first) => Some(first.clone()),
+                        None => {
+                            self.links.insert((meta.dev, meta.ino), name.clone());
+                            None
+                        }
                     }
+                } else {
+                    None
+                };
+                match (first, ft) {
+                    (Some(target), _) => Kind::HardLink(target),
+                    (None, libc::S_IFREG) => Kind::File,
+                    (None, libc::S_IFLNK) => Kind::Symlink,
+                    (None, libc::S_IFCHR) => Kind::Char,
+                    (None, libc::S_IFBLK) => Kind::Block,
+                    (None, _) => Kind::Fifo,
                 }
-            } else {
-                None
-            };
-            match first {
-                Some(target) => Kind::HardLink(target),
-                None if ft.is_file() => Kind::File,
-                None if ft.is_symlink() => Kind::Symlink,
-                None if ft.is_char_device() => Kind::Char,
-                None if ft.is_block_device() => Kind::Block,
-                None => Kind::Fifo,
             }
         };
-        let is_dir = matches!(kind, Kind::Dir);
+        if !matches!(kind, Kind::Dir) {
+            return self.send(Ok(Item {
+                name,
+                leaf,
+                parent,
+                meta,
+                kind,
+                hash: None,
+            }));
+        }
         self.send(Ok(Item {
             name: name.clone(),
-            path: path.clone(),
+            leaf,
+            parent: parent.clone(),
             meta,
             kind,
             hash: None,
         }))?;
-        if !is_dir {
-            return Ok(());
-        }
-        let mut children = Vec::new();
-        let rd = match fs::read_dir(&path) {
-            Ok(rd) => rd,
+        let path = match &parent {
+            Parent::Dir(d) => d.path.join(OsStr::from_bytes(&name[leaf..])),
+            Parent::Root(p) => p.clone(),
+        };
+        let (fd, listing) = match self.list(&parent, &name[leaf..], &path) {
+            Ok(l) => l,
             Err(e) => return self.send(Err(Error::io("read directory", &path, e))),
         };
-        for ent in rd {
-            match ent {
-                Ok(ent) => children.push(ent),
-                Err(e) => return self.send(Err(Error::io("read directory", &path, e))),
-            }
-        }
-        // Sorted for reproducible archives (GNU tar uses readdir order).
-        children.sort_unstable_by_key(|e| e.file_name());
-        for ent in children {
-            let child_path = ent.path();
-            let meta = match ent.metadata() {
+        // Keep the descriptor for the entries' readers, within the limit.
+        let fd = if self.open_dirs.load(Ordering::Relaxed) < DIR_FDS_MAX {
+            self.open_dirs.fetch_add(1, Ordering::Relaxed);
+            Some(fd)
+        } else {
+            None
+        };
+        let dir = Arc::new(Dir {
+            path,
+            fd,
+            open: self.open_dirs.clone(),
+        });
+        for (range, meta) in listing.entries {
+            // Without the NUL.
+            let file_name = &listing.names[range.start..range.end - 1];
+            let meta = match meta {
                 Ok(m) => m,
                 // A file deleted during the walk is skipped, as GNU tar does
                 // (with a warning); anything else is an error.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return self.send(Err(Error::io("stat", &child_path, e))),
+                Err(e) => {
+                    let child_path = dir.path.join(OsStr::from_bytes(file_name));
+                    return self.send(Err(Error::io("stat", &child_path, e)));
+                }
             };
-            let mut child = Vec::with_capacity(name.len() + 1 + ent.file_name().len());
+            let mut child = Vec::with_capacity(name.len() + 1 + file_name.len());
             child.extend_from_slice(&name);
             if !name.ends_with(b"/") {
                 child.push(b'/');
             }
-            child.extend_from_slice(ent.file_name().as_bytes());
-            self.visit(child, child_path, meta)?;
+            let leaf = child.len();
+            child.extend_from_slice(file_name);
+            self.visit(child, leaf, Parent::Dir(dir.clone()), meta)?;
         }
         Ok(())
+    }
+
+    /// Opens the directory `leaf` in `parent` (at `path`), reads its
+    /// entries, sorted, and `lstat`s them.
+    fn list(
+        &mut self,
+        parent: &Parent,
+        leaf: &[u8],
+        path: &Path,
+    ) -> io::Result<(OwnedFd, Listing)> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY;
+        let fd = match parent {
+            Parent::Dir(d) if d.fd.is_some() => {
+                let dfd = d.fd.as_ref().expect("checked").as_raw_fd();
+                sys::with_cstr(leaf, |c| sys::open_at(dfd, c, flags))?
+            }
+            _ => sys::with_cstr(path.as_os_str().as_bytes(), |c| {
+                sys::open_at(libc::AT_FDCWD, c, flags)
+            })?,
+        };
+        let mut names = Vec::new();
+        let mut ranges = Vec::new();
+        sys::read_dir_at(&fd, &mut self.dents, |n| {
+            ranges.push(names.len()..names.len() + n.len());
+            names.extend_from_slice(n);
+        })?;
+        // Sorted for reproducible archives (GNU tar uses readdir order).
+        ranges.sort_unstable_by(|a, b| names[a.clone()].cmp(&names[b.clone()]));
+        let entries = ranges
+            .into_iter()
+            .map(|r| {
+                let st = CStr::from_bytes_with_nul(&names[r.clone()])
+                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+                    .and_then(|c| sys::lstat_at(fd.as_raw_fd(), c));
+                (r, st.map(|st| Meta::from_stat(&st)))
+            })
+            .collect();
+        Ok((fd, Listing { names, entries }))
     }
 }
 
 fn reader(
     rx: Receiver<Vec<Result<Item>>>,
     tx: SyncSender<OutBatch>,
+    back: Receiver<Spare>,
     digest: bool,
     cancel: &AtomicBool,
 ) {
+    // A returned buffer if there is one, else a new one.
+    let spare = || {
+        back.try_recv()
+            .unwrap_or_else(|_| (Vec::with_capacity(BATCH_ITEMS), vec![0u8; BATCH_BUF]))
+    };
     for batch in rx {
-        let mut out = Vec::with_capacity(batch.len());
-        let mut bytes = 0usize;
+        let (mut msgs, mut buf) = spare();
+        let mut pos = 0usize;
         for item in batch {
             if cancel.load(Ordering::Relaxed) {
                 return;
             }
             let msg = item.and_then(|mut item| {
-                let data = load(&item)?;
-                if let (true, Data::Inline(d)) = (digest, &data) {
+                let data = load(&item, &mut buf, &mut pos)?;
+                if let (true, Data::Inline(r)) = (digest, &data) {
                     // Hashed here, beside the compressor threads, not on
                     // the thread that assembles the tar stream.
-                    item.hash = Some(*blake3::hash(d).as_bytes());
+                    item.hash = Some(*blake3::hash(&buf[r.clone()]).as_bytes());
                 }
                 Ok((item, data))
             });
-            if let Ok((_, Data::Inline(d))) = &msg {
-                bytes += d.len();
-            }
-            out.push(msg);
-            if bytes >= BATCH_BYTES {
-                if tx.send((std::mem::take(&mut out), false)).is_err() {
+            msgs.push(msg);
+            if pos >= BATCH_BYTES {
+                let (m, b) = spare();
+                let full = OutBatch {
+                    msgs: std::mem::replace(&mut msgs, m),
+                    buf: std::mem::replace(&mut buf, b),
+                    last: false,
+                };
+                if tx.send(full).is_err() {
                     return;
                 }
-                bytes = 0;
+                pos = 0;
             }
         }
-        if tx.send((out, true)).is_err() {
+        if tx
+            .send(OutBatch {
+                msgs,
+                buf,
+                last: true,
+            })
+            .is_err()
+        {
             return;
         }
     }
 }
 
-fn load(item: &Item) -> Result<Data> {
+/// Reads what the writer needs of `item`: a small file's contents go to
+/// `buf` at `pos` (advanced past them), which has room for them and one
+/// byte more (see [`BATCH_BUF`]).
+fn load(item: &Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
     match item.kind {
         Kind::File => {
-            let size = item.meta.len();
+            let size = item.meta.size;
             if size == 0 {
                 // Nothing to read: spare the open and close.
-                return Ok(Data::Inline(Vec::new()));
+                return Ok(Data::Inline(*pos..*pos));
             }
-            let mut f = File::open(&item.path).map_err(|e| Error::io("open", &item.path, e))?;
+            let flags = libc::O_RDONLY | libc::O_NOCTTY;
+            let mut f = item
+                .at(|dir, name| sys::open_at(dir, name, flags))
+                .map(File::from)
+                .map_err(|e| Error::io("open", item.path(), e))?;
             if size > INLINE_MAX {
                 return Ok(Data::Stream(f));
             }
             // Room for one byte more than expected: a file that grew shows
             // up in the first read, and an unchanged one takes one read.
             let size = size as usize;
-            let mut buf = vec![0u8; size + 1];
+            let start = *pos;
+            let dst = &mut buf[start..start + size + 1];
             let mut filled = 0;
             while filled < size {
-                match f.read(&mut buf[filled..]) {
+                match f.read(&mut dst[filled..]) {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("read", &item.path, e)),
+                    Err(e) => return Err(Error::io("read", item.path(), e)),
                 }
             }
             if filled != size {
                 return Err(Error::FileChanged {
-                    path: item.path.clone(),
+                    path: item.path(),
                     expected: size as u64,
                     actual: filled as u64,
                 });
             }
-            buf.truncate(size);
-            Ok(Data::Inline(buf))
+            *pos += size;
+            Ok(Data::Inline(start..start + size))
         }
         Kind::Symlink => {
-            let target =
-                fs::read_link(&item.path).map_err(|e| Error::io("read link", &item.path, e))?;
-            Ok(Data::Link(target.into_os_string().into_vec()))
+            let target = item
+                .at(sys::readlink_at)
+                .map_err(|e| Error::io("read link", item.path(), e))?;
+            Ok(Data::Link(target))
         }
         _ => Ok(Data::None),
     }
 }
-
-use std::os::unix::ffi::OsStringExt;
 
 struct CountingWriter<W> {
     inner: W,
@@ -446,6 +678,8 @@ struct TarOut<W: Write> {
     scratch: Vec<u8>,
     buf: Vec<u8>,
     digest: Option<Digesting>,
+    /// An empty GNU header, copied for each entry.
+    template: Header,
 }
 
 /// The tree digest being computed alongside the archive.
@@ -463,23 +697,18 @@ impl<W: Write> TarOut<W> {
         Ok(())
     }
 
-    fn entry(&mut self, item: Item, data: Data) -> Result<()> {
-        let digest_name = self.digest.is_some().then(|| item.name.clone());
-        let meta = &item.meta;
-        let mut h = Header::new_gnu();
-        let mut name = item.name;
+    fn entry(&mut self, mut item: Item, data: Data, buf: &[u8]) -> Result<()> {
+        let meta = item.meta;
+        let mut h = self.template.clone();
         let mut link: Option<Vec<u8>> = None;
         let mut body = Data::None;
         let mut item_hash = item.hash;
-        let (ty, size) = match item.kind {
-            Kind::Dir => {
-                name.push(b'/');
-                (EntryType::Directory, 0)
-            }
+        let (ty, size) = match std::mem::replace(&mut item.kind, Kind::Fifo) {
+            Kind::Dir => (EntryType::Directory, 0),
             Kind::File => {
                 let size = match &data {
-                    Data::Inline(d) => d.len() as u64,
-                    _ => meta.len(),
+                    Data::Inline(r) => r.len() as u64,
+                    _ => meta.size,
                 };
                 body = data;
                 (EntryType::Regular, size)
@@ -498,6 +727,14 @@ impl<W: Write> TarOut<W> {
             Kind::Block => (EntryType::Block, 0),
             Kind::Fifo => (EntryType::Fifo, 0),
         };
+        // Directories are stored with a trailing slash.
+        let dir_name: Vec<u8>;
+        let name: &[u8] = if ty == EntryType::Directory {
+            dir_name = [&item.name[..], b"/"].concat();
+            &dir_name
+        } else {
+            &item.name
+        };
         self.scratch.clear();
         if let Some(l) = &link {
             if l.len() >= NAME_FIELD {
@@ -505,44 +742,55 @@ impl<W: Write> TarOut<W> {
             }
         }
         if name.len() >= NAME_FIELD {
-            tarfmt::long_link(&mut self.scratch, b'L', &name);
+            tarfmt::long_link(&mut self.scratch, b'L', name);
         }
-        tarfmt::set_name_field(&mut h, &name);
+        tarfmt::set_name_field(&mut h, name);
         if let Some(l) = &link {
             tarfmt::set_link_field(&mut h, l);
         }
-        h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(u64::from(meta.uid()));
-        h.set_gid(u64::from(meta.gid()));
-        h.set_mtime(meta.mtime().max(0) as u64);
-        h.set_size(size);
+        // What `set_mode`, `set_uid`, … write, without their allocations.
+        octal(&mut h.as_old_mut().mode, u64::from(meta.mode & 0o7777));
+        let (uid, gid) = (u64::from(meta.uid), u64::from(meta.gid));
+        if !num_field(&mut h.as_old_mut().uid, uid) {
+            h.set_uid(uid);
+        }
+        if !num_field(&mut h.as_old_mut().gid, gid) {
+            h.set_gid(gid);
+        }
+        let mtime = meta.mtime.max(0) as u64;
+        if !num_field(&mut h.as_old_mut().mtime, mtime) {
+            h.set_mtime(mtime);
+        }
+        if !num_field(&mut h.as_old_mut().size, size) {
+            h.set_size(size);
+        }
         h.set_entry_type(ty);
-        if let Some(u) = self.names.user(meta.uid()) {
+        if let Some(u) = self.names.user(meta.uid) {
             let _ = h.set_username(u);
         }
-        if let Some(g) = self.names.group(meta.gid()) {
+        if let Some(g) = self.names.group(meta.gid) {
             let _ = h.set_groupname(g);
         }
         if matches!(ty, EntryType::Char | EntryType::Block) {
-            let rdev = meta.rdev();
+            let rdev = meta.rdev;
             let _ = h.set_device_major(libc::major(rdev));
             let _ = h.set_device_minor(libc::minor(rdev));
         }
-        h.set_cksum();
+        set_cksum(&mut h);
         self.scratch.extend_from_slice(h.as_bytes());
         match body {
-            Data::Inline(d) => {
+            Data::Inline(r) => {
                 let scratch = std::mem::take(&mut self.scratch);
                 self.write(&scratch)?;
                 self.scratch = scratch;
-                self.write(&d)?;
+                self.write(&buf[r])?;
                 self.write(&[0u8; BLOCK][..tarfmt::padding(size)])?;
             }
             Data::Stream(f) => {
                 let scratch = std::mem::take(&mut self.scratch);
                 self.write(&scratch)?;
                 self.scratch = scratch;
-                let hash = self.stream(f, &item.path, size)?;
+                let hash = self.stream(f, &item, size)?;
                 item_hash = hash.or(item_hash);
             }
             Data::None | Data::Link(_) => {
@@ -552,25 +800,26 @@ impl<W: Write> TarOut<W> {
             }
         }
         self.entries += 1;
-        if let (Some(d), Some(name)) = (&mut self.digest, digest_name) {
-            let mode = meta.mode();
+        if let Some(d) = &mut self.digest {
+            let name = &item.name;
+            let mode = meta.mode;
             match ty {
-                EntryType::Directory => d.builder.dir(&name, mode),
-                EntryType::Symlink => d.builder.symlink(&name, link.as_deref().unwrap_or(b"")),
+                EntryType::Directory => d.builder.dir(name, mode),
+                EntryType::Symlink => d.builder.symlink(name, link.as_deref().unwrap_or(b"")),
                 EntryType::Regular => {
                     let hash = item_hash.unwrap_or_else(|| *blake3::hash(b"").as_bytes());
-                    d.builder.file(&name, mode, size, &hash);
-                    if meta.nlink() > 1 {
-                        d.links.insert(name, hash);
+                    d.builder.file(name, mode, size, &hash);
+                    if meta.nlink > 1 {
+                        d.links.insert(name.clone(), hash);
                     }
                 }
                 // A hard link counts as the regular file it names.
-                EntryType::Link if meta.file_type().is_file() => {
+                EntryType::Link if meta.file_type() == libc::S_IFREG => {
                     let hash = match d.links.get(link.as_deref().unwrap_or(b"")) {
                         Some(h) => *h,
-                        None => hash_path(&item.path)?,
+                        None => hash_path(&item.path())?,
                     };
-                    d.builder.file(&name, mode, meta.len(), &hash);
+                    d.builder.file(name, mode, meta.size, &hash);
                 }
                 // Device nodes and FIFOs are not covered (extraction skips them).
                 _ => {}
@@ -581,7 +830,7 @@ impl<W: Write> TarOut<W> {
 
     /// Copies exactly `size` bytes of a large file, then its padding;
     /// returns the blake3 hash of the contents when digesting.
-    fn stream(&mut self, mut f: File, path: &Path, size: u64) -> Result<Option<[u8; 32]>> {
+    fn stream(&mut self, mut f: File, item: &Item, size: u64) -> Result<Option<[u8; 32]>> {
         let mut hasher = self.digest.is_some().then(blake3::Hasher::new);
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(CHUNK, 0);
@@ -591,14 +840,14 @@ impl<W: Write> TarOut<W> {
             let n = match f.read(&mut buf[..want]) {
                 Ok(0) => {
                     return Err(Error::FileChanged {
-                        path: path.to_path_buf(),
+                        path: item.path(),
                         expected: size,
                         actual: size - left,
                     })
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", path, e)),
+                Err(e) => return Err(Error::io("read", item.path(), e)),
             };
             self.write(&buf[..n])?;
             if let Some(h) = &mut hasher {
@@ -610,12 +859,12 @@ impl<W: Write> TarOut<W> {
             Ok(0) => {}
             Ok(_) => {
                 return Err(Error::FileChanged {
-                    path: path.to_path_buf(),
+                    path: item.path(),
                     expected: size,
                     actual: size + 1,
                 })
             }
-            Err(e) => return Err(Error::io("read", path, e)),
+            Err(e) => return Err(Error::io("read", item.path(), e)),
         }
         let pad = tarfmt::padding(size);
         buf[..pad].fill(0);
@@ -651,6 +900,37 @@ impl<W: Write> TarOut<W> {
     }
 }
 
+/// Writes `v` into a numeric header field as `tar`'s `octal_into` does
+/// (digits right-aligned, zero-padded, then a NUL; digits that do not fit
+/// are dropped), without formatting into a new `String` each time.
+fn octal(field: &mut [u8], mut v: u64) {
+    let (last, digits) = field.split_last_mut().expect("a numeric field");
+    *last = 0;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v & 7) as u8;
+        v >>= 3;
+    }
+}
+
+/// Writes `v` as `tar::Header::set_uid`, `set_size`, … would when those
+/// write octal; `false` (nothing written) when they would write GNU
+/// base-256 instead.
+fn num_field(field: &mut [u8], v: u64) -> bool {
+    if v >= 1 << 33 || (v >= 1 << 21 && field.len() == 8) {
+        return false;
+    }
+    octal(field, v);
+    true
+}
+
+/// `tar::Header::set_cksum`: the unsigned sum of the header's bytes with
+/// the checksum field counted as spaces, in octal.
+fn set_cksum(h: &mut Header) {
+    h.as_old_mut().cksum = [b' '; 8];
+    let sum: u32 = h.as_bytes().iter().map(|&b| u32::from(b)).sum();
+    octal(&mut h.as_old_mut().cksum, u64::from(sum));
+}
+
 /// blake3 of a file's contents, for a hard link whose first name was not
 /// hashed as a regular file.
 fn hash_path(path: &Path) -> Result<[u8; 32]> {
@@ -658,4 +938,92 @@ fn hash_path(path: &Path) -> Result<[u8; 32]> {
     let mut h = blake3::Hasher::new();
     io::copy(&mut f, &mut h).map_err(|e| Error::io("read", path, e))?;
     Ok(*h.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{archive, extract, ExtractOptions};
+    use std::fs;
+
+    /// Deeper than `DIR_FDS_MAX`, so the lower levels are opened by path.
+    #[test]
+    fn deep_trees_are_archived_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let depth = DIR_FDS_MAX + 40;
+        let mut p = src.clone();
+        for i in 0..depth {
+            p.push(format!("d{i}"));
+            fs::create_dir_all(&p).unwrap();
+            fs::write(p.join("f"), format!("file {i}")).unwrap();
+            fs::write(p.join("empty"), b"").unwrap();
+            std::os::unix::fs::symlink(format!("target {i}"), p.join("l")).unwrap();
+        }
+        let none: [&str; 0] = [];
+        let mut out = Vec::new();
+        let s = archive(&mut out, &src, &["d0"], &none, &ArchiveOptions::default()).unwrap();
+        assert_eq!(s.entries, 4 * depth as u64);
+        let dst = dir.path().join("dst");
+        extract(out.as_slice(), &dst, &ExtractOptions::default()).unwrap();
+        let mut p = dst.clone();
+        for i in 0..depth {
+            p.push(format!("d{i}"));
+            assert_eq!(
+                fs::read(p.join("f")).unwrap(),
+                format!("file {i}").as_bytes()
+            );
+            assert_eq!(fs::read(p.join("empty")).unwrap(), b"");
+            let target = fs::read_link(p.join("l")).unwrap();
+            assert_eq!(target, Path::new(&format!("target {i}")));
+        }
+    }
+
+    #[test]
+    fn header_fields_match_the_tar_crate() {
+        let values = [
+            0u64,
+            1,
+            7,
+            8,
+            0o644,
+            0o7777,
+            1000,
+            65534,
+            (1 << 21) - 1,
+            1 << 21,
+            1_700_000_000,
+            (1 << 33) - 1,
+            1 << 33,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        for v in values {
+            let mut ours = Header::new_gnu();
+            let mut theirs = Header::new_gnu();
+            octal(&mut ours.as_old_mut().mode, v & 0o7777);
+            theirs.set_mode((v & 0o7777) as u32);
+            if !num_field(&mut ours.as_old_mut().uid, v) {
+                ours.set_uid(v);
+            }
+            theirs.set_uid(v);
+            if !num_field(&mut ours.as_old_mut().gid, v) {
+                ours.set_gid(v);
+            }
+            theirs.set_gid(v);
+            if !num_field(&mut ours.as_old_mut().mtime, v) {
+                ours.set_mtime(v);
+            }
+            theirs.set_mtime(v);
+            if !num_field(&mut ours.as_old_mut().size, v) {
+                ours.set_size(v);
+            }
+            theirs.set_size(v);
+            let _ = ours.set_username("someone");
+            let _ = theirs.set_username("someone");
+            set_cksum(&mut ours);
+            theirs.set_cksum();
+            assert_eq!(ours.as_bytes()[..], theirs.as_bytes()[..], "value {v}");
+        }
+    }
 }

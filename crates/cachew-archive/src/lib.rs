@@ -89,10 +89,12 @@
 //!
 //! # Speed
 //!
-//! Archiving walks the tree (one `statx` per entry) and reads files (one
-//! `openat`, one `read`, one `close` per small file; empty files are not
-//! opened) on their own threads, handing items over in batches, while the
-//! caller's thread frames tar into 8 MiB chunks that worker threads
+//! Archiving walks the tree (one `getdents64` pass per directory, one
+//! `fstatat` per entry, relative to its directory) and reads files (one
+//! `openat` relative to the file's directory, one `read`, one `close` per
+//! small file; empty files are not opened) on their own threads, handing
+//! items over in batches, small files' contents read into buffers that are
+//! reused, while the caller's thread frames tar into 8 MiB chunks that worker threads
 //! compress as independent zstd frames, written in pzstd's format (each
 //! frame announced by a skippable frame giving its size), so extraction can
 //! decode them in parallel too. That costs less CPU than zstd's own

@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -212,5 +212,127 @@ impl BeneathOpener {
             Some((_, fd)) => fd,
             None => self.root_fd.as_ref().expect("opened above"),
         })
+    }
+}
+
+/// Calls `f` with `bytes` as a NUL-terminated string, copied on the stack
+/// when it fits (every file name does: `NAME_MAX` is 255). A NUL byte in
+/// `bytes` is an `InvalidInput` error.
+pub(crate) fn with_cstr<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> io::Result<R>) -> io::Result<R> {
+    let invalid = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    let mut buf = [0u8; 256];
+    if bytes.len() < buf.len() {
+        buf[..bytes.len()].copy_from_slice(bytes);
+        f(CStr::from_bytes_with_nul(&buf[..=bytes.len()]).map_err(invalid)?)
+    } else {
+        f(&CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?)
+    }
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC)`; `dir` may be `AT_FDCWD`.
+pub(crate) fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    loop {
+        // SAFETY: valid C string; the returned descriptor is owned by us.
+        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: `fd` is a fresh descriptor we own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: like `lstat`, relative to `dir`.
+pub(crate) fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid C string and a buffer of the right type.
+    check(unsafe {
+        libc::fstatat(
+            dir,
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `readlinkat(dir, name)`: a symlink's target, of any length.
+pub(crate) fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid C string; `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // A full buffer may mean a truncated target: try again with more room.
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+/// Reads all entries of the directory open as `dir` with `getdents64`,
+/// using `buf` (at least a few KiB) as scratch, and calls `f` with each
+/// name (NUL included) except `.` and `..`, in the order the file system
+/// returns them.
+pub(crate) fn read_dir_at(
+    dir: &OwnedFd,
+    buf: &mut [u8],
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+    const NAME: usize = 19;
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the kernel
+        // writes at most that many.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut records = &buf[..n as usize];
+        while records.len() > NAME {
+            let reclen = usize::from(u16::from_ne_bytes([records[16], records[17]]));
+            if reclen <= NAME || reclen > records.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed directory entry from getdents64",
+                ));
+            }
+            let field = &records[NAME..reclen];
+            let Some(end) = field.iter().position(|&b| b == 0) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unterminated name from getdents64",
+                ));
+            };
+            let name = &field[..=end];
+            if name != b".\0" && name != b"..\0" {
+                f(name);
+            }
+            records = &records[reclen..];
+        }
     }
 }
