@@ -1,6 +1,6 @@
 //! Archive creation: walk, read and compress on separate threads.
 
-use std::collections::HashMap;
+use std::collections::{hash_map, HashMap};
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -67,6 +67,19 @@ struct Meta {
 }
 
 impl Meta {
+    /// For a regular file whose metadata the reader gets from the open file.
+    const UNKNOWN: Meta = Meta {
+        mode: libc::S_IFREG,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        dev: 0,
+        ino: 0,
+        rdev: 0,
+    };
+
     fn from_stat(st: &libc::stat) -> Meta {
         Meta {
             mode: st.st_mode,
@@ -140,30 +153,19 @@ struct Item {
 impl Item {
     /// The entry's path, for messages.
     fn path(&self) -> PathBuf {
-        match &self.parent {
-            Parent::Dir(d) => d.path.join(OsStr::from_bytes(&self.name[self.leaf..])),
-            Parent::Root(p) => p.clone(),
-        }
+        path_of(&self.parent, &self.name[self.leaf..])
     }
 
-    /// Calls `f` with a directory descriptor and the entry's name relative
-    /// to it: its parent's and its last component when the parent is held
-    /// open, else `AT_FDCWD` and its path.
+    /// Calls `f` as [`at`] does for this entry.
     fn at<R>(&self, f: impl FnOnce(RawFd, &CStr) -> io::Result<R>) -> io::Result<R> {
-        match &self.parent {
-            Parent::Dir(d) => match &d.fd {
-                Some(fd) => sys::with_cstr(&self.name[self.leaf..], |c| f(fd.as_raw_fd(), c)),
-                None => {
-                    sys::with_cstr(self.path().as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c))
-                }
-            },
-            Parent::Root(p) => sys::with_cstr(p.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c)),
-        }
+        at(&self.parent, &self.name[self.leaf..], f)
     }
 }
 
 enum Data {
     None,
+    /// The file was deleted since its directory was read: no entry.
+    Skip,
     /// Where the contents are in the batch's buffer.
     Inline(Range<usize>),
     Stream(File),
@@ -256,6 +258,7 @@ pub(crate) fn archive_impl<W: Write>(
         pos: 0,
         entries: 0,
         names: NameCache::default(),
+        links: HashMap::new(),
         scratch: Vec::with_capacity(4 * BLOCK),
         buf: Vec::new(),
         digest: opts.digest.then(|| Digesting {
@@ -322,12 +325,14 @@ fn walker(
         to_readers,
         pending: Vec::with_capacity(BATCH_ITEMS),
         seq: 0,
-        links: HashMap::new(),
         cancel,
         open_dirs: Arc::new(AtomicUsize::new(0)),
         dents: vec![0u8; DENTS_BUF],
     };
     for (name, path, meta) in roots {
+        if excludes.is_excluded(&name) {
+            continue;
+        }
         if w.visit(name, 0, Parent::Root(path), meta).is_err() {
             return;
         }
@@ -340,7 +345,6 @@ struct Walker<'a> {
     to_readers: Vec<SyncSender<Vec<Result<Item>>>>,
     pending: Vec<Result<Item>>,
     seq: usize,
-    links: HashMap<(u64, u64), Vec<u8>>,
     cancel: &'a AtomicBool,
     open_dirs: Arc<AtomicUsize>,
     dents: Vec<u8>,
@@ -349,12 +353,15 @@ struct Walker<'a> {
 /// Returned when the consumer has gone away; the walk just stops.
 struct Stop;
 
-/// A directory's entries: their names (each followed by a NUL) and,
-/// in name order, where each is in `names` and what `lstat` said.
+/// A directory's entries in name order: where each name (followed by a
+/// NUL) is in `names`, and its `d_type`.
 struct Listing {
     names: Vec<u8>,
-    entries: Vec<(Range<usize>, io::Result<Meta>)>,
+    entries: Vec<(Range<usize>, u8)>,
 }
+
+/// Flags for opening a directory to read it.
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY;
 
 impl Walker<'_> {
     fn send(&mut self, item: Result<Item>) -> Result<(), Stop> {
@@ -383,6 +390,8 @@ impl Walker<'_> {
         self.to_readers[i].send(batch).map_err(|_| Stop)
     }
 
+    /// Visits an include path, or an entry whose `lstat` the walker needed
+    /// (the listing did not say it is a regular file or a directory).
     fn visit(
         &mut self,
         name: Vec<u8>,
@@ -390,58 +399,62 @@ impl Walker<'_> {
         parent: Parent,
         meta: Meta,
     ) -> Result<(), Stop> {
-        if self.excludes.is_excluded(&name) {
-            return Ok(());
-        }
         let kind = match meta.file_type() {
-            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFDIR => {
+                let flags = DIR_FLAGS | libc::O_NOFOLLOW;
+                return match at(&parent, &name[leaf..], |d, c| sys::open_at(d, c, flags)) {
+                    Ok(fd) => self.dir(name, leaf, parent, meta, fd),
+                    Err(e) => {
+                        let path = path_of(&parent, &name[leaf..]);
+                        self.send(Ok(Item {
+                            name,
+                            leaf,
+                            parent,
+                            meta,
+                            kind: Kind::Dir,
+                            hash: None,
+                        }))?;
+                        self.send(Err(Error::io("read directory", &path, e)))
+                    }
+                };
+            }
             // GNU tar ignores sockets too ("socket ignored").
             libc::S_IFSOCK => return Ok(()),
-            ft => {
-                let first = if meta.nlink > 1 {
-                    match self.links.get(&(meta.dev, meta.ino)) {
-                        Some(first) => Some(first.clone()),
-                        None => {
-                            self.links.insert((meta.dev, meta.ino), name.clone());
-                            None
-                        }
-                    }
-                } else {
-                    None
-                };
-                match (first, ft) {
-                    (Some(target), _) => Kind::HardLink(target),
-                    (None, libc::S_IFREG) => Kind::File,
-                    (None, libc::S_IFLNK) => Kind::Symlink,
-                    (None, libc::S_IFCHR) => Kind::Char,
-                    (None, libc::S_IFBLK) => Kind::Block,
-                    (None, _) => Kind::Fifo,
-                }
-            }
+            libc::S_IFREG => Kind::File,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFCHR => Kind::Char,
+            libc::S_IFBLK => Kind::Block,
+            _ => Kind::Fifo,
         };
-        if !matches!(kind, Kind::Dir) {
-            return self.send(Ok(Item {
-                name,
-                leaf,
-                parent,
-                meta,
-                kind,
-                hash: None,
-            }));
-        }
         self.send(Ok(Item {
-            name: name.clone(),
+            name,
             leaf,
-            parent: parent.clone(),
+            parent,
             meta,
             kind,
             hash: None,
+        }))
+    }
+
+    /// Sends the directory open as `fd`, then walks its entries.
+    fn dir(
+        &mut self,
+        name: Vec<u8>,
+        leaf: usize,
+        parent: Parent,
+        meta: Meta,
+        fd: OwnedFd,
+    ) -> Result<(), Stop> {
+        let path = path_of(&parent, &name[leaf..]);
+        self.send(Ok(Item {
+            name: name.clone(),
+            leaf,
+            parent,
+            meta,
+            kind: Kind::Dir,
+            hash: None,
         }))?;
-        let path = match &parent {
-            Parent::Dir(d) => d.path.join(OsStr::from_bytes(&name[leaf..])),
-            Parent::Root(p) => p.clone(),
-        };
-        let (fd, listing) = match self.list(&parent, &name[leaf..], &path) {
+        let listing = match self.list(&fd) {
             Ok(l) => l,
             Err(e) => return self.send(Err(Error::io("read directory", &path, e))),
         };
@@ -457,11 +470,60 @@ impl Walker<'_> {
             fd,
             open: self.open_dirs.clone(),
         });
-        for (range, meta) in listing.entries {
+        for (range, d_type) in listing.entries {
             // Without the NUL.
             let file_name = &listing.names[range.start..range.end - 1];
-            let meta = match meta {
-                Ok(m) => m,
+            let mut child = Vec::with_capacity(name.len() + 1 + file_name.len());
+            child.extend_from_slice(&name);
+            if !name.ends_with(b"/") {
+                child.push(b'/');
+            }
+            let leaf = child.len();
+            child.extend_from_slice(file_name);
+            if self.excludes.is_excluded(&child) {
+                continue;
+            }
+            let parent = Parent::Dir(dir.clone());
+            match d_type {
+                // The reader opens it and takes its metadata from the open
+                // file (one name lookup instead of two).
+                libc::DT_REG => {
+                    self.send(Ok(Item {
+                        name: child,
+                        leaf,
+                        parent,
+                        meta: Meta::UNKNOWN,
+                        kind: Kind::File,
+                        hash: None,
+                    }))?;
+                    continue;
+                }
+                // Likewise, opened first, then `fstat`ed.
+                libc::DT_DIR => {
+                    let flags = DIR_FLAGS | libc::O_NOFOLLOW;
+                    match at(&parent, file_name, |d, c| sys::open_at(d, c, flags)) {
+                        Ok(fd) => {
+                            match sys::fstat(fd.as_raw_fd()) {
+                                Ok(st) => {
+                                    self.dir(child, leaf, parent, Meta::from_stat(&st), fd)?
+                                }
+                                Err(e) => {
+                                    let child_path = dir.path.join(OsStr::from_bytes(file_name));
+                                    return self.send(Err(Error::io("stat", &child_path, e)));
+                                }
+                            }
+                            continue;
+                        }
+                        // A directory deleted during the walk is skipped, as GNU tar does.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        // Replaced, or unreadable: `lstat` says what it is now.
+                        Err(_) => {}
+                    }
+                }
+                _ => {}
+            }
+            let meta = match at(&parent, file_name, sys::lstat_at) {
+                Ok(st) => Meta::from_stat(&st),
                 // A file deleted during the walk is skipped, as GNU tar does
                 // (with a warning); anything else is an error.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -470,54 +532,50 @@ impl Walker<'_> {
                     return self.send(Err(Error::io("stat", &child_path, e)));
                 }
             };
-            let mut child = Vec::with_capacity(name.len() + 1 + file_name.len());
-            child.extend_from_slice(&name);
-            if !name.ends_with(b"/") {
-                child.push(b'/');
-            }
-            let leaf = child.len();
-            child.extend_from_slice(file_name);
-            self.visit(child, leaf, Parent::Dir(dir.clone()), meta)?;
+            self.visit(child, leaf, parent, meta)?;
         }
         Ok(())
     }
 
-    /// Opens the directory `leaf` in `parent` (at `path`), reads its
-    /// entries, sorted, and `lstat`s them.
-    fn list(
-        &mut self,
-        parent: &Parent,
-        leaf: &[u8],
-        path: &Path,
-    ) -> io::Result<(OwnedFd, Listing)> {
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY;
-        let fd = match parent {
-            Parent::Dir(d) if d.fd.is_some() => {
-                let dfd = d.fd.as_ref().expect("checked").as_raw_fd();
-                sys::with_cstr(leaf, |c| sys::open_at(dfd, c, flags))?
-            }
-            _ => sys::with_cstr(path.as_os_str().as_bytes(), |c| {
-                sys::open_at(libc::AT_FDCWD, c, flags)
-            })?,
-        };
+    /// Reads the entries of the directory open as `fd`, sorted by name.
+    fn list(&mut self, fd: &OwnedFd) -> io::Result<Listing> {
         let mut names = Vec::new();
-        let mut ranges = Vec::new();
-        sys::read_dir_at(&fd, &mut self.dents, |n| {
-            ranges.push(names.len()..names.len() + n.len());
+        let mut entries = Vec::new();
+        sys::read_dir_at(fd, &mut self.dents, |n, d_type| {
+            entries.push((names.len()..names.len() + n.len(), d_type));
             names.extend_from_slice(n);
         })?;
         // Sorted for reproducible archives (GNU tar uses readdir order).
-        ranges.sort_unstable_by(|a, b| names[a.clone()].cmp(&names[b.clone()]));
-        let entries = ranges
-            .into_iter()
-            .map(|r| {
-                let st = CStr::from_bytes_with_nul(&names[r.clone()])
-                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-                    .and_then(|c| sys::lstat_at(fd.as_raw_fd(), c));
-                (r, st.map(|st| Meta::from_stat(&st)))
-            })
-            .collect();
-        Ok((fd, Listing { names, entries }))
+        entries.sort_unstable_by(|(a, _), (b, _)| names[a.clone()].cmp(&names[b.clone()]));
+        Ok(Listing { names, entries })
+    }
+}
+
+/// The path of the entry `leaf` in `parent` (an include path's own path).
+fn path_of(parent: &Parent, leaf: &[u8]) -> PathBuf {
+    match parent {
+        Parent::Dir(d) => d.path.join(OsStr::from_bytes(leaf)),
+        Parent::Root(p) => p.clone(),
+    }
+}
+
+/// Calls `f` with a directory descriptor and the name of the entry `leaf`
+/// in `parent` relative to it: the parent's descriptor and `leaf` when the
+/// parent is held open, else `AT_FDCWD` and the entry's path.
+fn at<R>(
+    parent: &Parent,
+    leaf: &[u8],
+    f: impl FnOnce(RawFd, &CStr) -> io::Result<R>,
+) -> io::Result<R> {
+    match parent {
+        Parent::Dir(d) => match &d.fd {
+            Some(fd) => sys::with_cstr(leaf, |c| f(fd.as_raw_fd(), c)),
+            None => {
+                let path = d.path.join(OsStr::from_bytes(leaf));
+                sys::with_cstr(path.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c))
+            }
+        },
+        Parent::Root(p) => sys::with_cstr(p.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c)),
     }
 }
 
@@ -541,7 +599,7 @@ fn reader(
                 return;
             }
             let msg = item.and_then(|mut item| {
-                let data = load(&item, &mut buf, &mut pos)?;
+                let data = load(&mut item, &mut buf, &mut pos)?;
                 if let (true, Data::Inline(r)) = (digest, &data) {
                     // Hashed here, beside the compressor threads, not on
                     // the thread that assembles the tar stream.
@@ -578,20 +636,40 @@ fn reader(
 
 /// Reads what the writer needs of `item`: a small file's contents go to
 /// `buf` at `pos` (advanced past them), which has room for them and one
-/// byte more (see [`BATCH_BUF`]).
-fn load(item: &Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
+/// byte more (see [`BATCH_BUF`]). A regular file's metadata is taken from
+/// the open file.
+fn load(item: &mut Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
     match item.kind {
         Kind::File => {
+            // O_NONBLOCK: should it have become a FIFO, do not wait for a writer.
+            let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+            let mut f = match item.at(|dir, name| sys::open_at(dir, name, flags)) {
+                Ok(fd) => File::from(fd),
+                // Deleted since its directory was read: skipped, as GNU tar
+                // does (with a warning).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Data::Skip),
+                Err(e) => {
+                    // An empty file is archived even if it cannot be read.
+                    if let Ok(st) = item.at(sys::lstat_at) {
+                        let meta = Meta::from_stat(&st);
+                        if meta.file_type() == libc::S_IFREG && meta.size == 0 {
+                            item.meta = meta;
+                            return Ok(Data::Inline(*pos..*pos));
+                        }
+                    }
+                    return Err(Error::io("open", item.path(), e));
+                }
+            };
+            let st = sys::fstat(f.as_raw_fd()).map_err(|e| Error::io("stat", item.path(), e))?;
+            item.meta = Meta::from_stat(&st);
+            if item.meta.file_type() != libc::S_IFREG {
+                let e = io::Error::other("it is no longer a regular file");
+                return Err(Error::io("open", item.path(), e));
+            }
             let size = item.meta.size;
             if size == 0 {
-                // Nothing to read: spare the open and close.
                 return Ok(Data::Inline(*pos..*pos));
             }
-            let flags = libc::O_RDONLY | libc::O_NOCTTY;
-            let mut f = item
-                .at(|dir, name| sys::open_at(dir, name, flags))
-                .map(File::from)
-                .map_err(|e| Error::io("open", item.path(), e))?;
             if size > INLINE_MAX {
                 return Ok(Data::Stream(f));
             }
@@ -675,6 +753,8 @@ struct TarOut<W: Write> {
     pos: u64,
     entries: u64,
     names: NameCache,
+    /// The first member name of each inode with several links, by device and inode.
+    links: HashMap<(u64, u64), Vec<u8>>,
     scratch: Vec<u8>,
     buf: Vec<u8>,
     digest: Option<Digesting>,
@@ -697,13 +777,30 @@ impl<W: Write> TarOut<W> {
         Ok(())
     }
 
-    fn entry(&mut self, mut item: Item, data: Data, buf: &[u8]) -> Result<()> {
+    fn entry(&mut self, mut item: Item, mut data: Data, buf: &[u8]) -> Result<()> {
+        if matches!(data, Data::Skip) {
+            return Ok(());
+        }
         let meta = item.meta;
+        let mut kind = std::mem::replace(&mut item.kind, Kind::Fifo);
+        // Hard links are found here, in walk order: the reader may only now
+        // have the metadata. A later link's contents, if read, are dropped.
+        if !matches!(kind, Kind::Dir) && meta.nlink > 1 {
+            match self.links.entry((meta.dev, meta.ino)) {
+                hash_map::Entry::Occupied(first) => {
+                    kind = Kind::HardLink(first.get().clone());
+                    data = Data::None;
+                }
+                hash_map::Entry::Vacant(v) => {
+                    v.insert(item.name.clone());
+                }
+            }
+        }
         let mut h = self.template.clone();
         let mut link: Option<Vec<u8>> = None;
         let mut body = Data::None;
         let mut item_hash = item.hash;
-        let (ty, size) = match std::mem::replace(&mut item.kind, Kind::Fifo) {
+        let (ty, size) = match kind {
             Kind::Dir => (EntryType::Directory, 0),
             Kind::File => {
                 let size = match &data {
@@ -793,7 +890,7 @@ impl<W: Write> TarOut<W> {
                 let hash = self.stream(f, &item, size)?;
                 item_hash = hash.or(item_hash);
             }
-            Data::None | Data::Link(_) => {
+            Data::None | Data::Skip | Data::Link(_) => {
                 let scratch = std::mem::take(&mut self.scratch);
                 self.write(&scratch)?;
                 self.scratch = scratch;
@@ -945,6 +1042,50 @@ mod tests {
     use super::*;
     use crate::{archive, extract, ExtractOptions};
     use std::fs;
+
+    #[test]
+    fn files_deleted_after_the_listing_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut item = Item {
+            name: b"gone".to_vec(),
+            leaf: 0,
+            parent: Parent::Root(dir.path().join("gone")),
+            meta: Meta::UNKNOWN,
+            kind: Kind::File,
+            hash: None,
+        };
+        let mut buf = vec![0u8; 16];
+        let mut pos = 0;
+        assert!(matches!(
+            load(&mut item, &mut buf, &mut pos),
+            Ok(Data::Skip)
+        ));
+        // Other errors name the full path.
+        fs::create_dir(dir.path().join("d")).unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let d = Arc::new(Dir {
+            path: dir.path().to_path_buf(),
+            fd: None,
+            open,
+        });
+        let mut item = Item {
+            name: b"x/d/f".to_vec(),
+            leaf: 4,
+            parent: Parent::Dir(d),
+            meta: Meta::UNKNOWN,
+            kind: Kind::File,
+            hash: None,
+        };
+        fs::write(dir.path().join("f"), b"").unwrap();
+        fs::remove_file(dir.path().join("f")).unwrap();
+        std::os::unix::fs::symlink("d", dir.path().join("f")).unwrap();
+        let err = load(&mut item, &mut buf, &mut pos).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains(&dir.path().join("f").display().to_string()),
+            "{err}"
+        );
+    }
 
     /// Deeper than `DIR_FDS_MAX`, so the lower levels are opened by path.
     #[test]

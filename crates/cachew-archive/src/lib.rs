@@ -89,19 +89,19 @@
 //!
 //! # Speed
 //!
-//! Archiving walks the tree (one `getdents64` pass per directory, one
-//! `fstatat` per entry, relative to its directory) and reads files (one
-//! `openat` relative to the file's directory, one `read`, one `close` per
-//! small file; empty files are not opened) on their own threads, handing
-//! items over in batches, small files' contents read into buffers that are
-//! reused, while the caller's thread frames tar into 8 MiB chunks that worker threads
-//! compress as independent zstd frames, written in pzstd's format (each
-//! frame announced by a skippable frame giving its size), so extraction can
-//! decode them in parallel too. That costs less CPU than zstd's own
-//! multithreading, and zstd 1.5.7's block pre-splitter is turned off (7%
-//! of the compression time for 0.3% of the size). With
-//! [`ArchiveOptions::digest`], file contents are hashed with blake3 on the
-//! reading thread as they go by.
+//! Archiving walks the tree (one `getdents64` pass per directory) and reads
+//! files on their own threads, handing items over in batches. Names are
+//! looked up relative to their directory's descriptor, and regular files
+//! and directories only once: a small file costs `openat`, `fstat`, one
+//! `read` (into a batch buffer that is reused) and `close`, a directory
+//! `openat` and `fstat`, other entries an `fstatat`. Meanwhile the caller's
+//! thread frames tar into 8 MiB chunks that worker threads compress as
+//! independent zstd frames, written in pzstd's format (each frame announced
+//! by a skippable frame giving its size), so extraction can decode them in
+//! parallel too. That costs less CPU than zstd's own multithreading, and
+//! zstd 1.5.7's block pre-splitter is turned off (7% of the compression
+//! time for 0.3% of the size). With [`ArchiveOptions::digest`], file
+//! contents are hashed with blake3 on the reading thread as they go by.
 //!
 //! Extraction parses on the caller's thread and creates files on a small
 //! pool of worker threads, in batches of up to 128 files. The caller's thread

@@ -261,6 +261,15 @@ pub(crate) fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// `fstat(fd)`.
+pub(crate) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a buffer of the right type; a bad descriptor is an error.
+    check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
 /// `readlinkat(dir, name)`: a symlink's target, of any length.
 pub(crate) fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
@@ -282,12 +291,13 @@ pub(crate) fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
 
 /// Reads all entries of the directory open as `dir` with `getdents64`,
 /// using `buf` (at least a few KiB) as scratch, and calls `f` with each
-/// name (NUL included) except `.` and `..`, in the order the file system
-/// returns them.
+/// name (NUL included) and its `d_type` (`DT_UNKNOWN` on file systems that
+/// do not say), except `.` and `..`, in the order the file system returns
+/// them.
 pub(crate) fn read_dir_at(
     dir: &OwnedFd,
     buf: &mut [u8],
-    mut f: impl FnMut(&[u8]),
+    mut f: impl FnMut(&[u8], u8),
 ) -> io::Result<()> {
     // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
     const NAME: usize = 19;
@@ -330,7 +340,7 @@ pub(crate) fn read_dir_at(
             };
             let name = &field[..=end];
             if name != b".\0" && name != b"..\0" {
-                f(name);
+                f(name, records[18]);
             }
             records = &records[reclen..];
         }
