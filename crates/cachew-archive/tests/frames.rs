@@ -273,20 +273,7 @@ fn bounded_memory_child() {
     }
     const SIZE: u64 = 1 << 30;
     let dir = tempfile::tempdir().unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.set_path("bomb").unwrap();
-    h.set_size(SIZE);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_cksum();
-    let header = dir.path().join("header");
-    fs::write(&header, h.as_bytes()).unwrap();
-    let tar = format!(
-        "(cat '{}'; head -c {SIZE} /dev/zero; head -c 1024 /dev/zero)",
-        header.display()
-    );
+    let tar = zero_bomb_tar(dir.path(), SIZE);
     // From a pipe, zstd writes no content size; with --stream-size it does.
     let unsized_frame = sh(&format!("{tar} | zstd -q -c"));
     let sized_frame = sh(&format!(

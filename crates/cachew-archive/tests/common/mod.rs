@@ -142,3 +142,23 @@ pub fn fast_tempdir() -> tempfile::TempDir {
     }
     tempfile::tempdir().unwrap()
 }
+
+/// A shell command that writes a tar stream of one regular file `bomb` of
+/// `size` zero bytes (plus the end-of-archive blocks): a compression bomb
+/// once piped into `zstd`. The header is written into `dir`.
+pub fn zero_bomb_tar(dir: &Path, size: u64) -> String {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("bomb").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    let header = dir.join("header");
+    fs::write(&header, h.as_bytes()).unwrap();
+    format!(
+        "(cat '{}'; head -c {size} /dev/zero; head -c 1024 /dev/zero)",
+        header.display()
+    )
+}
