@@ -237,11 +237,19 @@ pub async fn save(
         }
     }
 
-    // The archiver writes into a bounded in-memory pipe that the upload
-    // drains, so archiving and uploading overlap and memory stays bounded.
-    let (pipe_in, pipe_out) = tokio::io::duplex(PIPE_BYTES);
-    let archive = cachew_archive::archive_async(
-        pipe_in,
+    // The archiver (on blocking threads) hands compressed chunks through a
+    // small bounded channel to this task, which writes them straight into
+    // the cache writer: archiving, compressing and uploading overlap, and
+    // memory stays bounded.
+    let headers = save_headers(&basename, !options.no_digest, paths, options)?;
+    let mut create = CreateOptions::default();
+    create.ttl = options.ttl;
+    let mut writer = cache.create(key, headers, &create).await?;
+    let archived = cachew_archive::archive_async(
+        ProgressWriter {
+            inner: &mut writer,
+            progress: options.progress.as_ref(),
+        },
         base_dir.to_path_buf(),
         paths.to_vec(),
         options.excludes.clone(),
@@ -249,24 +257,10 @@ pub async fn save(
             .with_level(options.zstd_level.unwrap_or(3))
             .with_threads(options.zstd_threads)
             .with_digest(!options.no_digest),
-    );
-    let upload = async move {
-        let mut pipe_out = pipe_out;
-        let headers = save_headers(&basename, !options.no_digest, paths, options)?;
-        let mut create = CreateOptions::default();
-        create.ttl = options.ttl;
-        let mut writer = cache.create(key, headers, &create).await?;
-        if let Err(e) = pump(&mut pipe_out, &mut writer, options.progress.as_ref()).await {
-            // Closing the pipe stops the archiver.
-            drop(pipe_out);
-            let _ = writer.abort(Box::new(AbortReason(e.to_string()))).await;
-            return Err(e);
-        }
-        Ok(writer)
-    };
-    let (archived, uploaded) = tokio::join!(archive, upload);
-    match (archived, uploaded) {
-        (Ok(summary), Ok(mut writer)) => {
+    )
+    .await;
+    match archived {
+        Ok(summary) => {
             writer.commit().await?;
             Ok(SaveOutcome::Uploaded {
                 digest: summary.digest,
@@ -275,21 +269,50 @@ pub async fn save(
                 compressed_bytes: summary.compressed_bytes,
             })
         }
-        (Err(e), Ok(mut writer)) => {
-            // The pipe ended because the archiver failed: never commit.
+        Err(e) => {
+            // Archiving or writing failed: never commit (LESSONS 9). A
+            // cache error carried through the writer (e.g. a 403) is kept.
             let err = from_archive(e);
             let _ = writer.abort(Box::new(AbortReason(err.to_string()))).await;
             Err(err)
         }
-        // The upload side failed on its own (create, write); an archive
-        // error is then only the closed pipe.
-        (_, Err(e)) => Err(e),
     }
 }
 
-/// Compressed bytes that may wait in memory for the upload to start (while
-/// the digest is computed) or to catch up.
-const PIPE_BYTES: usize = 8 << 20;
+/// The cache writer, counting the bytes written into `progress`.
+struct ProgressWriter<'a> {
+    inner: &'a mut Box<dyn crate::CacheWriter>,
+    progress: Option<&'a Progress>,
+}
+
+impl tokio::io::AsyncWrite for ProgressWriter<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut **self.inner).poll_write(cx, buf);
+        if let (std::task::Poll::Ready(Ok(n)), Some(p)) = (&polled, self.progress) {
+            p.add(*n as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut **self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        // The upload ends with commit or abort, never with a shutdown here.
+        std::pin::Pin::new(&mut **self.inner).poll_flush(cx)
+    }
+}
 
 /// The tree digest of the object stored under `key`, if there is one with
 /// a digest: its headers say so ([`TREE_PATHS`](digest::TREE_PATHS)), and
@@ -322,27 +345,6 @@ async fn stored_digest(cache: &dyn Cache, key: &Key) -> Result<Option<TreeDigest
         }
     }
     Ok(TreeDigest::from_trailer(&tail))
-}
-
-/// Copies the archive from the pipe into the cache writer until the pipe
-/// ends, counting bytes.
-async fn pump(
-    pipe: &mut tokio::io::DuplexStream,
-    writer: &mut Box<dyn crate::CacheWriter>,
-    progress: Option<&Progress>,
-) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = pipe.read(&mut buf).await.map_err(Error::Stream)?;
-        if n == 0 {
-            return Ok(());
-        }
-        writer.write_all(&buf[..n]).await.map_err(Error::from)?;
-        if let Some(p) = progress {
-            p.add(n as u64);
-        }
-    }
 }
 
 /// Checks the base directory and include paths before anything is started.
