@@ -371,7 +371,7 @@ fn bench(
             for i in 0..runs + 1 {
                 // A fresh directory per run: deleting tens of thousands of
                 // files between runs is very slow on this disk (mounted
-                // with `discard`), so everything is removed once at the end.
+                // with `discard`), so disk trees are removed once at the end.
                 let go_dest = base.join(format!("go-{set}-{i}"));
                 let rs_dest = base.join(format!("rs-{set}-{i}"));
                 let go_dest_s = go_dest.to_str().ok_or("non-UTF-8 path")?.to_owned();
@@ -394,6 +394,13 @@ fn bench(
                 .collect();
                 if label == "disk" {
                     let _ = Command::new("sync").status();
+                } else if i > 0 {
+                    // On tmpfs every restored tree stays in memory: keeping
+                    // them all (16 × share/doc) put the machine under memory
+                    // pressure and made later runs of either side slow at
+                    // random. Removing a tree from tmpfs is fast; untimed.
+                    remove(&base.join(format!("go-{set}-{}", i - 1)))?;
+                    remove(&base.join(format!("rs-{set}-{}", i - 1)))?;
                 }
                 let (g, r) = if i % 2 == 0 {
                     let g = timed(&refs(&go_restore), shm, opts.rt)?;
