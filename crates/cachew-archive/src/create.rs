@@ -188,6 +188,19 @@ struct OutBatch {
 /// reader for reuse.
 type Spare = (Vec<Msg>, Vec<u8>);
 
+/// The error for an include path that cannot be stat-ed: a missing one is
+/// named as given, with the base directory.
+pub(crate) fn include_stat_error(inc: &Path, base: &Path, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::IncludeNotFound {
+            path: inc.to_path_buf(),
+            base: base.to_path_buf(),
+        }
+    } else {
+        Error::io("stat", path, e)
+    }
+}
+
 /// Checks an include path and returns its member name (GNU tar keeps the
 /// name as given, minus trailing slashes).
 pub(crate) fn include_name(p: &Path) -> Result<Vec<u8>> {
@@ -228,16 +241,7 @@ pub(crate) fn archive_impl<W: Write>(
         let st = sys::with_cstr(path.as_os_str().as_bytes(), |c| {
             sys::lstat_at(libc::AT_FDCWD, c)
         });
-        let meta = st.map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::IncludeNotFound {
-                    path: inc.clone(),
-                    base: base.to_path_buf(),
-                }
-            } else {
-                Error::io("stat", &path, e)
-            }
-        })?;
+        let meta = st.map_err(|e| include_stat_error(inc, base, &path, e))?;
         roots.push((name, path, Meta::from_stat(&meta)));
     }
 

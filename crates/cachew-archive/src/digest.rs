@@ -287,16 +287,8 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
         let inc = inc.as_ref();
         let name = crate::create::include_name(inc)?;
         let path = base_dir.join(inc);
-        let meta = fs::symlink_metadata(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::IncludeNotFound {
-                    path: inc.to_path_buf(),
-                    base: base_dir.to_path_buf(),
-                }
-            } else {
-                Error::io("stat", &path, e)
-            }
-        })?;
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|e| crate::create::include_stat_error(inc, base_dir, &path, e))?;
         roots.push((name, path, meta));
     }
 
