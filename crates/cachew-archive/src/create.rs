@@ -269,10 +269,7 @@ pub(crate) fn archive_impl<W: Write>(
         links: HashMap::new(),
         scratch: Vec::with_capacity(4 * BLOCK),
         buf: Vec::new(),
-        digest: opts.digest.then(|| Digesting {
-            builder: DigestBuilder::new(),
-            links: HashMap::new(),
-        }),
+        digest: opts.digest.then(DigestBuilder::new),
         template: Header::new_gnu(),
     };
     let digest = opts.digest;
@@ -762,21 +759,22 @@ struct TarOut<W: Write> {
     pos: u64,
     entries: u64,
     names: NameCache,
-    /// The first member name of each inode with several links, by device and inode.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// The first member of each inode with several links, by device and inode.
+    links: HashMap<(u64, u64), FirstLink>,
     scratch: Vec<u8>,
     buf: Vec<u8>,
-    digest: Option<Digesting>,
+    /// The tree digest being computed alongside the archive.
+    digest: Option<DigestBuilder>,
     /// An empty GNU header, copied for each entry.
     template: Header,
 }
 
-/// The tree digest being computed alongside the archive.
-struct Digesting {
-    builder: DigestBuilder,
-    /// Content hashes of regular files with more than one link, by member
-    /// name, for the hard link entries that refer to them.
-    links: HashMap<Vec<u8>, [u8; 32]>,
+/// The first member of an inode with several links: later ones become hard
+/// link entries naming it, and count in the digest with its content hash.
+struct FirstLink {
+    name: Vec<u8>,
+    /// blake3 of the contents, once written, when digesting.
+    hash: Option<[u8; 32]>,
 }
 
 impl<W: Write> TarOut<W> {
@@ -792,16 +790,21 @@ impl<W: Write> TarOut<W> {
         }
         let meta = item.meta;
         let mut kind = std::mem::replace(&mut item.kind, Kind::Fifo);
+        let mut link_hash = None;
         // Hard links are found here, in walk order: the reader may only now
         // have the metadata. A later link's contents, if read, are dropped.
         if !matches!(kind, Kind::Dir) && meta.nlink > 1 {
             match self.links.entry((meta.dev, meta.ino)) {
                 hash_map::Entry::Occupied(first) => {
-                    kind = Kind::HardLink(first.get().clone());
+                    kind = Kind::HardLink(first.get().name.clone());
+                    link_hash = first.get().hash;
                     data = Data::None;
                 }
                 hash_map::Entry::Vacant(v) => {
-                    v.insert(item.name.clone());
+                    v.insert(FirstLink {
+                        name: item.name.clone(),
+                        hash: None,
+                    });
                 }
             }
         }
@@ -884,48 +887,44 @@ impl<W: Write> TarOut<W> {
         }
         set_cksum(&mut h);
         self.scratch.extend_from_slice(h.as_bytes());
+        let scratch = std::mem::take(&mut self.scratch);
+        let written = self.write(&scratch);
+        self.scratch = scratch;
+        written?;
         match body {
             Data::Inline(r) => {
-                let scratch = std::mem::take(&mut self.scratch);
-                self.write(&scratch)?;
-                self.scratch = scratch;
                 self.write(&buf[r])?;
                 self.write(&[0u8; BLOCK][..tarfmt::padding(size)])?;
             }
             Data::Stream(f) => {
-                let scratch = std::mem::take(&mut self.scratch);
-                self.write(&scratch)?;
-                self.scratch = scratch;
                 let hash = self.stream(f, &item, size)?;
                 item_hash = hash.or(item_hash);
             }
-            Data::None | Data::Skip | Data::Link(_) => {
-                let scratch = std::mem::take(&mut self.scratch);
-                self.write(&scratch)?;
-                self.scratch = scratch;
-            }
+            Data::None | Data::Skip | Data::Link(_) => {}
         }
         self.entries += 1;
         if let Some(d) = &mut self.digest {
             let name = &item.name;
             let mode = meta.mode;
             match ty {
-                EntryType::Directory => d.builder.dir(name, mode),
-                EntryType::Symlink => d.builder.symlink(name, link.as_deref().unwrap_or(b"")),
+                EntryType::Directory => d.dir(name, mode),
+                EntryType::Symlink => d.symlink(name, link.as_deref().unwrap_or(b"")),
                 EntryType::Regular => {
                     let hash = item_hash.unwrap_or_else(|| *blake3::hash(b"").as_bytes());
-                    d.builder.file(name, mode, size, &hash);
+                    d.file(name, mode, size, &hash);
                     if meta.nlink > 1 {
-                        d.links.insert(name.clone(), hash);
+                        if let Some(first) = self.links.get_mut(&(meta.dev, meta.ino)) {
+                            first.hash = Some(hash);
+                        }
                     }
                 }
                 // A hard link counts as the regular file it names.
                 EntryType::Link if meta.file_type() == libc::S_IFREG => {
-                    let hash = match d.links.get(link.as_deref().unwrap_or(b"")) {
-                        Some(h) => *h,
+                    let hash = match link_hash {
+                        Some(h) => h,
                         None => hash_path(&item.path())?,
                     };
-                    d.builder.file(name, mode, meta.size, &hash);
+                    d.file(name, mode, meta.size, &hash);
                 }
                 // Device nodes and FIFOs are not covered (extraction skips them).
                 _ => {}
@@ -985,7 +984,7 @@ impl<W: Write> TarOut<W> {
         let total = self.pos + end.len() as u64;
         end.resize(end.len() + ((RECORD - total % RECORD) % RECORD) as usize, 0);
         self.write(&end)?;
-        let digest = self.digest.map(|d| d.builder.finish().digest);
+        let digest = self.digest.map(|d| d.finish().digest);
         if let Some(d) = &digest {
             // The trailer: a skippable frame after the last data frame.
             self.enc
