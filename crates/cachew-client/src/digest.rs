@@ -45,6 +45,21 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
         .map_err(crate::save::from_archive)
 }
 
+/// [`tree_digest`] on a blocking thread, for async code.
+pub(crate) async fn tree_digest_async(
+    base_dir: std::path::PathBuf,
+    include_paths: Vec<std::path::PathBuf>,
+    exclude_patterns: Vec<String>,
+    threads: usize,
+) -> Result<TreeDigest> {
+    let summary = tokio::task::spawn_blocking(move || {
+        tree_digest(&base_dir, &include_paths, &exclude_patterns, threads)
+    })
+    .await
+    .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
+    Ok(summary.digest)
+}
+
 impl From<ParseDigestError> for Error {
     fn from(e: ParseDigestError) -> Error {
         Error::InvalidInput(e.to_string())

@@ -288,14 +288,10 @@ async fn verify(
     })?;
     let threads = options.zstd_threads;
     let Expected { paths, excludes } = expected;
-    let actual =
-        tokio::task::spawn_blocking(move || digest::tree_digest(&dir, &paths, &excludes, threads))
-            .await
-            .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??;
-    if actual.digest != digest {
+    let actual = digest::tree_digest_async(dir, paths, excludes, threads).await?;
+    if actual != digest {
         return Err(Error::Backend(format!(
-            "verification failed: the restored tree has digest {}, the saved tree had {digest}",
-            actual.digest
+            "verification failed: the restored tree has digest {actual}, the saved tree had {digest}"
         )));
     }
     Ok(digest)

@@ -220,18 +220,13 @@ pub async fn save(
     // --skip-unchanged needs the digest before any archiving starts: a walk
     // of its own. Without it the archiver computes the digest in its pass.
     if options.skip_unchanged && !options.no_digest {
-        let (base, includes, excludes) = (
+        let digest = digest::tree_digest_async(
             base_dir.to_path_buf(),
             paths.to_vec(),
             options.excludes.clone(),
-        );
-        let threads = options.zstd_threads;
-        let digest = tokio::task::spawn_blocking(move || {
-            digest::tree_digest(&base, &includes, &excludes, threads)
-        })
-        .await
-        .map_err(|e| Error::Backend(format!("tree digest task failed: {e}")))??
-        .digest;
+            options.zstd_threads,
+        )
+        .await?;
         if stored_digest(cache, key).await? == Some(digest) {
             return Ok(SaveOutcome::Unchanged { digest });
         }
