@@ -251,27 +251,7 @@ pub(crate) fn archive_impl<W: Write>(
     // readers; on two cores that shortens a share/doc archive by 5%.
     let readers = if threads >= 2 { 2 } else { 1 };
 
-    // pzstd's format: independent frames compressed on `threads` workers
-    // (cheaper than zstd's own multithreading, and decodable in parallel).
-    let counter = CountingWriter { inner: w, count: 0 };
-    let enc = FrameWriter::new(
-        // Frames larger than the buffer bypass it; it gathers the small writes.
-        BufWriter::with_capacity(64 << 10, counter),
-        opts.level,
-        threads,
-    )
-    .map_err(Error::Write)?;
-    let mut out = TarOut {
-        enc,
-        pos: 0,
-        entries: 0,
-        names: NameCache::default(),
-        links: HashMap::new(),
-        scratch: Vec::with_capacity(4 * BLOCK),
-        buf: Vec::new(),
-        digest: opts.digest.then(DigestBuilder::new),
-        template: Header::new_gnu(),
-    };
+    let mut out = TarOut::new(w, opts.level, threads, opts.digest)?;
     let digest = opts.digest;
 
     std::thread::scope(|s| -> Result<ArchiveSummary> {
@@ -762,7 +742,6 @@ struct TarOut<W: Write> {
     /// The first member of each inode with several links, by device and inode.
     links: HashMap<(u64, u64), FirstLink>,
     scratch: Vec<u8>,
-    buf: Vec<u8>,
     /// The tree digest being computed alongside the archive.
     digest: Option<DigestBuilder>,
     /// An empty GNU header, copied for each entry.
@@ -778,6 +757,29 @@ struct FirstLink {
 }
 
 impl<W: Write> TarOut<W> {
+    fn new(w: W, level: i32, threads: usize, digest: bool) -> Result<Self> {
+        // pzstd's format: independent frames compressed on `threads` workers
+        // (cheaper than zstd's own multithreading, and decodable in parallel).
+        let counter = CountingWriter { inner: w, count: 0 };
+        let enc = FrameWriter::new(
+            // Frames larger than the buffer bypass it; it gathers the small writes.
+            BufWriter::with_capacity(64 << 10, counter),
+            level,
+            threads,
+        )
+        .map_err(Error::Write)?;
+        Ok(TarOut {
+            enc,
+            pos: 0,
+            entries: 0,
+            names: NameCache::default(),
+            links: HashMap::new(),
+            scratch: Vec::with_capacity(4 * BLOCK),
+            digest: digest.then(DigestBuilder::new),
+            template: Header::new_gnu(),
+        })
+    }
+
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.enc.write_all(data).map_err(Error::Write)?;
         self.pos += data.len() as u64;
@@ -934,33 +936,47 @@ impl<W: Write> TarOut<W> {
     }
 
     /// Copies exactly `size` bytes of a large file, then its padding;
-    /// returns the blake3 hash of the contents when digesting.
+    /// returns the blake3 hash of the contents when digesting. The file is
+    /// read straight into the compressor's chunk (no copy), `CHUNK` bytes
+    /// at a time so they are still in cache when hashed.
     fn stream(&mut self, mut f: File, item: &Item, size: u64) -> Result<Option<[u8; 32]>> {
         let mut hasher = self.digest.is_some().then(blake3::Hasher::new);
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(CHUNK, 0);
         let mut left = size;
         while left > 0 {
             let want = left.min(CHUNK as u64) as usize;
-            let n = match f.read(&mut buf[..want]) {
-                Ok(0) => {
-                    return Err(Error::FileChanged {
-                        path: item.path(),
-                        expected: size,
-                        actual: size - left,
-                    })
+            let mut read_err = None;
+            let filled = self.enc.fill_with(want, |dst| {
+                let n = loop {
+                    match f.read(dst) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            read_err = Some(e);
+                            return Ok(0);
+                        }
+                        Ok(n) => break n,
+                    }
+                };
+                if let Some(h) = &mut hasher {
+                    h.update(&dst[..n]);
                 }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", item.path(), e)),
-            };
-            self.write(&buf[..n])?;
-            if let Some(h) = &mut hasher {
-                h.update(&buf[..n]);
+                Ok(n)
+            });
+            let n = filled.map_err(Error::Write)?;
+            if let Some(e) = read_err {
+                return Err(Error::io("read", item.path(), e));
             }
+            if n == 0 {
+                return Err(Error::FileChanged {
+                    path: item.path(),
+                    expected: size,
+                    actual: size - left,
+                });
+            }
+            self.pos += n as u64;
             left -= n as u64;
         }
-        match f.read(&mut buf[..1]) {
+        let mut probe = [0u8; 1];
+        match f.read(&mut probe) {
             Ok(0) => {}
             Ok(_) => {
                 return Err(Error::FileChanged {
@@ -971,10 +987,7 @@ impl<W: Write> TarOut<W> {
             }
             Err(e) => return Err(Error::io("read", item.path(), e)),
         }
-        let pad = tarfmt::padding(size);
-        buf[..pad].fill(0);
-        self.write(&buf[..pad])?;
-        self.buf = buf;
+        self.write(&[0u8; BLOCK][..tarfmt::padding(size)])?;
         Ok(hasher.map(|h| *h.finalize().as_bytes()))
     }
 
@@ -1093,6 +1106,56 @@ mod tests {
                 .contains(&dir.path().join("f").display().to_string()),
             "{err}"
         );
+    }
+
+    /// Large files are read straight into the compressor's chunks: the
+    /// contents (across a chunk boundary) and hash come out right, and a
+    /// file that is shorter or longer than its size says is an error.
+    #[test]
+    fn streamed_files_are_copied_whole_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+        fs::write(dir.path().join("big"), &data).unwrap();
+        let item = Item {
+            name: b"big".to_vec(),
+            leaf: 0,
+            parent: Parent::Root(dir.path().join("big")),
+            meta: Meta::UNKNOWN,
+            kind: Kind::File,
+            hash: None,
+        };
+        let open = || File::open(dir.path().join("big")).unwrap();
+        let size = data.len() as u64;
+        for threads in [1, 2] {
+            let mut out = TarOut::new(Vec::new(), 1, threads, true).unwrap();
+            out.write(&[7u8; 100]).unwrap();
+            let hash = out.stream(open(), &item, size).unwrap();
+            assert_eq!(hash, Some(*blake3::hash(&data).as_bytes()));
+            assert_eq!(out.pos, 100 + size + tarfmt::padding(size) as u64);
+            let Ok(counter) = out.enc.finish().unwrap().into_inner() else {
+                panic!("flush failed")
+            };
+            let bytes = counter.inner;
+            let tar = zstd::decode_all(bytes.as_slice()).unwrap();
+            assert_eq!(&tar[..100], &[7u8; 100]);
+            assert_eq!(&tar[100..100 + data.len()], &data[..]);
+
+            for (claimed, actual) in [(size + 1000, size), (size - 1, size)] {
+                let mut out = TarOut::new(io::sink(), 1, threads, true).unwrap();
+                match out.stream(open(), &item, claimed) {
+                    Err(Error::FileChanged {
+                        expected,
+                        actual: a,
+                        ..
+                    }) => {
+                        assert_eq!(expected, claimed);
+                        // A longer file shows one byte more than claimed.
+                        assert_eq!(a, actual.min(claimed + 1));
+                    }
+                    other => panic!("claimed {claimed}: {:?}", other.map(|_| ())),
+                }
+            }
+        }
     }
 
     /// Deeper than `DIR_FDS_MAX`, so the lower levels are opened by path.

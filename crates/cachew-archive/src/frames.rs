@@ -207,21 +207,50 @@ fn check(code: usize) -> io::Result<usize> {
     )))
 }
 
-/// A chunk to compress, with the buffer for its frame and where to reply.
-struct CompressJob {
-    chunk: Vec<u8>,
-    out: Vec<u8>,
-    reply: SyncSender<io::Result<(Vec<u8>, Vec<u8>)>>,
+/// A buffer of [`CHUNK_SIZE`] initialised bytes, of which the first `len`
+/// are the chunk. Initialised once (by `calloc`, so lazily), it can be read
+/// into directly: see [`FrameWriter::fill_with`].
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
 }
 
-type CompressReply = Receiver<io::Result<(Vec<u8>, Vec<u8>)>>;
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            buf: vec![0; CHUNK_SIZE],
+            len: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == CHUNK_SIZE
+    }
+}
+
+/// A chunk to compress, with the buffer for its frame and where to reply.
+struct CompressJob {
+    chunk: Chunk,
+    out: Vec<u8>,
+    reply: SyncSender<io::Result<(Chunk, Vec<u8>)>>,
+}
+
+type CompressReply = Receiver<io::Result<(Chunk, Vec<u8>)>>;
 
 struct WriterPool {
     jobs: Option<SyncSender<CompressJob>>,
     /// Replies for the chunks handed out, oldest first.
     pending: VecDeque<CompressReply>,
     /// Empty chunk and frame buffers, for reuse.
-    spare: Vec<(Vec<u8>, Vec<u8>)>,
+    spare: Vec<(Chunk, Vec<u8>)>,
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -266,7 +295,7 @@ enum Engine {
 /// fails with the same error.
 pub(crate) struct FrameWriter<W: Write> {
     inner: W,
-    chunk: Vec<u8>,
+    chunk: Chunk,
     engine: Engine,
     compress: CompressFn,
     /// Whether a zstd frame has been started: an empty stream still gets one.
@@ -322,7 +351,7 @@ impl<W: Write> FrameWriter<W> {
         };
         Ok(FrameWriter {
             inner,
-            chunk: Vec::with_capacity(CHUNK_SIZE),
+            chunk: Chunk::new(),
             engine,
             compress,
             framed: false,
@@ -383,6 +412,33 @@ impl<W: Write> FrameWriter<W> {
         Ok(self.inner)
     }
 
+    /// Lets `fill` write up to `max` bytes straight into the current chunk,
+    /// so data read from a file is not copied once more: `fill` gets the
+    /// room left (at most `max` bytes, at least one unless `max` is 0) and
+    /// returns how many bytes it wrote, from the start. Returns that count.
+    ///
+    /// An error from `fill` (a read error, say) is returned as is and does
+    /// not fail the writer; the chunk then keeps what it held before.
+    pub(crate) fn fill_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        repeat(&self.failed)?;
+        let at = self.chunk.len;
+        let room = max.min(CHUNK_SIZE - at);
+        let n = fill(&mut self.chunk.buf[at..at + room])?;
+        assert!(
+            n <= room,
+            "fill_with: {n} bytes written into {room} bytes of room"
+        );
+        self.chunk.len += n;
+        if self.chunk.is_full() {
+            self.end_chunk().map_err(|e| sticky(&mut self.failed, e))?;
+        }
+        Ok(n)
+    }
+
     /// Ends the current chunk if it holds data (or if `force` and no frame
     /// was written yet), then writes every pending frame.
     fn drain(&mut self, force: bool) -> io::Result<()> {
@@ -402,8 +458,8 @@ impl<W: Write> FrameWriter<W> {
         self.framed = true;
         match &mut self.engine {
             Engine::Inline { compressor, out } => {
-                (self.compress)(compressor, &self.chunk, out)?;
-                self.chunk.clear();
+                (self.compress)(compressor, self.chunk.data(), out)?;
+                self.chunk.len = 0;
                 write_frame(&mut self.inner, out)
             }
             Engine::Pool(pool) => {
@@ -413,7 +469,7 @@ impl<W: Write> FrameWriter<W> {
                 let (mut chunk, out) = pool
                     .spare
                     .pop()
-                    .unwrap_or_else(|| (Vec::with_capacity(CHUNK_SIZE), Vec::new()));
+                    .unwrap_or_else(|| (Chunk::new(), Vec::new()));
                 std::mem::swap(&mut chunk, &mut self.chunk);
                 let (reply, rx) = sync_channel(1);
                 let sent = pool
@@ -456,12 +512,12 @@ fn write_oldest<W: Write>(pool: &mut WriterPool, inner: &mut W) -> io::Result<()
 fn take_frame<W: Write>(
     pool: &mut WriterPool,
     inner: &mut W,
-    reply: Option<io::Result<(Vec<u8>, Vec<u8>)>>,
+    reply: Option<io::Result<(Chunk, Vec<u8>)>>,
 ) -> io::Result<()> {
     match reply {
         Some(Ok((mut chunk, out))) => {
             write_frame(inner, &out)?;
-            chunk.clear();
+            chunk.len = 0;
             pool.spare.push((chunk, out));
             Ok(())
         }
@@ -482,7 +538,7 @@ fn compress_worker(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let r = compress(compressor, &job.chunk, &mut job.out).map(|()| (job.chunk, job.out));
+        let r = compress(compressor, job.chunk.data(), &mut job.out).map(|()| (job.chunk, job.out));
         // The writer may be gone (dropped after an error): nothing to do then.
         let _ = job.reply.send(r);
     }
@@ -491,9 +547,11 @@ fn compress_worker(
 impl<W: Write> Write for FrameWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         repeat(&self.failed)?;
-        let n = data.len().min(CHUNK_SIZE - self.chunk.len());
-        self.chunk.extend_from_slice(&data[..n]);
-        if self.chunk.len() == CHUNK_SIZE {
+        let at = self.chunk.len;
+        let n = data.len().min(CHUNK_SIZE - at);
+        self.chunk.buf[at..at + n].copy_from_slice(&data[..n]);
+        self.chunk.len += n;
+        if self.chunk.is_full() {
             self.end_chunk().map_err(|e| sticky(&mut self.failed, e))?;
         }
         Ok(n)
@@ -1521,6 +1579,34 @@ mod tests {
                     "{len} {threads}"
                 );
             }
+        }
+    }
+
+    /// `fill_with` and `write` make the same stream; a failed fill changes
+    /// nothing and does not fail the writer.
+    #[test]
+    fn fill_with_writes_in_place() {
+        let data = noise(2 * CHUNK_SIZE + 12345, 11);
+        for threads in [1, 2] {
+            let mut w = FrameWriter::new(Vec::new(), 3, threads).unwrap();
+            let mut at = 0;
+            while at < data.len() {
+                let e = w.fill_with(777, |_| Err(io::Error::other("unreadable")));
+                assert_eq!(e.unwrap_err().to_string(), "unreadable");
+                // Odd sizes, so fills end short of chunk boundaries.
+                let max = (data.len() - at).min(300_001);
+                let n = w
+                    .fill_with(max, |dst| {
+                        assert!(!dst.is_empty() && dst.len() <= max);
+                        dst.copy_from_slice(&data[at..at + dst.len()]);
+                        Ok(dst.len())
+                    })
+                    .unwrap();
+                at += n;
+            }
+            assert_eq!(w.fill_with(0, |dst| Ok(dst.len())).unwrap(), 0);
+            let filled = w.finish().unwrap();
+            assert!(filled == write_all(&data, threads, 3), "threads {threads}");
         }
     }
 
