@@ -249,8 +249,9 @@ pub(crate) struct RestoreArgs {
     /// server; 1 = one plain GET.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub(crate) download_concurrency: usize,
-    /// Size of each ranged request, in MiB.
-    #[arg(long, default_value_t = 4, value_name = "MIB")]
+    /// Size of each ranged request, in MiB. Up to twice the concurrency of
+    /// them are held in memory.
+    #[arg(long, default_value_t = 2, value_name = "MIB")]
     pub(crate) download_chunk_size_mb: u64,
 }
 

@@ -358,8 +358,9 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     if matches!(ctx.target, Target::Remote(_)) && args.download_concurrency > 1 {
         // Objects of 64 MiB and more come from a server in parallel ranged
         // requests (PROTOCOL.md §6). Buffering is about 2 x concurrency x
-        // chunk: the defaults (4 x 4 MiB) keep a restore's peak RSS well
-        // under 128 MiB, where 8 x 16 MiB could buffer 256 MiB.
+        // chunk: the defaults (4 x 2 MiB, 16 MiB) keep a restore's peak RSS
+        // near 100 MiB (4 x 4 MiB: 115 MiB; restore of the toolchain's lib
+        // from the reference server), where 8 x 16 MiB could buffer 256 MiB.
         options = options.with_parallel(
             cachew_client::parallel::ParallelOptions::default()
                 .with_concurrency(args.download_concurrency)
