@@ -501,6 +501,37 @@ async fn aborted_dropped_and_committed_writers_leave_no_temporary_files() {
     assert!(!cache.exists(&Key::new("dropped")).await.unwrap());
 }
 
+/// Uploads are buffered before they reach the temporary file: many small
+/// odd-sized writes, across buffer boundaries, are stored whole and in order,
+/// and a flush puts what was written into the file.
+#[tokio::test]
+async fn many_small_writes_are_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path()).unwrap();
+    let data = pattern(3 * 1024 * 1024 + 17, 9);
+    let mut w = cache
+        .create(
+            &Key::new("small-writes"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    w.write_all(&data[..5]).await.unwrap();
+    w.flush().await.unwrap();
+    assert_eq!(
+        temp_files(dir.path())[0].1,
+        5,
+        "a flush writes the buffer out"
+    );
+    for piece in data[5..].chunks(4093) {
+        w.write_all(piece).await.unwrap();
+    }
+    w.commit().await.unwrap();
+    assert!(cache.get_bytes(&Key::new("small-writes")).await.unwrap() == data);
+    assert!(temp_files(dir.path()).is_empty());
+}
+
 const SHARE_ENV: &str = "CACHEW_DISK_SHARE_ROOT";
 const SHARED_KEYS: u32 = 3;
 
