@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cachew_client::{
-    ByteRange, Cache, CacheExt, CreateOptions, DiskCache, DiskCacheOptions, Error, Key, Namespace,
-    OpenOptions,
+    ByteRange, Cache, CacheExt, CacheWriter, CreateOptions, DiskCache, DiskCacheOptions, Error,
+    Key, Namespace, OpenOptions,
 };
 use http::HeaderMap;
 use tokio::io::AsyncWriteExt;
@@ -35,6 +35,14 @@ async fn put(cache: &dyn Cache, key: &Key, data: &[u8]) {
         )
         .await
         .unwrap();
+}
+
+/// A writer for a new object `name` with no headers or options.
+async fn new_writer(cache: &dyn Cache, name: &str) -> Box<dyn CacheWriter> {
+    cache
+        .create(&Key::new(name), HeaderMap::new(), &CreateOptions::default())
+        .await
+        .unwrap()
 }
 
 fn temp_files(root: &Path) -> Vec<(PathBuf, u64)> {
@@ -85,16 +93,10 @@ fn crash_child(root: &Path) -> ! {
             )
             .await
             .unwrap();
-        let mut new_object = cache
-            .create(&Key::new("c"), HeaderMap::new(), &CreateOptions::default())
-            .await
-            .unwrap();
+        let mut new_object = new_writer(&cache, "c").await;
         new_object.write_all(&pattern(100 * 1024, 2)).await.unwrap();
         new_object.flush().await.unwrap();
-        let mut replacement = cache
-            .create(&Key::new("a"), HeaderMap::new(), &CreateOptions::default())
-            .await
-            .unwrap();
+        let mut replacement = new_writer(&cache, "a").await;
         replacement.write_all(&pattern(50 * 1024, 3)).await.unwrap();
         replacement.flush().await.unwrap();
         // SAFETY: plain libc calls with no pointers.
@@ -166,14 +168,7 @@ async fn a_live_upload_of_another_handle_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let first = DiskCache::open(dir.path()).unwrap();
     put(&first, &Key::new("committed"), b"safe").await;
-    let mut writer = first
-        .create(
-            &Key::new("slow"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut writer = new_writer(&first, "slow").await;
     writer.write_all(b"part one, ").await.unwrap();
     writer.flush().await.unwrap();
 
@@ -203,14 +198,7 @@ async fn a_live_upload_of_another_handle_survives_a_reopen() {
 async fn a_forgotten_writer_never_publishes() {
     let dir = tempfile::tempdir().unwrap();
     let cache = DiskCache::open(dir.path()).unwrap();
-    let mut writer = cache
-        .create(
-            &Key::new("leaked"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut writer = new_writer(&cache, "leaked").await;
     writer.write_all(&pattern(10_000, 4)).await.unwrap();
     writer.flush().await.unwrap();
     // Neither commit, abort nor drop: the upload is simply abandoned.
@@ -441,14 +429,7 @@ async fn a_tiny_capacity_names_the_sizes_and_leaves_nothing() {
         "{err}"
     );
     // Refused at commit: the body fits, but not with its metadata.
-    let mut writer = cache
-        .create(
-            &Key::new("small"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut writer = new_writer(&cache, "small").await;
     writer.write_all(&pattern(60, 2)).await.unwrap();
     let err = writer.commit().await.unwrap_err().to_string();
     assert!(
@@ -469,23 +450,9 @@ async fn a_tiny_capacity_names_the_sizes_and_leaves_nothing() {
 async fn aborted_dropped_and_committed_writers_leave_no_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let cache = DiskCache::open(dir.path()).unwrap();
-    let mut aborted = cache
-        .create(
-            &Key::new("aborted"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut aborted = new_writer(&cache, "aborted").await;
     aborted.write_all(b"partial").await.unwrap();
-    let mut dropped = cache
-        .create(
-            &Key::new("dropped"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut dropped = new_writer(&cache, "dropped").await;
     dropped.write_all(b"partial").await.unwrap();
     dropped.flush().await.unwrap();
     assert_eq!(temp_files(dir.path()).len(), 2, "uploads write to tmp/");
@@ -509,14 +476,7 @@ async fn many_small_writes_are_stored_whole() {
     let dir = tempfile::tempdir().unwrap();
     let cache = DiskCache::open(dir.path()).unwrap();
     let data = pattern(3 * 1024 * 1024 + 17, 9);
-    let mut w = cache
-        .create(
-            &Key::new("small-writes"),
-            HeaderMap::new(),
-            &CreateOptions::default(),
-        )
-        .await
-        .unwrap();
+    let mut w = new_writer(&cache, "small-writes").await;
     w.write_all(&data[..5]).await.unwrap();
     w.flush().await.unwrap();
     assert_eq!(
