@@ -1414,20 +1414,9 @@ impl<R: Read> BufRead for FrameReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
 
-    /// Compressible but not trivially so: random nibbles.
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(6364136223846793005) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 56) as u8 & 0x0f
-            })
-            .collect()
-    }
+    use crate::test_common::{noise, sh_in};
+    use std::process::Command;
 
     fn write_all(data: &[u8], threads: usize, level: i32) -> Vec<u8> {
         let mut w = FrameWriter::new(Vec::new(), level, threads).unwrap();
@@ -1479,27 +1468,16 @@ mod tests {
         v
     }
 
-    fn sh_in(script: &str, input: &[u8]) -> Vec<u8> {
-        let mut child = Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
+    /// Runs `f` on a thread and fails if it has not returned within a
+    /// minute (a drop that waits for a worker forever, say).
+    fn finishes_in_a_minute(f: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            tx.send(()).unwrap();
         });
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap();
-        assert!(
-            out.status.success(),
-            "`{script}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("drop hung");
     }
 
     fn err_of(r: io::Result<(Vec<u8>, Vec<SkippableFrame>)>) -> io::Error {
@@ -1806,16 +1784,12 @@ mod tests {
     /// Dropping a writer with chunks in flight joins its workers.
     #[test]
     fn dropping_a_writer_does_not_hang() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        finishes_in_a_minute(|| {
             let data = noise(3 * CHUNK_SIZE + 5, 7);
             let mut w = FrameWriter::new(Vec::new(), 9, 2).unwrap();
             w.write_all(&data).unwrap();
             drop(w);
-            tx.send(()).unwrap();
         });
-        rx.recv_timeout(std::time::Duration::from_secs(60))
-            .expect("drop hung");
     }
 
     #[test]
@@ -2205,18 +2179,14 @@ mod tests {
     fn dropping_a_reader_early_does_not_hang() {
         let data = noise(6 * CHUNK_SIZE, 16);
         let stream = write_all(&data, 2, 1);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        finishes_in_a_minute(move || {
             for threads in [2, 4] {
                 let mut r = FrameReader::new(stream.as_slice(), threads);
                 let mut buf = vec![0u8; 1000];
                 r.read_exact(&mut buf).unwrap();
                 drop(r);
             }
-            tx.send(()).unwrap();
         });
-        rx.recv_timeout(std::time::Duration::from_secs(60))
-            .expect("drop hung");
     }
 
     #[test]

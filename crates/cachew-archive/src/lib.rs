@@ -126,6 +126,10 @@ mod extract;
 mod frames;
 mod sys;
 mod tarfmt;
+/// The integration tests' helpers, for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

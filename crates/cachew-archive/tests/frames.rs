@@ -11,19 +11,6 @@ use std::process::Command;
 use cachew_archive::{extract, Error, ExtractOptions, ExtractSummary, SkippableFrame};
 use common::*;
 
-/// Compressible but not trivially so: random nibbles.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8 & 0x0f
-        })
-        .collect()
-}
-
 /// A tree with a large file (several frames at any level) and small ones.
 fn build_tree(root: &Path) {
     fs::create_dir_all(root.join("sub")).unwrap();
@@ -245,13 +232,7 @@ fn run_child(child: &str) {
         .env("CACHEW_FRAMES_CHILD", "1")
         .output()
         .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains("child checked"),
-        "the child did not run: {log}"
-    );
+    let log = child_log(&out);
     eprintln!("{log}");
 }
 

@@ -597,13 +597,7 @@ fn read_only_tree_as_an_ordinary_user() {
         .env("CACHEW_TEST_RO_DIR", dir.path())
         .output()
         .unwrap();
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains("child checked"),
-        "the child did not run: {log}"
-    );
+    child_log(&out);
     assert_eq!(fs::read(target.join("ro/sub/f")).unwrap(), b"new");
     assert_eq!(fs::read(target.join("ro/g")).unwrap(), b"g");
     for d in ["ro", "ro/sub"] {

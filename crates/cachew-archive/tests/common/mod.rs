@@ -95,6 +95,32 @@ pub fn sh(script: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// The log of a test run in a child process, once it is checked that the
+/// child succeeded and got to its end (it prints `child checked` last).
+pub fn child_log(out: &std::process::Output) -> String {
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("child checked"),
+        "the child did not run: {log}"
+    );
+    log
+}
+
+/// Compressible but not trivially so: random nibbles.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8 & 0x0f
+        })
+        .collect()
+}
+
 /// Runs a shell command that reads `input` on stdin.
 pub fn sh_in(script: &str, input: &[u8]) -> Vec<u8> {
     let mut child = Command::new("sh")
