@@ -345,8 +345,9 @@ struct Listing {
     entries: Vec<(Range<usize>, u8)>,
 }
 
-/// Flags for opening a directory to read it.
-const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY;
+/// Flags for opening a directory to read it (never through a symlink).
+const DIR_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY | libc::O_NOFOLLOW;
 
 impl Walker<'_> {
     fn send(&mut self, item: Result<Item>) -> Result<(), Stop> {
@@ -386,8 +387,7 @@ impl Walker<'_> {
     ) -> Result<(), Stop> {
         let kind = match meta.file_type() {
             libc::S_IFDIR => {
-                let flags = DIR_FLAGS | libc::O_NOFOLLOW;
-                return match at(&parent, &name[leaf..], |d, c| sys::open_at(d, c, flags)) {
+                return match at(&parent, &name[leaf..], |d, c| sys::open_at(d, c, DIR_FLAGS)) {
                     Ok(fd) => self.dir(name, leaf, parent, meta, fd),
                     Err(e) => {
                         let path = path_of(&parent, &name[leaf..]);
@@ -485,15 +485,14 @@ impl Walker<'_> {
                 }
                 // Likewise, opened first, then `fstat`ed.
                 libc::DT_DIR => {
-                    let flags = DIR_FLAGS | libc::O_NOFOLLOW;
-                    match at(&parent, file_name, |d, c| sys::open_at(d, c, flags)) {
+                    match at(&parent, file_name, |d, c| sys::open_at(d, c, DIR_FLAGS)) {
                         Ok(fd) => {
                             match sys::fstat(fd.as_raw_fd()) {
                                 Ok(st) => {
                                     self.dir(child, leaf, parent, Meta::from_stat(&st), fd)?
                                 }
                                 Err(e) => {
-                                    let child_path = dir.path.join(OsStr::from_bytes(file_name));
+                                    let child_path = path_of(&parent, file_name);
                                     return self.send(Err(Error::io("stat", &child_path, e)));
                                 }
                             }
@@ -513,7 +512,7 @@ impl Walker<'_> {
                 // (with a warning); anything else is an error.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    let child_path = dir.path.join(OsStr::from_bytes(file_name));
+                    let child_path = path_of(&parent, file_name);
                     return self.send(Err(Error::io("stat", &child_path, e)));
                 }
             };
@@ -859,22 +858,14 @@ impl<W: Write> TarOut<W> {
         if let Some(l) = &link {
             tarfmt::set_link_field(&mut h, l);
         }
-        // What `set_mode`, `set_uid`, … write, without their allocations.
-        octal(&mut h.as_old_mut().mode, u64::from(meta.mode & 0o7777));
-        let (uid, gid) = (u64::from(meta.uid), u64::from(meta.gid));
-        if !num_field(&mut h.as_old_mut().uid, uid) {
-            h.set_uid(uid);
-        }
-        if !num_field(&mut h.as_old_mut().gid, gid) {
-            h.set_gid(gid);
-        }
-        let mtime = meta.mtime.max(0) as u64;
-        if !num_field(&mut h.as_old_mut().mtime, mtime) {
-            h.set_mtime(mtime);
-        }
-        if !num_field(&mut h.as_old_mut().size, size) {
-            h.set_size(size);
-        }
+        set_numbers(
+            &mut h,
+            meta.mode & 0o7777,
+            u64::from(meta.uid),
+            u64::from(meta.gid),
+            meta.mtime.max(0) as u64,
+            size,
+        );
         h.set_entry_type(ty);
         if let Some(u) = self.names.user(meta.uid) {
             let _ = h.set_username(u);
@@ -1015,6 +1006,26 @@ impl<W: Write> TarOut<W> {
             compressed_bytes: counter.count,
             digest,
         })
+    }
+}
+
+/// Writes the mode, owner, mtime and size fields as `set_mode`, `set_uid`,
+/// `set_gid`, `set_mtime` and `set_size` do, without their allocations:
+/// numbers that fit are written in octal here, larger ones by the tar
+/// crate (base-256).
+fn set_numbers(h: &mut Header, mode: u32, uid: u64, gid: u64, mtime: u64, size: u64) {
+    octal(&mut h.as_old_mut().mode, u64::from(mode));
+    if !num_field(&mut h.as_old_mut().uid, uid) {
+        h.set_uid(uid);
+    }
+    if !num_field(&mut h.as_old_mut().gid, gid) {
+        h.set_gid(gid);
+    }
+    if !num_field(&mut h.as_old_mut().mtime, mtime) {
+        h.set_mtime(mtime);
+    }
+    if !num_field(&mut h.as_old_mut().size, size) {
+        h.set_size(size);
     }
 }
 
@@ -1213,23 +1224,11 @@ mod tests {
         for v in values {
             let mut ours = Header::new_gnu();
             let mut theirs = Header::new_gnu();
-            octal(&mut ours.as_old_mut().mode, v & 0o7777);
+            set_numbers(&mut ours, (v & 0o7777) as u32, v, v, v, v);
             theirs.set_mode((v & 0o7777) as u32);
-            if !num_field(&mut ours.as_old_mut().uid, v) {
-                ours.set_uid(v);
-            }
             theirs.set_uid(v);
-            if !num_field(&mut ours.as_old_mut().gid, v) {
-                ours.set_gid(v);
-            }
             theirs.set_gid(v);
-            if !num_field(&mut ours.as_old_mut().mtime, v) {
-                ours.set_mtime(v);
-            }
             theirs.set_mtime(v);
-            if !num_field(&mut ours.as_old_mut().size, v) {
-                ours.set_size(v);
-            }
             theirs.set_size(v);
             let _ = ours.set_username("someone");
             let _ = theirs.set_username("someone");
