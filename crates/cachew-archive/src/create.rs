@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tar::{EntryType, Header};
 
-use crate::digest::{DigestBuilder, TRAILER_MAGIC};
+use crate::digest::{hash_file, DigestBuilder, TRAILER_MAGIC};
 use crate::exclude::ExcludeSet;
 use crate::frames::{FrameWriter, SKIPPABLE_BASE};
 use crate::sys;
@@ -915,7 +915,8 @@ impl<W: Write> TarOut<W> {
                 EntryType::Link if meta.file_type() == libc::S_IFREG => {
                     let hash = match link_hash {
                         Some(h) => h,
-                        None => hash_path(&item.path())?,
+                        // The first name was not hashed as a regular file.
+                        None => hash_file(&item.path(), meta.size, &mut vec![0; CHUNK])?,
                     };
                     d.file(name, mode, meta.size, &hash);
                 }
@@ -1058,15 +1059,6 @@ fn set_cksum(h: &mut Header) {
     h.as_old_mut().cksum = [b' '; 8];
     let sum: u32 = h.as_bytes().iter().map(|&b| u32::from(b)).sum();
     octal(&mut h.as_old_mut().cksum, u64::from(sum));
-}
-
-/// blake3 of a file's contents, for a hard link whose first name was not
-/// hashed as a regular file.
-fn hash_path(path: &Path) -> Result<[u8; 32]> {
-    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut h = blake3::Hasher::new();
-    io::copy(&mut f, &mut h).map_err(|e| Error::io("read", path, e))?;
-    Ok(*h.finalize().as_bytes())
 }
 
 #[cfg(test)]

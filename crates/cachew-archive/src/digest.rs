@@ -465,7 +465,9 @@ impl Walk<'_> {
     }
 }
 
-fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 32]> {
+/// blake3 of the contents of the file at `path`, which must be `size`
+/// bytes long, read through `buf`.
+pub(crate) fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 32]> {
     if size == 0 {
         // Three system calls saved per empty file (`__init__.py`, `.keep`…).
         return Ok(*blake3::hash(b"").as_bytes());
