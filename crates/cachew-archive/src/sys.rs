@@ -6,8 +6,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+/// The error for a name with a NUL byte in it.
+fn invalid_input<E>(_: E) -> io::Error {
+    io::Error::from(io::ErrorKind::InvalidInput)
+}
+
 fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(p.as_os_str().as_bytes()).map_err(invalid_input)
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
@@ -109,18 +114,11 @@ pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 fn openat_dir(dirfd: libc::c_int, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
-    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY;
     if !follow {
         flags |= libc::O_NOFOLLOW;
     }
-    // SAFETY: valid C string; the returned descriptor is owned by us.
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        // SAFETY: `fd` is a fresh descriptor we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
+    open_at(dirfd, name, flags)
 }
 
 /// Opens the directory `root/rel` without following any symlink below
@@ -131,8 +129,7 @@ pub(crate) fn open_dir_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
     for comp in rel.components() {
         match comp {
             Component::Normal(c) => {
-                let c = CString::new(c.as_bytes())
-                    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+                let c = CString::new(c.as_bytes()).map_err(invalid_input)?;
                 fd = openat_dir(fd.as_raw_fd(), &c, false)?;
             }
             Component::CurDir => {}
@@ -203,8 +200,7 @@ impl BeneathOpener {
                 Some((_, fd)) => fd.as_raw_fd(),
                 None => self.root_fd.as_ref().expect("opened above").as_raw_fd(),
             };
-            let name = CString::new(c.as_bytes())
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            let name = CString::new(c.as_bytes()).map_err(invalid_input)?;
             let fd = openat_dir(parent, &name, false)?;
             self.stack.push((c.to_os_string(), fd));
         }
@@ -219,13 +215,12 @@ impl BeneathOpener {
 /// when it fits (every file name does: `NAME_MAX` is 255). A NUL byte in
 /// `bytes` is an `InvalidInput` error.
 pub(crate) fn with_cstr<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> io::Result<R>) -> io::Result<R> {
-    let invalid = |_| io::Error::from(io::ErrorKind::InvalidInput);
     let mut buf = [0u8; 256];
     if bytes.len() < buf.len() {
         buf[..bytes.len()].copy_from_slice(bytes);
-        f(CStr::from_bytes_with_nul(&buf[..=bytes.len()]).map_err(invalid)?)
+        f(CStr::from_bytes_with_nul(&buf[..=bytes.len()]).map_err(invalid_input)?)
     } else {
-        f(&CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?)
+        f(&CString::new(bytes).map_err(invalid_input)?)
     }
 }
 
