@@ -27,7 +27,7 @@ pub const ENSURE_REFS: &str = "ensure-refs";
 /// Credentials in the URL are dropped; a port stays with the host.
 pub fn repo_path(repo_url: &str) -> Result<String, ProtoError> {
     let err = |reason| ProtoError::InvalidRepoUrl {
-        url: redact(repo_url),
+        url: crate::redact_url(repo_url),
         reason: Reason(reason),
     };
     let (_, rest) = repo_url
@@ -76,20 +76,9 @@ pub fn resolve_bundle_url(base_url: &str, bundle_url: &str) -> Result<String, Pr
         return Ok(format!("{}{value}", base_url.trim_end_matches('/')));
     }
     Err(ProtoError::InvalidBundleUrl {
-        url: redact(bundle_url),
+        url: crate::redact_url(bundle_url),
         reason: Reason("expected an absolute http(s) URL or a path starting with '/'"),
     })
-}
-
-/// Removes `user:password@` from a URL for error messages.
-fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://***@{}", &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
 }
 
 #[cfg(test)]

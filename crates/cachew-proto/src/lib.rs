@@ -6,7 +6,7 @@
 //! names and the header filter lists, the JSON bodies ([`Stats`],
 //! [`EnsureGitRefsRequest`], [`EnsureGitRefsResponse`]), Go duration syntax
 //! ([`duration`]), the command line's key prefixes ([`prefix`]) and git endpoint
-//! URLs ([`git`]).
+//! URLs ([`git`]), and the one URL redactor ([`redact_url`]).
 //!
 //! The rules implemented here are those of `PROTOCOL.md`, the wire contract
 //! shared with the Go client and server.
@@ -38,6 +38,7 @@ mod key;
 mod namespace;
 mod options;
 pub mod prefix;
+pub mod redact;
 
 pub use error::{ProtoError, Reason};
 pub use etag::{EntityTag, EtagCondition};
@@ -45,6 +46,7 @@ pub use json::{EnsureGitRefsRequest, EnsureGitRefsResponse, Stats};
 pub use key::Key;
 pub use namespace::Namespace;
 pub use options::{ByteRange, CreateOptions, OpenOptions, Precondition, RangeResolution};
+pub use redact::redact_url;
 
 /// Result type of this crate.
 pub type Result<T, E = ProtoError> = std::result::Result<T, E>;

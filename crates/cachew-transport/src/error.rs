@@ -240,15 +240,14 @@ pub(crate) fn find_in_chain<'a, T: StdError + 'static>(
 }
 
 /// Renders `scheme://host:port` for a URI, leaving out credentials, path and
-/// query so that the result is safe to put in messages.
+/// query so that the result is safe to put in messages
+/// ([`cachew_proto::redact::origin`], the one redactor every crate uses).
 pub(crate) fn origin_of(uri: &http::Uri) -> String {
-    let scheme = uri.scheme_str().unwrap_or("http");
-    let host = uri.host().unwrap_or("<no host>");
-    let port = uri.port_u16().unwrap_or(match scheme {
-        "https" => 443,
-        _ => 80,
-    });
-    format!("{scheme}://{host}:{port}")
+    cachew_proto::redact::origin(&uri.to_string()).unwrap_or_else(|| {
+        // Only a relative URI (no scheme or host) gets here; it has no
+        // credentials to leak.
+        format!("{}://<no host>", uri.scheme_str().unwrap_or("http"))
+    })
 }
 
 #[cfg(test)]

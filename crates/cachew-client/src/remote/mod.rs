@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cachew_proto::{CreateOptions, EntityTag, Key, Namespace, OpenOptions, Stats};
-use cachew_transport::{HttpClient, RequestBody};
+use cachew_transport::{HttpClient, Idempotency, RequestBody};
 use http::header::ETAG;
 use http::{HeaderMap, Method, StatusCode};
 
@@ -29,6 +29,7 @@ pub use builder::RemoteCacheBuilder;
 
 use crate::cache::{Cache, CacheWriter, Object, ObjectMeta};
 use crate::error::{Error, Result};
+pub(crate) use cachew_proto::redact_url;
 
 /// The most JSON accepted from the stats and namespaces endpoints.
 const MAX_JSON: u64 = 16 << 20;
@@ -66,17 +67,6 @@ pub struct RemoteCache {
 struct Inner {
     base_url: String,
     http: HttpClient,
-}
-
-/// `url` without credentials (`user:password@`), for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://{}", &rest[at + 1..]);
-        }
-    }
-    url.to_owned()
 }
 
 impl fmt::Debug for RemoteCache {
@@ -229,7 +219,11 @@ impl Cache for RemoteCache {
 
     async fn invalidate(&self, key: &Key) -> Result<()> {
         let url = format!("{}/invalidate", self.object_url(key));
-        let resp = self.send(Method::POST, &url, HeaderMap::new()).await?;
+        let mut req = client::request(Method::POST, &url, RequestBody::empty())?;
+        // Invalidating twice is the same as once, so a lost answer may be
+        // retried; the transport only knows methods, so say so here.
+        req.extensions_mut().insert(Idempotency::Idempotent);
+        let resp = self.inner.http.send(req).await?;
         match resp.status() {
             // Absent is fine: invalidation only promises the key is gone.
             StatusCode::OK | StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
