@@ -39,6 +39,15 @@ pub enum ProtoError {
         /// What is wrong with it.
         reason: Reason,
     },
+    /// A list-valued header (e.g. `x-cachew-tree-paths`) that is not a
+    /// space-separated list of percent-encoded items.
+    #[error("malformed list header {value:?}: {reason}")]
+    InvalidHeaderList {
+        /// The rejected header value.
+        value: String,
+        /// What is wrong with it.
+        reason: Reason,
+    },
     /// A bundle URL that is neither absolute nor root-relative.
     #[error("invalid bundle URL {url:?}: {reason}")]
     InvalidBundleUrl {

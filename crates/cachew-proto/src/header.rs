@@ -6,6 +6,8 @@
 
 use std::time::SystemTime;
 
+use crate::{ProtoError, Reason};
+
 /// The object's time to live on Create, in Go duration syntax.
 pub const TIME_TO_LIVE: &str = "time-to-live";
 /// The mirror's HEAD at snapshot time, on `/snapshot.tar.zst` responses.
@@ -182,9 +184,82 @@ impl ContentRange {
     }
 }
 
+/// Encodes a list of paths or patterns for list-valued headers such as
+/// [`TREE_PATHS`] and [`TREE_EXCLUDES`]: bytes outside `[A-Za-z0-9._/*?-]`
+/// become `%XX`, items are separated by single spaces.
+///
+/// ```
+/// use cachew_proto::header::{decode_list, encode_list};
+/// let text = encode_list([&b"a b"[..], b"src/*.o"]);
+/// assert_eq!(text, "a%20b src/*.o");
+/// assert_eq!(decode_list(&text).unwrap(), vec![b"a b".to_vec(), b"src/*.o".to_vec()]);
+/// ```
+pub fn encode_list<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<[u8]>,
+{
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for &b in item.as_ref() {
+            if b.is_ascii_alphanumeric() || b"._/*?-".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// Decodes [`encode_list`]'s output; a `%` not followed by two hex digits
+/// is an error.
+pub fn decode_list(text: &str) -> Result<Vec<Vec<u8>>, ProtoError> {
+    let bad = || ProtoError::InvalidHeaderList {
+        value: text.to_owned(),
+        reason: Reason("expected space-separated items with %XX escapes"),
+    };
+    let mut items = Vec::new();
+    for part in text.split(' ').filter(|p| !p.is_empty()) {
+        let mut out = Vec::with_capacity(part.len());
+        let bytes = part.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        items.push(out);
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_encoding_round_trips() {
+        let items: Vec<&[u8]> = vec![b".", b"a b/%c", b"\xff*.o", b"src/x"];
+        let text = encode_list(&items);
+        assert!(!text.contains("  "));
+        assert_eq!(text, ". a%20b/%25c %FF*.o src/x");
+        let back = decode_list(&text).unwrap();
+        assert_eq!(back, items.iter().map(|i| i.to_vec()).collect::<Vec<_>>());
+        for bad in ["a%2", "a%zz", "%"] {
+            let err = decode_list(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("%XX"), "{err}");
+        }
+    }
 
     #[test]
     fn filters_are_case_insensitive() {
