@@ -411,6 +411,57 @@ async fn a_503_is_retried_and_then_succeeds() {
     server.shutdown().await;
 }
 
+/// The transport classifies idempotency by method alone; the client marks
+/// `POST …/invalidate` as safe to repeat when it builds it, so a 503 on it
+/// is retried like a GET's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_is_marked_idempotent_and_retried() {
+    let backend = Faulty::new(BodyFault::None);
+    let failures = Arc::new(AtomicUsize::new(2));
+    let posts = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (failures.clone(), posts.clone());
+    let server = Server::builder(Arc::new(backend.clone()))
+        .policy(move |parts| {
+            if parts.method != http::Method::POST || !parts.uri.path().ends_with("/invalidate") {
+                return None;
+            }
+            p.fetch_add(1, Ordering::SeqCst);
+            let left = f.load(Ordering::SeqCst);
+            (left > 0).then(|| {
+                f.store(left - 1, Ordering::SeqCst);
+                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "warming up")
+            })
+        })
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let http = HttpClient::builder()
+        .retry_base_delay(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let cache = RemoteCache::builder(server.url())
+        .http_client(http)
+        .build()
+        .unwrap();
+    let key = Key::new("invalidated-after-retries");
+    cache
+        .put_bytes(
+            &key,
+            Bytes::from_static(b"x"),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
+        .await
+        .unwrap();
+    cache.invalidate(&key).await.expect("retried past two 503s");
+    assert_eq!(posts.load(Ordering::SeqCst), 3, "two 503s, then the answer");
+    assert!(matches!(
+        cache.stat(&key, &OpenOptions::default()).await,
+        Err(Error::NotFound)
+    ));
+    server.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Uploads.
 // ---------------------------------------------------------------------------

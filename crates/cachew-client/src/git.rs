@@ -208,10 +208,14 @@ impl GitClient {
         let url = self.endpoint(repo_url, git::ENSURE_REFS)?;
         let body = serde_json::to_vec(request)
             .map_err(|e| Error::InvalidInput(format!("cannot encode ensure-refs: {e}")))?;
-        let req = http::Request::post(&url)
+        let mut req = http::Request::post(&url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(RequestBody::full(body))
             .map_err(|e| Error::InvalidInput(format!("invalid ensure-refs request: {e}")))?;
+        // Asking the server to fetch refs again does no harm, so a lost
+        // answer may be retried; the transport only knows methods.
+        req.extensions_mut()
+            .insert(cachew_transport::Idempotency::Idempotent);
         let resp = self.http.send(req).await.map_err(transport_error)?;
         match resp.status() {
             StatusCode::OK => {

@@ -247,17 +247,31 @@ async fn only_idempotent_requests_are_retried_on_status() {
     assert_eq!(client.send(create).await.unwrap().status(), 503);
     assert_eq!(server.requests(), 1, "a create is not repeated");
 
-    let invalidate = Request::post(server.url("/api/v1/object/default/abc/invalidate"))
+    // The path does not make a POST idempotent: only the caller's mark does.
+    let unmarked = Request::post(server.url("/api/v1/object/default/abc/invalidate"))
         .body(RequestBody::empty())
         .unwrap();
-    assert_eq!(client.send(invalidate).await.unwrap().status(), 503);
-    assert_eq!(server.requests(), 3, "invalidate is repeated once");
+    assert_eq!(client.send(unmarked).await.unwrap().status(), 503);
+    assert_eq!(server.requests(), 2, "an unmarked POST is not repeated");
+
+    let mut marked = Request::post(server.url("/api/v1/object/default/abc/invalidate"))
+        .body(RequestBody::empty())
+        .unwrap();
+    marked
+        .extensions_mut()
+        .insert(cachew_transport::Idempotency::Idempotent);
+    assert_eq!(client.send(marked).await.unwrap().status(), 503);
+    assert_eq!(
+        server.requests(),
+        4,
+        "a POST marked idempotent is repeated once"
+    );
 
     let delete = Request::delete(server.url("/api/v1/object/default/abc"))
         .body(RequestBody::empty())
         .unwrap();
     assert_eq!(client.send(delete).await.unwrap().status(), 503);
-    assert_eq!(server.requests(), 5, "delete is repeated once");
+    assert_eq!(server.requests(), 6, "delete is repeated once");
 }
 
 #[tokio::test]

@@ -27,12 +27,15 @@ use super::BoxFuture;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::{find_in_chain, Error};
 
-/// A request extension that overrides the retry layer's idempotency guess.
+/// A request extension that overrides the retry layer's idempotency
+/// classification.
 ///
-/// Without it, `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT` and `DELETE` are
-/// idempotent, and so is a `POST` to a path ending in `/invalidate` or
-/// `/ensure-refs` (the Cachew endpoints that are safe to repeat); any other
-/// `POST` is not.
+/// Without it, idempotency follows the method alone (RFC 9110 §9.2.2):
+/// `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT` and `DELETE` are idempotent, and
+/// every other method is not. The transport does not know which endpoints
+/// are safe to repeat; whoever builds a request does, and marks it — the
+/// Cachew client marks its `POST …/invalidate` and `POST …/ensure-refs`
+/// requests [`Idempotency::Idempotent`] this way.
 ///
 /// ```
 /// use cachew_transport::{Idempotency, RequestBody};
@@ -61,10 +64,6 @@ pub(crate) fn is_idempotent<B>(req: &Request<B>) -> bool {
         | Method::TRACE
         | Method::PUT
         | Method::DELETE => true,
-        Method::POST => {
-            let path = req.uri().path().trim_end_matches('/');
-            path.ends_with("/invalidate") || path.ends_with("/ensure-refs")
-        }
         _ => false,
     }
 }
@@ -291,14 +290,24 @@ mod tests {
             .body(())
             .unwrap();
         assert!(!is_idempotent(&post));
+        // The path says nothing: only the method, or an explicit mark.
         let inv = Request::post("http://h/api/v1/object/ns/k/invalidate")
             .body(())
             .unwrap();
-        assert!(is_idempotent(&inv));
-        let refs = Request::post("http://h/git/github.com/o/r/ensure-refs")
+        assert!(!is_idempotent(&inv));
+        let mut marked = Request::post("http://h/api/v1/object/ns/k/invalidate")
             .body(())
             .unwrap();
-        assert!(is_idempotent(&refs));
+        marked.extensions_mut().insert(Idempotency::Idempotent);
+        assert!(is_idempotent(&marked));
+        for m in [Method::PATCH, Method::CONNECT] {
+            let req = Request::builder()
+                .method(m)
+                .uri("http://h/x")
+                .body(())
+                .unwrap();
+            assert!(!is_idempotent(&req));
+        }
         let mut forced = Request::get("http://h/x").body(()).unwrap();
         forced.extensions_mut().insert(Idempotency::NonIdempotent);
         assert!(!is_idempotent(&forced));
