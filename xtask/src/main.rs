@@ -5,6 +5,7 @@
 //!   rules. This is the project's one test command.
 //! - `layering`: the dependency rules between crates (see `docs/ARCHITECTURE.md`).
 //! - `tidy`: repository rules (crate docs, no `dbg!`/`todo!`).
+//! - `udeps`: no declared dependency that no source uses.
 //!
 //! xtask has no dependencies beyond std so that it builds in seconds.
 
@@ -16,6 +17,7 @@ mod conformance;
 mod demo;
 mod release;
 mod tidy;
+mod udeps;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("layering") => tidy::layering(&root()),
         Some("tidy") => tidy::tidy(&root()),
+        Some("udeps") => udeps::check(&root()),
         Some("demo") => demo::run_demo(),
         Some("release") => release::release(),
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
@@ -63,6 +66,7 @@ commands:
   ci          fmt check, clippy -D warnings, all tests, docs -Dwarnings, layering, tidy
   layering    check the crate dependency rules (e.g. cachew-proto has no I/O crates)
   tidy        check repository rules (crate docs, no dbg!/todo!)
+  udeps       fail on a dependency that a crate declares but no source names
   demo        build cachew, save and restore a directory on the embedded backend
   release     optimised, stripped cachew binary + SHA256SUMS under dist/
   conformance [--url URL] [--authorization V] [--backend memory|disk] [--filter TEXT]
@@ -121,6 +125,7 @@ fn ci() -> Result<(), String> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     tidy::layering(&root())?;
     tidy::tidy(&root())?;
+    udeps::check(&root())?;
     run(cargo().args([
         "clippy",
         "--workspace",

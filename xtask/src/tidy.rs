@@ -125,7 +125,7 @@ pub(crate) fn tidy(root: &Path) -> Result<(), String> {
     }
 }
 
-fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+pub(crate) fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
