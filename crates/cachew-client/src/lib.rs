@@ -12,8 +12,13 @@
 //! depending on it alone is enough.
 
 mod cache;
-#[cfg(feature = "conformance")]
+// Compiled for this crate's own unit tests too, so that `cargo test -p
+// cachew-client` runs the suite against the embedded backends without a
+// feature (`conformance_tests.rs`).
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(test)]
+mod conformance_tests;
 pub mod digest;
 mod disk;
 mod error;
