@@ -25,6 +25,9 @@ use std::thread::JoinHandle;
 use std::ptr::NonNull;
 use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
 
+#[cfg(feature = "bench")]
+pub mod bench;
+
 /// Skippable frames have magics `0x184D2A50..=0x184D2A5F`; pzstd's size
 /// headers use the first.
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
@@ -2218,118 +2221,5 @@ mod tests {
         );
         assert_eq!(h(&[0x44, 0x5b, 0x00]), None);
         assert_eq!(frame_header(b"\x28\xb5\x2f"), None);
-    }
-
-    /// CPU (user + system) and wall seconds of `f`, best of 3 (by CPU);
-    /// `who` is `RUSAGE_SELF` or `RUSAGE_CHILDREN`.
-    fn measure(who: i32, mut f: impl FnMut()) -> (f64, f64) {
-        let cpu = || {
-            // SAFETY: `getrusage` fills the struct it is given.
-            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            unsafe { libc::getrusage(who, &mut ru) };
-            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-            t(ru.ru_utime) + t(ru.ru_stime)
-        };
-        let mut best = (f64::MAX, f64::MAX);
-        for _ in 0..3 {
-            let (c0, w0) = (cpu(), std::time::Instant::now());
-            f();
-            let r = (cpu() - c0, w0.elapsed().as_secs_f64());
-            if r.0 < best.0 {
-                best = r;
-            }
-        }
-        best
-    }
-
-    fn run(cmd: &str) {
-        let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
-        assert!(st.success(), "{cmd}");
-    }
-
-    /// Copies `path` into `w` in 1 MiB reads.
-    fn copy_file(path: &str, w: &mut impl Write) {
-        let mut f = std::fs::File::open(path).unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            w.write_all(&buf[..n]).unwrap();
-        }
-    }
-
-    /// Release-mode comparison with the zstd tools:
-    /// `CACHEW_FRAMES_BENCH=/dev/shm/doc.tar:/dev/shm/lib.tar cargo test
-    /// --release -p cachew-archive --lib -- --ignored --nocapture bench_frames`
-    /// (scratch files go to /dev/shm).
-    #[test]
-    #[ignore = "benchmark: set CACHEW_FRAMES_BENCH to tar files"]
-    fn bench_frames() {
-        let paths = std::env::var("CACHEW_FRAMES_BENCH").expect("CACHEW_FRAMES_BENCH");
-        let (ours, pz, zst) = (
-            "/dev/shm/bench.fw",
-            "/dev/shm/bench.pz",
-            "/dev/shm/bench.zst",
-        );
-        let (me, kids) = (libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN);
-        let show = |what: &str, (cpu, wall): (f64, f64)| {
-            println!("  {what:<44} {cpu:6.2} CPU-s {wall:6.2} s wall");
-        };
-        for path in paths.split(':') {
-            let len = std::fs::metadata(path).unwrap().len();
-            println!("{path}: {len} bytes");
-            for threads in [1, 2] {
-                let r = measure(me, || {
-                    let out = std::fs::File::create(ours).unwrap();
-                    let mut w = FrameWriter::new(out, 3, threads).unwrap();
-                    copy_file(path, &mut w);
-                    w.finish().unwrap();
-                });
-                show(&format!("FrameWriter level 3, threads {threads}"), r);
-            }
-            let r = measure(me, || {
-                let out = std::fs::File::create(zst).unwrap();
-                let mut w = zstd::stream::write::Encoder::new(out, 3).unwrap();
-                w.include_checksum(true).unwrap();
-                w.multithread(2).unwrap();
-                copy_file(path, &mut w);
-                w.finish().unwrap();
-            });
-            show("zstd crate Encoder, 2 workers (zstdmt)", r);
-            show(
-                "pzstd -3 -p2 -c",
-                measure(kids, || run(&format!("pzstd -3 -p2 -q -c {path} > {pz}"))),
-            );
-            show(
-                "zstd -3 -T2 -c (zstdmt)",
-                measure(kids, || run(&format!("zstd -3 -T2 -q -c {path} > {zst}"))),
-            );
-            for f in [ours, pz, zst] {
-                println!("  size of {f}: {}", std::fs::metadata(f).unwrap().len());
-            }
-            for (name, f) in [("ours", ours), ("pzstd's", pz), ("zstd -T2's", zst)] {
-                for threads in [1, 2] {
-                    let r = measure(me, || {
-                        let mut r = FrameReader::new(std::fs::File::open(f).unwrap(), threads);
-                        let n = io::copy(&mut r, &mut io::sink()).unwrap();
-                        assert_eq!(n, len);
-                    });
-                    show(&format!("FrameReader threads {threads} on {name}"), r);
-                }
-                show(
-                    &format!("zstd -dc on {name}"),
-                    measure(kids, || run(&format!("zstd -dc -q {f} > /dev/null"))),
-                );
-                show(
-                    &format!("pzstd -dc -p2 on {name}"),
-                    measure(kids, || run(&format!("pzstd -dc -p2 -q {f} > /dev/null"))),
-                );
-            }
-            for f in [ours, pz, zst] {
-                let _ = std::fs::remove_file(f);
-            }
-        }
     }
 }
