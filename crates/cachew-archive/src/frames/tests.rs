@@ -2,6 +2,7 @@
 //! boundaries, compatibility with the `zstd` and `pzstd` tools, and every
 //! error path (cut, corrupt and mis-sized frames, worker failures).
 
+use super::format::FrameHeader;
 use super::*;
 
 use crate::test_common::{noise, sh_in};
