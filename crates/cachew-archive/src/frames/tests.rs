@@ -2,8 +2,10 @@
 //! boundaries, compatibility with the `zstd` and `pzstd` tools, and every
 //! error path (cut, corrupt and mis-sized frames, worker failures).
 
-use super::format::FrameHeader;
+use super::ffi::{compress_chunk, Cctx};
+use super::format::{pzstd_header, FrameHeader, CHUNK_SIZE};
 use super::*;
+use std::io::Write;
 
 use crate::test_common::{noise, sh_in};
 use std::process::Command;
