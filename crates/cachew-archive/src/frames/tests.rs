@@ -2,13 +2,19 @@
 //! boundaries, compatibility with the `zstd` and `pzstd` tools, and every
 //! error path (cut, corrupt and mis-sized frames, worker failures).
 
-use super::ffi::{compress_chunk, Cctx};
-use super::format::{pzstd_header, FrameHeader, CHUNK_SIZE};
-use super::*;
-use std::io::Write;
-
-use crate::test_common::{noise, sh_in};
+use std::io::{self, BufRead, Read, Write};
 use std::process::Command;
+
+use zstd::zstd_safe::{self, DCtx};
+
+use super::ffi::{compress_chunk, Cctx};
+use super::format::{
+    frame_header, le32, pzstd_header, FrameHeader, SkippableFrame, CHUNK_SIZE, FRAME_IN_MAX,
+    FRAME_OUT_MAX, PZSTD_HEADER, RECORD_COUNT, RECORD_MAX, SKIPPABLE_MAGIC, ZSTD_MAGIC,
+};
+use super::reader::{decode_frame, FrameReader, Job, Outcome};
+use super::writer::FrameWriter;
+use crate::test_common::{noise, sh_in};
 
 fn write_all(data: &[u8], threads: usize, level: i32) -> Vec<u8> {
     let mut w = FrameWriter::new(Vec::new(), level, threads).unwrap();
