@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::cache::{AbortCause, Cache, CacheWriter, Object, ObjectMeta};
 use crate::error::{Error, Result};
-use crate::memory::{content_etag, PendingRecord, Record, WriterState};
+use crate::record::{content_etag, PendingRecord, Record, WriterState};
 
 /// Prefix of temporary upload files in `{root}/tmp/`.
 const TEMP_PREFIX: &str = "cachew-tmp-";
@@ -1024,7 +1024,7 @@ impl AsyncWrite for DiskWriter {
         let size = this.written + data.len() as u64;
         if capacity > 0 && size > capacity {
             // Stop filling the disk now: the object can never be stored.
-            let message = crate::memory::too_large("disk", size, capacity);
+            let message = crate::record::too_large("disk", size, capacity);
             this.fail(message.clone());
             return Poll::Ready(Err(io::Error::other(message)));
         }

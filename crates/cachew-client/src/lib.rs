@@ -21,6 +21,7 @@ pub mod git;
 mod hashfiles;
 mod memory;
 pub mod parallel;
+mod record;
 mod remote;
 mod restore;
 mod save;
