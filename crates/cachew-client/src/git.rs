@@ -34,9 +34,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::cache::Body;
 use crate::error::{Error, Result};
-use crate::parallel::{
-    parallel_reader, transport_error, HttpSource, ParallelOptions, RangedKind, RangedSource,
-};
+use crate::parallel::{parallel_reader, HttpSource, ParallelOptions, RangedKind, RangedSource};
 use crate::RemoteCache;
 
 /// Largest JSON answer accepted from ensure-refs.
@@ -183,7 +181,7 @@ impl GitClient {
         let req = http::Request::get(&url)
             .body(RequestBody::empty())
             .map_err(|e| Error::InvalidInput(format!("invalid bundle URL: {e}")))?;
-        let resp = self.http.send(req).await.map_err(transport_error)?;
+        let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => Ok(Box::pin(resp.into_body().into_async_read())),
             StatusCode::NO_CONTENT => Err(Error::UpToDate),
@@ -212,14 +210,14 @@ impl GitClient {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(RequestBody::full(body))
             .map_err(|e| Error::InvalidInput(format!("invalid ensure-refs request: {e}")))?;
-        let resp = self.http.send(req).await.map_err(transport_error)?;
+        let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => {
                 let data = resp
                     .into_body()
                     .bytes_limited(MAX_JSON)
                     .await
-                    .map_err(transport_error)?;
+                    .map_err(Error::from)?;
                 serde_json::from_slice(&data).map_err(|e| {
                     Error::Backend(format!("invalid ensure-refs answer from the server: {e}"))
                 })

@@ -11,6 +11,11 @@
 //! **API boundary:** this crate re-exports the protocol types users need, so
 //! depending on it alone is enough.
 
+// Unix only: disk locking (`flock`), file identity (device and inode) and
+// positional writes (`FileExt`) have no other implementation.
+#[cfg(not(unix))]
+compile_error!("cachew-client supports Unix-like systems only");
+
 mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;

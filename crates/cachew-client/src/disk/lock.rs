@@ -14,34 +14,19 @@ use crate::error::{Error, Result};
 
 /// Prefix of temporary upload files in `{root}/tmp/`.
 const TEMP_PREFIX: &str = "cachew-tmp-";
-/// Without `flock`, temporary files untouched this long are abandoned.
-#[cfg(not(unix))]
-const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Which file a path named when we looked: device and inode on Unix.
+/// Which file a path named when we looked: device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileId(u64, u64);
 
 impl FileId {
-    #[cfg(unix)]
     pub(super) fn of(meta: &fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
         FileId(meta.dev(), meta.ino())
     }
-
-    #[cfg(not(unix))]
-    pub(super) fn of(meta: &fs::Metadata) -> FileId {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        FileId(meta.len(), mtime)
-    }
 }
 
 /// Takes an exclusive, non-blocking `flock`; `Ok(false)` if someone holds it.
-#[cfg(unix)]
 fn try_lock(file: &File) -> io::Result<bool> {
     use std::os::unix::io::AsRawFd;
     // SAFETY: `flock` only reads the descriptor, which `file` keeps open for
@@ -56,18 +41,6 @@ fn try_lock(file: &File) -> io::Result<bool> {
     } else {
         Err(err)
     }
-}
-
-/// Without `flock`, a writer's temporary file counts as held while it is
-/// younger than a day.
-#[cfg(not(unix))]
-fn try_lock(file: &File) -> io::Result<bool> {
-    let age = file
-        .metadata()?
-        .modified()?
-        .elapsed()
-        .unwrap_or(Duration::ZERO);
-    Ok(age > STALE_TEMP_AGE)
 }
 
 /// Whether `path` still names the open `file`.

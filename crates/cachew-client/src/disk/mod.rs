@@ -120,8 +120,7 @@ impl DiskCacheOptions {
 /// creation until it is published or discarded. [`DiskCache::open`] removes
 /// the temporary files whose lock it can take: their writer is gone (a lock
 /// dies with its process), while files of live writers — in this process or
-/// another one sharing the root — stay. Without `flock` (non-Unix), only
-/// temporary files untouched for a day are removed.
+/// another one sharing the root — stay.
 ///
 /// # Capacity and expiry
 ///

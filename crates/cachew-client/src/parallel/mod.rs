@@ -56,10 +56,9 @@ use std::io;
 use cachew_proto::EntityTag;
 use http::HeaderMap;
 
-use crate::error::Error;
 
 pub use get::{parallel_get, PositionalWriter};
-pub use reader::{open_object, open_parallel, parallel_reader, ParallelReader};
+pub use reader::{open_object, parallel_reader, ParallelReader};
 pub use source::{CacheSource, HttpSource, RangedKind, RangedResponse, RangedSource};
 
 /// Attempts per chunk when the server answers a chunk request with the wrong
@@ -81,7 +80,7 @@ pub struct ParallelOptions {
     /// Bytes per ranged request (default 16 MiB, at least 1).
     pub chunk_size: u64,
     /// Objects smaller than this are read with one plain request by
-    /// [`open_parallel`], which then needs a Stat first; `0` (the default)
+    /// [`open_object`] (which makes a Stat first anyway); `0` (the default)
     /// always splits.
     pub min_size: u64,
 }
@@ -111,7 +110,7 @@ impl ParallelOptions {
         self
     }
 
-    /// Sets the size below which [`open_parallel`] does not split.
+    /// Sets the size below which [`open_object`] does not split.
     #[must_use]
     pub fn with_min_size(mut self, min_size: u64) -> Self {
         self.min_size = min_size;
@@ -158,7 +157,3 @@ fn long_body(start: u64, expected: u64) -> io::Error {
     )
 }
 
-/// Converts a transport error into the facade's, as the remote cache does.
-pub(crate) fn transport_error(e: cachew_transport::Error) -> Error {
-    Error::from(e)
-}

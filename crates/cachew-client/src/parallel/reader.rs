@@ -130,26 +130,6 @@ pub async fn parallel_reader(
     }
 }
 
-/// Opens `key` of `cache` with [`parallel_reader`] over a [`CacheSource`].
-///
-/// With [`ParallelOptions::min_size`] set, a Stat comes first and objects
-/// below that size are read with one plain request. Meant for remote caches
-/// (local backends gain nothing from splitting).
-pub async fn open_parallel(
-    cache: Arc<dyn Cache>,
-    key: &Key,
-    opts: &ParallelOptions,
-) -> Result<(DownloadInfo, ParallelReader)> {
-    let mut opts = opts.clone();
-    if opts.min_size > 0 && opts.concurrency > 1 {
-        let meta = cache.stat(key, &OpenOptions::default()).await?;
-        if meta.size < opts.min_size {
-            opts.concurrency = 1;
-        }
-    }
-    parallel_reader(Arc::new(CacheSource::new(cache, *key)), &opts).await
-}
-
 /// Opens `key` of `cache` like [`Cache::open`], with the body downloaded
 /// by [`parallel_reader`] when the object is at least
 /// [`ParallelOptions::min_size`] bytes and the concurrency is above 1: a
@@ -278,15 +258,6 @@ impl fmt::Debug for ParallelReader {
                 .field("size", &s.plan.total)
                 .field("pending", &s.pending.len())
                 .finish_non_exhaustive(),
-        }
-    }
-}
-
-impl ParallelReader {
-    /// A reader of a single stream of `size` bytes (checked when known).
-    pub fn single(body: Body, size: Option<u64>) -> Self {
-        ParallelReader {
-            state: State::Single(Checked::new(body, 0, size)),
         }
     }
 }

@@ -11,7 +11,6 @@ use cachew_proto::{ByteRange, EntityTag, EtagCondition, Key, OpenOptions};
 use cachew_transport::{HttpClient, RequestBody};
 use http::{HeaderMap, StatusCode};
 
-use super::transport_error;
 use crate::cache::{Body, Cache};
 use crate::error::{Error, Result};
 
@@ -152,7 +151,7 @@ impl RangedSource for HttpSource {
         let req = req
             .body(RequestBody::empty())
             .map_err(|e| Error::InvalidInput(format!("invalid download request: {e}")))?;
-        let resp = self.http.send(req).await.map_err(transport_error)?;
+        let resp = self.http.send(req).await.map_err(Error::from)?;
         let status = resp.status();
         let (parts, body) = resp.into_parts();
         let headers = parts.headers;
