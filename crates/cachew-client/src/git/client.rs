@@ -1,28 +1,5 @@
-//! The git endpoints of a Cachew server (`PROTOCOL.md` §5), the Go client's
-//! `OpenGitSnapshot`, `OpenGitLFSSnapshot`, `OpenGitBundle` and
-//! `EnsureGitRefs`.
-//!
-//! [`GitClient`] talks to `{base}/git/{host}/{path}/…` with an
-//! [`HttpClient`] — usually the one of a [`RemoteCache`]
-//! ([`GitClient::from_remote`]) — so authorization, retries and the idle
-//! timeout of the remote cache apply.
-//!
-//! ```no_run
-//! use cachew_client::git::GitClient;
-//! use cachew_client::parallel::ParallelOptions;
-//! use cachew_transport::HttpClient;
-//!
-//! # async fn example() -> cachew_client::Result<()> {
-//! let http = HttpClient::builder().build().expect("client");
-//! let git = GitClient::new(http, "http://127.0.0.1:8080");
-//! let snapshot = git
-//!     .open_snapshot_parallel("https://github.com/org/repo", &ParallelOptions::default())
-//!     .await?;
-//! println!("snapshot of {:?}, bundle {:?}", snapshot.commit, snapshot.bundle_url);
-//! // Extract `snapshot.body` (tar + zstd), then apply the bundle if any.
-//! # Ok(())
-//! # }
-//! ```
+//! [`GitClient`]: the client of a server's `/git/` endpoints (snapshots,
+//! LFS snapshots, delta bundles, ensure-refs).
 
 use std::fmt;
 use std::sync::Arc;
