@@ -7,7 +7,12 @@
 //! [`RemoteCache`](crate::RemoteCache) ([`GitClient::from_remote`]) — so
 //! authorization, retries and the idle timeout of the remote cache apply.
 //!
+//! [`restore_repo`] is `cachew git restore` as a library call: a clone from
+//! the server's snapshot, brought up to date by the delta bundle, with
+//! required refs and commits checked (and fetched through ensure-refs).
+//!
 //! - `client.rs`: [`GitClient`] and [`GitSnapshot`].
+//! - `restore.rs`: [`restore_repo`], its options, events and outcome.
 //!
 //! ```no_run
 //! use cachew_client::git::GitClient;
@@ -27,5 +32,10 @@
 //! ```
 
 mod client;
+mod restore;
 
 pub use client::{GitClient, GitSnapshot};
+pub use restore::{
+    is_commit_sha, restore_repo, BundleOutcome, EventSink, RestoreRepoEvent, RestoreRepoOptions,
+    RestoreRepoOutcome, RestoreRepoStatus, SnapshotSummary,
+};

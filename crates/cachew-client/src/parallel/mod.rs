@@ -56,7 +56,6 @@ use std::io;
 use cachew_proto::EntityTag;
 use http::HeaderMap;
 
-
 pub use get::{parallel_get, PositionalWriter};
 pub use reader::{open_object, parallel_reader, ParallelReader};
 pub use source::{CacheSource, HttpSource, RangedKind, RangedResponse, RangedSource};
@@ -65,10 +64,12 @@ pub use source::{CacheSource, HttpSource, RangedKind, RangedResponse, RangedSour
 /// part (a `200`, or a `Content-Range` that starts elsewhere).
 pub const MAX_CHUNK_ATTEMPTS: u32 = 4;
 
-/// Default number of concurrent requests.
+/// Default number of concurrent requests ([`ParallelOptions::default`]);
+/// also the default of `cachew git restore --download-concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// Default chunk size: 16 MiB.
+/// Default chunk size: 16 MiB ([`ParallelOptions::default`]); also the
+/// default of `cachew git restore --download-chunk-size-mb`.
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
 
 /// How a parallel download is split.
@@ -156,4 +157,3 @@ fn long_body(start: u64, expected: u64) -> io::Error {
         format!("overlong chunk at offset {start}: more than the {expected} bytes announced"),
     )
 }
-
