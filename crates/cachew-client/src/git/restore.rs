@@ -1,23 +1,6 @@
 //! [`restore_repo`]: a git clone from the server's snapshot, brought up to
 //! date by its delta bundle, with required refs and commits checked
 //! (`PROTOCOL.md` §5, §7) — the work behind `cachew git restore`.
-//!
-//! The flow, as the Go CLI does it:
-//! 1. With refs or commits requested, when DIR already is a clone that has
-//!    every requested SHA, nothing else happens (LESSONS 12).
-//! 2. When DIR does not exist (or is an empty directory), the snapshot is
-//!    downloaded with parallel ranged requests, extracted while it streams
-//!    into a staging directory beside DIR (same file system, LESSONS 2),
-//!    brought up to date by the delta bundle unless skipped (`git pull
-//!    --ff-only BUNDLE BRANCH`; a failure is only a warning, a 204 means
-//!    already current, LESSONS 11), and renamed into place. On failure, or
-//!    when the future is dropped, the staging directory (which this function
-//!    created) is removed; DIR is never touched (LESSONS 13). An existing,
-//!    non-empty DIR that is not a clone is an error.
-//! 3. With refs or commits requested, SHAs still missing locally make the
-//!    server ensure them on its mirror (ensure-refs; commits it still lacks
-//!    are an error), then `git pull --ff-only` from the clone's `origin`, and
-//!    every requested SHA must be present afterwards.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -210,7 +193,24 @@ pub fn is_commit_sha(s: &str) -> bool {
 }
 
 /// Restores the clone of [`RestoreRepoOptions::repo`] at `dir` from the
-/// server behind `git`; see the [module documentation](self) for the flow.
+/// server behind `git`.
+///
+/// The flow, as the Go CLI does it:
+/// 1. With refs or commits requested, when DIR already is a clone that has
+///    every requested SHA, nothing else happens (LESSONS 12).
+/// 2. When DIR does not exist (or is an empty directory), the snapshot is
+///    downloaded with parallel ranged requests, extracted while it streams
+///    into a staging directory beside DIR (same file system, LESSONS 2),
+///    brought up to date by the delta bundle unless skipped (`git pull
+///    --ff-only BUNDLE BRANCH`; a failure is only a warning, a 204 means
+///    already current, LESSONS 11), and renamed into place. On failure, or
+///    when the future is dropped, the staging directory (which this function
+///    created) is removed; DIR is never touched (LESSONS 13). An existing,
+///    non-empty DIR that is not a clone is an error.
+/// 3. With refs or commits requested, SHAs still missing locally make the
+///    server ensure them on its mirror (ensure-refs; commits it still lacks
+///    are an error), then `git pull --ff-only` from the clone's `origin`, and
+///    every requested SHA must be present afterwards.
 ///
 /// Dropping the future (e.g. on Ctrl-C) removes the staging directory, so
 /// `dir` never appears half-written.

@@ -1,7 +1,7 @@
 //! Parallel ranged downloads (`PROTOCOL.md` §6).
 //!
 //! A download is split into chunks fetched with concurrent `Range` requests
-//! from any [`RangedSource`]: an object of a [`Cache`] ([`CacheSource`]) or a
+//! from any [`RangedSource`]: an object of a [`Cache`](crate::Cache) ([`CacheSource`]) or a
 //! plain URL ([`HttpSource`], used for git snapshots).
 //!
 //! - **Discovery**: the first request asks for the first chunk. A `206`

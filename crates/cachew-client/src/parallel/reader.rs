@@ -64,7 +64,7 @@ async fn fetch_chunk(
 }
 
 /// Downloads the object of `source` as one sequential stream reassembled
-/// from concurrent ranged requests; see the [module documentation](self).
+/// from concurrent ranged requests; see the [module documentation](crate::parallel).
 ///
 /// Returns once the first response arrived, with what it revealed (size,
 /// ETag, headers). Reading yields exactly the object's bytes or an error
