@@ -328,3 +328,6 @@ impl<R: BufRead> Input<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
