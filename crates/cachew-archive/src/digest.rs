@@ -285,10 +285,10 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
     let mut roots = Vec::new();
     for inc in include_paths {
         let inc = inc.as_ref();
-        let name = crate::create::include_name(inc)?;
+        let name = crate::walk::include_name(inc)?;
         let path = base_dir.join(inc);
         let meta = fs::symlink_metadata(&path)
-            .map_err(|e| crate::create::include_stat_error(inc, base_dir, &path, e))?;
+            .map_err(|e| crate::walk::include_stat_error(inc, base_dir, &path, e))?;
         roots.push((name, path, meta));
     }
 
