@@ -130,6 +130,7 @@ mod tarfmt;
 #[cfg(test)]
 #[path = "../tests/common/mod.rs"]
 mod test_common;
+mod walk;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
