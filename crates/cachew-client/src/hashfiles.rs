@@ -296,4 +296,162 @@ mod tests {
             );
         }
     }
+
+    /// doublestar's README examples and our quirks, pinned without Go. The
+    /// expectations were taken from doublestar v4.10.0 itself
+    /// (`tests/doublestar_oracle.rs` re-checks them where Go is installed).
+    #[test]
+    fn doublestar_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "grandparent/parent/child1",
+            "grandparent/parent/child2",
+            "alt/some",
+            "alt/something",
+            "alt/somethingnew",
+            "path/to/x.txt",
+            "path/to/sub/z.txt",
+            "go.sum",
+            "a/go.sum",
+            "a/b/go.sum",
+            "yarn.lock",
+            ".hidden",
+            "a/.env",
+            "class/a",
+            "class/b",
+            "class/z",
+            "class/1",
+            "class/2",
+            "class/5",
+            "class/6",
+            "class/7",
+            "class/8",
+            "class/9",
+            "class/-",
+        ] {
+            fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            fs::write(root.join(f), f).unwrap();
+        }
+        fs::create_dir(root.join("links")).unwrap();
+        std::os::unix::fs::symlink("../a", root.join("links/dir.link")).unwrap();
+        std::os::unix::fs::symlink("../go.sum", root.join("links/file.link")).unwrap();
+        let children: &[&str] = &["grandparent/parent/child1", "grandparent/parent/child2"];
+        let table: &[(&str, &[&str])] = &[
+            ("**/child*", children),
+            ("grandparent/**/child?", children),
+            ("**/parent/*", children),
+            ("grandparent/**", children),
+            // The trailing slash is cleaned away: files match too.
+            ("grandparent/**/", children),
+            // `**` not alone in its element is `*`.
+            ("grandparent/parent/child**", children),
+            ("path/to/**.txt", &["path/to/x.txt"]),
+            ("path/to/**/*.txt", &["path/to/sub/z.txt", "path/to/x.txt"]),
+            (
+                "class/[abc123]",
+                &["class/1", "class/2", "class/a", "class/b"],
+            ),
+            (
+                "class/[a-z0-9]",
+                &[
+                    "class/1", "class/2", "class/5", "class/6", "class/7", "class/8", "class/9",
+                    "class/a", "class/b", "class/z",
+                ],
+            ),
+            (
+                "class/[125-79]",
+                &[
+                    "class/1", "class/2", "class/5", "class/6", "class/7", "class/9",
+                ],
+            ),
+            (
+                "class/[^125-79]",
+                &["class/-", "class/8", "class/a", "class/b", "class/z"],
+            ),
+            (
+                "class/[!a-z]",
+                &[
+                    "class/-", "class/1", "class/2", "class/5", "class/6", "class/7", "class/8",
+                    "class/9",
+                ],
+            ),
+            // Globbing never tries an empty last alternative.
+            ("alt/some{thing,}", &["alt/something"]),
+            ("alt/some{,thing}", &["alt/some", "alt/something"]),
+            ("alt/some{thing{new,},}", &["alt/somethingnew"]),
+            (
+                "**/{go.sum,yarn.lock}",
+                &[
+                    "a/b/go.sum",
+                    "a/go.sum",
+                    "go.sum",
+                    "links/dir.link/b/go.sum",
+                    "links/dir.link/go.sum",
+                    "yarn.lock",
+                ],
+            ),
+            // Symlinked directories are followed, symlinked files skipped.
+            (
+                "links/**",
+                &[
+                    "links/dir.link/.env",
+                    "links/dir.link/b/go.sum",
+                    "links/dir.link/go.sum",
+                ],
+            ),
+            ("*/go\\.sum", &["a/go.sum"]),
+            // Earlier alternatives' matches are searched by later ones.
+            ("{a/b,c*/go.sum}", &["a/b/go.sum"]),
+            ("*/.env", &["a/.env"]),
+            (".*", &[".hidden"]),
+        ];
+        for (pattern, want) in table {
+            assert_eq!(names(&[pattern], root), *want, "{pattern}");
+        }
+        for nothing in ["go\\.sum", "a*{b,}", "", "links/file.link", "nomatch/**"] {
+            let err = hash_files(&[nothing], Some(root)).unwrap_err();
+            assert!(
+                err.to_string().contains("no regular files match"),
+                "{nothing}: {err}"
+            );
+        }
+        for invalid in ["[abc", "{a", "a}", "[]", "[!]", "a\\", "*/[", "x/{a,b"] {
+            let err = hash_files(&[invalid, "go.sum"], Some(root)).unwrap_err();
+            assert!(
+                err.to_string().contains("invalid file pattern"),
+                "{invalid}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn element_matcher() {
+        use doublestar::match_element as m;
+        for (pattern, name, want) in [
+            ("*", ".hidden", true),
+            ("a*", "a", true),
+            ("a**", "abc", true),
+            ("?", "ü", true),
+            ("?", "ab", false),
+            ("[a-c]", "b", true),
+            ("[!a-c]", "b", false),
+            ("[^a-c]", "d", true),
+            ("[\\]]", "]", true),
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("{a,b{c,d}}", "bd", true),
+            ("some{thing,}", "some", true),
+            ("a*{b,}", "a", false),
+            ("a*{b,}", "ac", true),
+        ] {
+            assert_eq!(
+                m(pattern.as_bytes(), name.as_bytes()),
+                Ok(want),
+                "{pattern} {name}"
+            );
+        }
+        assert!(m(b"[", b"a").is_err());
+        assert!(m(b"{a", b"a").is_err());
+    }
 }
