@@ -28,7 +28,9 @@ pub(crate) struct Entry {
     peer: SocketAddr,
     started: Instant,
     received: Arc<AtomicU64>,
-    status: StatusCode,
+    /// `None` until the handler answered: a request cut off before its
+    /// answer (shutdown deadline, broken connection) logs status `-`.
+    status: Option<StatusCode>,
     token: Option<TokenId>,
     sent: u64,
     complete: bool,
@@ -49,7 +51,7 @@ impl Entry {
             peer,
             started: Instant::now(),
             received,
-            status: StatusCode::OK,
+            status: None,
             token: None,
             sent: 0,
             complete: false,
@@ -60,11 +62,14 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         let token = self.token.as_ref().map_or("-", TokenId::as_str);
+        let status = self
+            .status
+            .map_or_else(|| "-".to_owned(), |s| s.as_u16().to_string());
         tracing::info!(
             target: "cachew_server::access",
             method = %self.method,
             path = %self.path,
-            status = self.status.as_u16(),
+            status = %status,
             received = self.received.load(Ordering::Relaxed),
             sent = self.sent,
             ms = self.started.elapsed().as_millis() as u64,
@@ -92,7 +97,7 @@ impl<B: Body> Logged<B> {
         mut entry: Entry,
         busy: Busy,
     ) -> http::Response<Logged<B>> {
-        entry.status = response.status();
+        entry.status = Some(response.status());
         entry.token = response.extensions().get::<TokenId>().cloned();
         entry.complete = response.body().is_end_stream();
         response.map(|inner| Logged {
