@@ -203,6 +203,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> Result<
     if let Some(root) = args.git_root {
         builder = builder.git_root(root);
     }
+    let signal = cachew_server::signal()?;
     let server = builder
         .bind(args.bind.as_str())
         .await
@@ -213,7 +214,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> Result<
         args.dir.display(),
         server.url()
     );
-    let signal = cachew_server::signal().await?;
+    let signal = signal.await;
     eprintln!(
         "cachew: {signal}: shutting down; in-flight requests get {}",
         cachew_proto::duration::format(args.shutdown_timeout)

@@ -74,7 +74,7 @@ impl Drop for Entry {
             sent = self.sent,
             ms = self.started.elapsed().as_millis() as u64,
             client = %self.peer,
-            token,
+            token = %token,
             complete = self.complete,
             "request"
         );

@@ -11,25 +11,32 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C) and returns the signal's name.
+/// Listens for SIGTERM and SIGINT (Ctrl-C) from now on; the returned
+/// future resolves with the name of the first one that arrives.
 ///
 /// CI systems, Docker and Kubernetes stop a service with SIGTERM, a
 /// terminal with SIGINT; both mean "finish what you are doing and exit".
-pub async fn signal() -> io::Result<&'static str> {
+/// The handlers are installed before this returns, so a signal sent right
+/// after start-up is not missed.
+pub fn signal() -> io::Result<impl Future<Output = &'static str> + Send> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
     }
 }
 

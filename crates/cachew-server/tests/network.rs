@@ -229,9 +229,10 @@ async fn a_stalled_upload_is_aborted_with_408_and_never_visible() {
     let answer = read_all(&mut sock).await;
     assert_eq!(status(&answer), 408, "{answer}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    let log = cache.log.lock().unwrap();
-    assert_eq!((log.commits, log.aborts.len()), (0, 1));
-    drop(log);
+    {
+        let log = cache.log.lock().unwrap();
+        assert_eq!((log.commits, log.aborts.len()), (0, 1));
+    }
     assert_eq!(
         status(&request(&server, "GET", &object("default"), None, "").await),
         404
