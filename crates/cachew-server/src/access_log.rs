@@ -3,8 +3,8 @@
 //! bytes received and sent, duration, client address and token id — never
 //! the token itself, and never the query string (it may carry one).
 //!
-//! Every field is a `tracing` field, so `--log-json` (or any subscriber)
-//! gets them structured; the event's target is `cachew_server::access`.
+//! Every field is a `tracing` field, so a structured (e.g. JSON) subscriber
+//! gets them as such; the event's target is `cachew_server::access`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -5,7 +5,17 @@
 //! (`PROTOCOL.md` §3): `200`/`206`/`304`/`412`/`416` on Open, `Accept-Ranges`,
 //! `ETag`, `Last-Modified` and `Content-Length` on every Open and Stat, `400`
 //! for an invalid `Time-To-Live`, ETag or namespace, short `text/plain` error
-//! bodies, `501` when the backend has no statistics, and `GET /_liveness`.
+//! bodies, `501` when the backend has no statistics, and `GET /_liveness`
+//! and `GET /_readiness`.
+//!
+//! For a network it has bearer tokens with read/write rights over
+//! namespace globs ([`Tokens`], [`ServerBuilder::tokens`]), header, idle
+//! and upload-stall timeouts, connection caps overall and per client
+//! address and an object size cap ([`Limits`]), TLS ([`TlsConfig`]), an
+//! access log line per request (target `cachew_server::access`), and a
+//! graceful shutdown that finishes in-flight requests up to a deadline
+//! ([`signal`], [`RunningServer::shutdown`]). `docs/SERVER.md` describes
+//! them for operators.
 //!
 //! An upload is streamed into the backend's
 //! [`CacheWriter`](cachew_client::CacheWriter) and committed only when the
@@ -32,7 +42,8 @@
 //! ```
 //!
 //! **API boundary:** [`Server`], [`ServerBuilder`], [`RunningServer`],
-//! [`Policy`] and [`Rejection`].
+//! [`Tokens`], [`Limits`], [`TlsConfig`], [`signal`], [`Policy`] and
+//! [`Rejection`].
 
 mod access_log;
 mod auth;
