@@ -80,7 +80,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CACHEW_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) idle_timeout: Duration,
 
-    /// Time an upload may go without sending a byte before it is aborted.
+    /// Time an upload may go without sending a byte before it is aborted
+    /// (and a download may wait for a client that stopped reading).
     #[arg(long, env = "CACHEW_BODY_TIMEOUT", default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) body_timeout: Duration,
 

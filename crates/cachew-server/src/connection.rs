@@ -23,7 +23,7 @@ use crate::request_body::RequestBody;
 use crate::shutdown::Stopping;
 use crate::throttle::Throttled;
 use crate::tls::TlsConfig;
-use crate::watchdog::{Activity, Expired, Watched};
+use crate::watchdog::{Activity, Expired, Timeouts, Watched};
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
@@ -124,15 +124,24 @@ async fn run<I>(
         .into_owned();
     tokio::pin!(conn);
     let limits = &shared.limits;
+    let timeouts = Timeouts {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+        send: limits.body_timeout,
+    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = stopping.wait() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        expired = activity.expired(limits.header_timeout, limits.idle_timeout) => match expired {
+        expired = activity.expired(timeouts) => match expired {
             Expired::Header => {
                 tracing::debug!(%peer, "no request headers in time; closing the connection");
+                return;
+            }
+            Expired::Send => {
+                tracing::debug!(%peer, "the client stopped reading; closing the connection");
                 return;
             }
             Expired::Idle => {

@@ -37,6 +37,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long the server waits for the next bytes of a request body; an
     /// upload that stalls longer is aborted (never committed) with `408`.
+    /// Also how long a response may wait for a client that stopped reading
+    /// before the connection is cut.
     pub body_timeout: Duration,
     /// Open connections at most; more wait in the listen backlog.
     pub max_connections: usize,

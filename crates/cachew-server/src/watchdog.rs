@@ -7,8 +7,11 @@
 //!   [`Limits::header_timeout`](crate::Limits). This catches sockets that
 //!   send nothing and headers dribbled a byte at a time.
 //! - *busy*: a request is being served, until its response body is done.
-//!   No timer: a handler may legitimately work for minutes, and a stalled
-//!   upload has its own timeout (`request_body.rs`).
+//!   Only a send stall is timed: a handler may legitimately work for
+//!   minutes, and a stalled upload has its own timeout (`request_body.rs`),
+//!   but a client that stops reading a download while the server has
+//!   bytes to send is cut off after [`Limits::body_timeout`](crate::Limits)
+//!   without progress.
 //! - *idle*: between requests with nothing received; limited by
 //!   [`Limits::idle_timeout`](crate::Limits).
 //!
@@ -40,6 +43,16 @@ struct State {
     since: Instant,
     in_flight: usize,
     http2: bool,
+    /// Since when a write has been waiting for the client to read.
+    send_blocked: Option<Instant>,
+}
+
+/// The timeouts the watchdog enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) header: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) send: Duration,
 }
 
 /// What a connection's stream, service and watchdog share.
@@ -58,6 +71,8 @@ pub(crate) enum Expired {
     Header,
     /// Idle for too long: close it gracefully.
     Idle,
+    /// The client stopped reading a response: cut the connection.
+    Send,
 }
 
 /// A request in progress; dropping it (when its response body is done)
@@ -76,6 +91,7 @@ impl Activity {
                 since: Instant::now(),
                 in_flight: 0,
                 http2: false,
+                send_blocked: None,
             })),
             woken: Arc::new(Notify::new()),
         }
@@ -109,16 +125,27 @@ impl Activity {
         }
     }
 
+    fn send_blocked(&self, blocked: bool) {
+        let mut s = self.lock();
+        match (blocked, s.send_blocked) {
+            (true, None) => s.send_blocked = Some(Instant::now()),
+            (false, Some(_)) => s.send_blocked = None,
+            _ => {}
+        }
+    }
+
     /// Which timer has run out at `now`, if any, and when to look again.
-    fn check(&self, now: Instant, header: Duration, idle: Duration) -> Result<Instant, Expired> {
+    fn check(&self, now: Instant, t: &Timeouts) -> Result<Instant, Expired> {
         let s = self.lock();
-        let (limit, expired) = match s.phase {
-            Phase::Header => (header, Expired::Header),
-            Phase::Idle => (idle, Expired::Idle),
-            // Nothing to time; look again soon in case it goes idle.
-            Phase::Busy => return Ok(now + header.min(idle)),
+        let (deadline, expired) = match (s.phase, s.send_blocked) {
+            (Phase::Header, _) => (s.since + t.header, Expired::Header),
+            (Phase::Idle, _) => (s.since + t.idle, Expired::Idle),
+            (Phase::Busy, Some(blocked)) => (blocked + t.send, Expired::Send),
+            // Nothing to time; look again in a while, since a write may
+            // block meanwhile (phase changes to idle wake nobody, but
+            // only move deadlines later).
+            (Phase::Busy, None) => return Ok(now + t.send.min(t.header)),
         };
-        let deadline = s.since + limit;
         if now >= deadline {
             Err(expired)
         } else {
@@ -127,9 +154,9 @@ impl Activity {
     }
 
     /// Resolves when the connection's header or idle timer runs out.
-    pub(crate) async fn expired(&self, header: Duration, idle: Duration) -> Expired {
+    pub(crate) async fn expired(&self, timeouts: Timeouts) -> Expired {
         loop {
-            match self.check(Instant::now(), header, idle) {
+            match self.check(Instant::now(), &timeouts) {
                 Err(expired) => return expired,
                 // Other phase changes only move the deadline later, so
                 // waking at the old one and looking again is enough.
@@ -189,7 +216,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.send_blocked(polled.is_pending());
+        polled
     }
 
     fn poll_write_vectored(
@@ -197,7 +226,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.send_blocked(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -219,24 +250,29 @@ mod tests {
 
     const H: Duration = Duration::from_secs(10);
     const I: Duration = Duration::from_secs(120);
+    const T: Timeouts = Timeouts {
+        header: H,
+        idle: I,
+        send: Duration::from_secs(60),
+    };
 
     #[tokio::test(start_paused = true)]
     async fn phases_and_deadlines() {
         let a = Activity::new();
         let t0 = Instant::now();
-        assert_eq!(a.check(t0 + H, H, I), Err(Expired::Header));
+        assert_eq!(a.check(t0 + H, &T), Err(Expired::Header));
         let busy = a.request();
-        assert!(a.check(t0 + H * 100, H, I).is_ok(), "busy never expires");
+        assert!(a.check(t0 + H * 100, &T).is_ok(), "busy never expires");
         tokio::time::advance(Duration::from_secs(5)).await;
         drop(busy);
         let t1 = Instant::now();
-        assert!(a.check(t1 + H, H, I).is_ok(), "idle uses the idle timeout");
-        assert_eq!(a.check(t1 + I, H, I), Err(Expired::Idle));
+        assert!(a.check(t1 + H, &T).is_ok(), "idle uses the idle timeout");
+        assert_eq!(a.check(t1 + I, &T), Err(Expired::Idle));
         tokio::time::advance(Duration::from_secs(30)).await;
         a.received();
         let t2 = Instant::now();
         assert_eq!(
-            a.check(t2 + H, H, I),
+            a.check(t2 + H, &T),
             Err(Expired::Header),
             "first byte starts the header timer"
         );
@@ -245,22 +281,40 @@ mod tests {
         drop(_b);
         a.received();
         assert!(
-            a.check(Instant::now() + H, H, I).is_ok(),
+            a.check(Instant::now() + H, &T).is_ok(),
             "HTTP/2 pings do not start it"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_send_expires_only_while_it_stays_blocked() {
+        let a = Activity::new();
+        let _busy = a.request();
+        a.send_blocked(true);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        a.send_blocked(true);
+        assert!(a.check(Instant::now(), &T).is_ok());
+        a.send_blocked(false);
+        a.send_blocked(true);
+        let t = Instant::now();
+        assert!(
+            a.check(t + Duration::from_secs(59), &T).is_ok(),
+            "progress restarts it"
+        );
+        assert_eq!(a.check(t + T.send, &T), Err(Expired::Send));
     }
 
     #[tokio::test(start_paused = true)]
     async fn expired_waits_for_the_deadline() {
         let a = Activity::new();
         let t0 = Instant::now();
-        assert_eq!(a.expired(H, I).await, Expired::Header);
+        assert_eq!(a.expired(T).await, Expired::Header);
         assert_eq!(t0.elapsed(), H);
         drop(a.request());
         let idle = Instant::now();
         let watch = tokio::spawn({
             let a = a.clone();
-            async move { a.expired(H, I).await }
+            async move { a.expired(T).await }
         });
         tokio::time::advance(Duration::from_secs(30)).await;
         a.received();

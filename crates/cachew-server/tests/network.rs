@@ -317,3 +317,37 @@ async fn one_client_address_cannot_take_every_connection() {
     assert_eq!(status(&read_all(&mut again).await), 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_download_is_cut_off() {
+    let cache = TestCache::new(false);
+    let limits = Limits::default()
+        .with_body_timeout(Duration::from_millis(300))
+        .with_header_timeout(Duration::from_millis(200));
+    let server = start(&cache, |b| b.limits(limits)).await;
+    // More than loopback's socket buffers hold.
+    let size = 64 << 20;
+    let body = "x".repeat(size);
+    assert_eq!(
+        status(&request(&server, "POST", &object("default"), None, &body).await),
+        200
+    );
+    let mut sock = TcpStream::connect(server.addr()).await.unwrap();
+    let get = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", object("default"));
+    sock.write_all(get.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, sock.read_to_end(&mut got)).await;
+    assert!(
+        got.len() < size,
+        "the response was cut off ({} bytes)",
+        got.len()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}
