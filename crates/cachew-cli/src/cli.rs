@@ -169,22 +169,12 @@ pub(crate) enum Command {
     Git(crate::git_restore::GitCommand),
 
     /// Serve a directory-backed cache over the Cachew v1 API.
-    #[command(after_help = "Example:\n  \
-        cachew serve --dir /var/cache/cachew --bind 0.0.0.0:8080\n  \
-        CACHEW_URL=http://127.0.0.1:8080 cachew namespaces")]
-    Serve {
-        /// Directory holding the cache (created if missing).
-        #[arg(long, value_name = "PATH")]
-        dir: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-        bind: String,
-        /// Also serve the /git/ endpoints (snapshots, bundles, ensure-refs)
-        /// for the plain git repositories under DIR: repository URL
-        /// `https://host/org/repo` is `DIR/host/org/repo`.
-        #[arg(long, value_name = "DIR")]
-        git_root: Option<PathBuf>,
-    },
+    #[command(after_help = "Examples:\n  \
+        cachew serve --dir /var/cache/cachew\n  \
+        cachew serve --dir /var/cache/cachew --bind 0.0.0.0:8443 --token-file /etc/cachew/tokens \\\n    \
+        --tls-cert /etc/cachew/cert.pem --tls-key /etc/cachew/key.pem\n\n\
+        See docs/SERVER.md for the token file format, limits and the access log.")]
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `save NS DIR [PATHS…] (--key K | -H GLOB…)`.

@@ -125,11 +125,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Save(args) => save_cmd(&ctx, args).await,
         Command::Restore(args) => restore_cmd(&ctx, args).await,
-        Command::Serve {
-            dir,
-            bind,
-            git_root,
-        } => serve(&ctx, &dir, &bind, git_root).await,
+        Command::Serve(args) => crate::serve::run(args, cli.global.authorization.as_deref()).await,
         Command::Git(git) => {
             let git_ctx = crate::git_restore::GitContext {
                 url: &cli.global.url,
@@ -430,27 +426,4 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             Ok(Exit::Miss)
         }
     }
-}
-
-async fn serve(ctx: &Ctx, dir: &Path, bind: &str, git_root: Option<PathBuf>) -> Outcome {
-    let cache = cachew_client::DiskCache::open(dir)?;
-    let mut builder = cachew_server::Server::builder(Arc::new(cache));
-    if let Some(root) = git_root {
-        builder = builder.git_root(root);
-    }
-    let server = builder
-        .bind(bind)
-        .await
-        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-    // Always said, even with --quiet: a script needs the address.
-    eprintln!(
-        "cachew: serving {} at {} (Ctrl-C to stop)",
-        dir.display(),
-        server.url()
-    );
-    let _ = ctx;
-    tokio::signal::ctrl_c().await?;
-    eprintln!("cachew: shutting down");
-    server.shutdown().await;
-    Ok(Exit::Success)
 }

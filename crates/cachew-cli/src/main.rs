@@ -12,6 +12,7 @@ mod commands;
 mod git_restore;
 mod keys;
 mod progress;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,7 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_MISS: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(serve::check_usage) {
         Ok(cli) => cli,
         Err(e) => {
             // clap exits 2 on usage errors; 2 means "miss" to CI scripts.
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(&cli.global.log_level);
+    init_logging(&cli.global.log_level, serve::log_directive(&cli));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,12 +73,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+fn init_logging(level: &str, extra: Option<&str>) {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
+        filter = filter.add_directive(directive);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: server logs go to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

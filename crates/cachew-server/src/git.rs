@@ -48,11 +48,11 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::body::ResponseBody;
 use crate::handler::{open_options, text};
+use crate::request_body::RequestBody;
 
 type Resp = Response<ResponseBody>;
 
@@ -149,7 +149,7 @@ impl GitState {
 }
 
 /// Handles a request under `/git/`; `rest` is the path after `/git/`.
-pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<Incoming>) -> Resp {
+pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBody>) -> Resp {
     let Some((name, endpoint)) = rest.rsplit_once('/') else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
@@ -523,7 +523,7 @@ fn satisfied(request: &EnsureGitRefsRequest, have: &EnsureGitRefsResponse) -> bo
         })
 }
 
-async fn ensure_refs(state: &GitState, repo: &Repo, body: Incoming) -> Resp {
+async fn ensure_refs(state: &GitState, repo: &Repo, body: RequestBody) -> Resp {
     let data = match Limited::new(body, MAX_REQUEST).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {

@@ -13,17 +13,20 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
+use crate::auth::{Denied, Tokens};
 use crate::body::ResponseBody;
+use crate::request_body::{BodyError, RequestBody};
 use crate::Policy;
 
 /// What every connection shares.
 pub(crate) struct State {
     pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) tokens: Option<Tokens>,
     pub(crate) policy: Option<Policy>,
     pub(crate) max_ttl: Option<Duration>,
+    pub(crate) max_object_size: Option<u64>,
     pub(crate) git: Option<crate::git::GitState>,
 }
 
@@ -47,8 +50,37 @@ const NOT_STORED: &[&str] = &[
     "etag",
 ];
 
-pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
+/// Checks the caller's token, then routes. The token's id, if any, goes
+/// into the response's extensions for the access log.
+pub(crate) async fn handle(state: Arc<State>, req: Request<RequestBody>) -> Resp {
     let (parts, body) = req.into_parts();
+    let mut token = None;
+    if let Some(tokens) = &state.tokens {
+        match tokens.check(&parts) {
+            Ok(id) => token = id,
+            Err(denied) => {
+                linger(body, &parts.headers);
+                let (status, challenge, message) = denied.answer();
+                let mut resp = text(status, message);
+                if let Some(challenge) = challenge {
+                    resp.headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, challenge);
+                }
+                if let Denied::Forbidden { id } = denied {
+                    resp.extensions_mut().insert(id);
+                }
+                return resp;
+            }
+        }
+    }
+    let mut resp = route(state, parts, body).await;
+    if let Some(id) = token {
+        resp.extensions_mut().insert(id);
+    }
+    resp
+}
+
+async fn route(state: Arc<State>, parts: http::request::Parts, body: RequestBody) -> Resp {
     if let Some(policy) = &state.policy {
         if let Some(rejection) = policy(&parts) {
             linger(body, &parts.headers);
@@ -57,7 +89,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Resp {
     }
     let path = parts.uri.path().to_owned();
     let method = parts.method.clone();
-    if path == "/_liveness" {
+    if crate::auth::OPEN_PATHS.contains(&path.as_str()) {
         return match method {
             Method::GET | Method::HEAD => text(StatusCode::OK, "OK"),
             _ => not_allowed("GET, HEAD"),
@@ -236,8 +268,18 @@ async fn create(
     cache: &dyn Cache,
     key: &Key,
     headers: HeaderMap,
-    mut body: Incoming,
+    mut body: RequestBody,
 ) -> Resp {
+    if let Some(max) = state.max_object_size {
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max) {
+            linger(body, &headers);
+            return too_large(max);
+        }
+    }
     let mut options = CreateOptions::default();
     if let Some(value) = headers.get(header::TIME_TO_LIVE) {
         let parsed = value
@@ -302,8 +344,16 @@ async fn create(
             Some(Err(e)) => {
                 tracing::debug!(%key, error = %e, "upload body failed; discarding");
                 let msg = format!("reading the request body failed: {e}");
+                let resp = match &e {
+                    BodyError::TooLarge(max) => too_large(*max),
+                    BodyError::Stalled(_) => closing(text(StatusCode::REQUEST_TIMEOUT, &msg)),
+                    BodyError::Incoming(_) => text(StatusCode::BAD_REQUEST, &msg),
+                };
                 let _ = writer.abort(Box::new(e)).await;
-                return text(StatusCode::BAD_REQUEST, &msg);
+                if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    linger(body, &headers);
+                }
+                return resp;
             }
         }
     }
@@ -327,7 +377,8 @@ const LINGER_BYTES: u64 = 64 << 20;
 /// A client that sent `Expect: 100-continue` has not sent the body yet and
 /// will not without a `100 Continue`; reading would make hyper send one, so
 /// such a body is dropped instead.
-fn linger(mut body: Incoming, headers: &HeaderMap) {
+fn linger(body: RequestBody, headers: &HeaderMap) {
+    let mut body = body.into_inner();
     let expects_continue = headers
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -385,6 +436,23 @@ fn error_response(err: &Error) -> Resp {
         }
         _ => text(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
     }
+}
+
+/// `413` for an upload over `max` bytes. The connection is closed after
+/// the answer, so the rest of the upload need not be read.
+fn too_large(max: u64) -> Resp {
+    closing(text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the object is larger than the server's limit of {max} bytes"),
+    ))
+}
+
+/// `resp` with `Connection: close`: the request body was not read to its
+/// end, so the connection cannot carry another request.
+fn closing(mut resp: Resp) -> Resp {
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {

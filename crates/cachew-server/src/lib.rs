@@ -5,7 +5,17 @@
 //! (`PROTOCOL.md` §3): `200`/`206`/`304`/`412`/`416` on Open, `Accept-Ranges`,
 //! `ETag`, `Last-Modified` and `Content-Length` on every Open and Stat, `400`
 //! for an invalid `Time-To-Live`, ETag or namespace, short `text/plain` error
-//! bodies, `501` when the backend has no statistics, and `GET /_liveness`.
+//! bodies, `501` when the backend has no statistics, and `GET /_liveness`
+//! and `GET /_readiness`.
+//!
+//! For a network it has bearer tokens with read/write rights over
+//! namespace globs ([`Tokens`], [`ServerBuilder::tokens`]), header, idle
+//! and upload-stall timeouts, connection caps overall and per client
+//! address and an object size cap ([`Limits`]), TLS ([`TlsConfig`]), an
+//! access log line per request (target `cachew_server::access`), and a
+//! graceful shutdown that finishes in-flight requests up to a deadline
+//! ([`signal`], [`RunningServer::shutdown`]). `docs/SERVER.md` describes
+//! them for operators.
 //!
 //! An upload is streamed into the backend's
 //! [`CacheWriter`](cachew_client::CacheWriter) and committed only when the
@@ -32,12 +42,21 @@
 //! ```
 //!
 //! **API boundary:** [`Server`], [`ServerBuilder`], [`RunningServer`],
-//! [`Policy`] and [`Rejection`].
+//! [`Tokens`], [`Limits`], [`TlsConfig`], [`signal`], [`Policy`] and
+//! [`Rejection`].
 
+mod access_log;
+mod auth;
 mod body;
+mod connection;
 mod git;
 mod handler;
+mod limits;
+mod request_body;
+mod shutdown;
 mod throttle;
+mod tls;
+mod watchdog;
 
 use std::fmt;
 use std::future::Future;
@@ -48,15 +67,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachew_client::Cache;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
+pub use auth::{bearer_token, Right, TokenFileError, TokenId, Tokens};
 pub use body::ResponseBody;
+pub use limits::{
+    Limits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+};
+pub use shutdown::signal;
+pub use tls::TlsConfig;
+
+use connection::Shared;
 use handler::State;
+use limits::ConnectionCaps;
+use shutdown::Connections;
 
 /// A request filter run before routing: `Some(rejection)` answers the request
 /// with that status and message instead of serving it (e.g. a `403` for
@@ -89,17 +116,20 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 /// A configured server, ready to serve a listener. Cheap to clone.
 #[derive(Clone)]
 pub struct Server {
-    state: Arc<State>,
+    shared: Arc<Shared>,
     grace: Duration,
-    rate_limit: Option<u64>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.shared.state;
         f.debug_struct("Server")
-            .field("cache", &self.state.cache.to_string())
-            .field("policy", &self.state.policy.is_some())
-            .field("max_ttl", &self.state.max_ttl)
+            .field("cache", &state.cache.to_string())
+            .field("tokens", &state.tokens)
+            .field("policy", &state.policy.is_some())
+            .field("max_ttl", &state.max_ttl)
+            .field("limits", &self.shared.limits)
+            .field("tls", &self.shared.tls.is_some())
             .field("grace", &self.grace)
             .finish()
     }
@@ -109,25 +139,40 @@ impl fmt::Debug for Server {
 #[must_use]
 pub struct ServerBuilder {
     cache: Arc<dyn Cache>,
+    tokens: Option<Tokens>,
     policy: Option<Policy>,
     max_ttl: Option<Duration>,
     grace: Duration,
     git_root: Option<PathBuf>,
     rate_limit: Option<u64>,
+    limits: Limits,
+    tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("cache", &self.cache.to_string())
+            .field("tokens", &self.tokens)
             .field("policy", &self.policy.is_some())
             .field("max_ttl", &self.max_ttl)
+            .field("limits", &self.limits)
+            .field("tls", &self.tls.is_some())
             .field("grace", &self.grace)
             .finish()
     }
 }
 
 impl ServerBuilder {
+    /// Requires a bearer token from `tokens` on every request but the
+    /// health probes (`GET /_liveness`, `GET /_readiness`): `401` with a
+    /// `WWW-Authenticate: Bearer` challenge without a valid token, `403`
+    /// for a token without the right. Runs before any [`policy`](Self::policy).
+    pub fn tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     /// Runs `policy` on every request before it is routed.
     pub fn policy(
         mut self,
@@ -150,6 +195,18 @@ impl ServerBuilder {
     /// Caps the time to live callers may ask for, as Go servers do.
     pub fn max_ttl(mut self, max: Duration) -> Self {
         self.max_ttl = Some(max);
+        self
+    }
+
+    /// Timeouts and caps (default [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves HTTPS with `tls` instead of plain HTTP.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -178,15 +235,23 @@ impl ServerBuilder {
 
     /// The configured server.
     pub fn build(self) -> Server {
+        let state = Arc::new(State {
+            cache: self.cache,
+            tokens: self.tokens,
+            policy: self.policy,
+            max_ttl: self.max_ttl,
+            max_object_size: self.limits.max_object_size,
+            git: self.git_root.map(git::GitState::new),
+        });
         Server {
-            state: Arc::new(State {
-                cache: self.cache,
-                policy: self.policy,
-                max_ttl: self.max_ttl,
-                git: self.git_root.map(git::GitState::new),
+            shared: Arc::new(Shared {
+                state,
+                limits: self.limits,
+                tls: self.tls,
+                rate_limit: self.rate_limit,
+                http: Shared::http_builder(),
             }),
             grace: self.grace,
-            rate_limit: self.rate_limit,
         }
     }
 
@@ -202,11 +267,14 @@ impl Server {
     pub fn builder(cache: Arc<dyn Cache>) -> ServerBuilder {
         ServerBuilder {
             cache,
+            tokens: None,
             policy: None,
             max_ttl: None,
             grace: DEFAULT_GRACE_PERIOD,
             git_root: None,
             rate_limit: None,
+            limits: Limits::default(),
+            tls: None,
         }
     }
 
@@ -225,6 +293,11 @@ impl Server {
     /// Serves `listener` on a background task.
     pub fn spawn(self, listener: TcpListener) -> io::Result<RunningServer> {
         let addr = listener.local_addr()?;
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // A dropped sender is a shutdown request too.
@@ -237,6 +310,7 @@ impl Server {
         });
         Ok(RunningServer {
             addr,
+            scheme,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -245,77 +319,62 @@ impl Server {
     /// Serves `listener` until `shutdown` completes, then stops accepting,
     /// lets in-flight requests finish (for at most the grace period) and
     /// returns.
+    ///
+    /// Connections beyond [`Limits::max_connections`] wait in the listen
+    /// backlog; those beyond [`Limits::max_connections_per_client`] from one
+    /// address are closed at once. Failing to accept (typically out of file
+    /// descriptors) never stops the server: it backs off and tries again.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().max_buf_size(1 << 20);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections = JoinSet::new();
+        let caps = ConnectionCaps::new(&self.shared.limits);
+        let mut connections = Connections::new();
         tokio::pin!(shutdown);
         loop {
-            let (stream, peer) = tokio::select! {
+            let slot = tokio::select! {
                 () = &mut shutdown => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Usually out of file descriptors: back off rather
-                        // than spin, and keep serving the connections we have.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                () = connections.reap(), if !connections.is_empty() => continue,
+                slot = caps.slot() => slot,
             };
-            let _ = stream.set_nodelay(true);
-            let state = self.state.clone();
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler::handle(state, req).await) }
-            });
-            let conn = builder
-                .serve_connection(
-                    TokioIo::new(throttle::Throttled::new(stream, self.rate_limit)),
-                    service,
-                )
-                .into_owned();
-            let mut stop = stop_rx.clone();
-            connections.spawn(async move {
-                tokio::pin!(conn);
-                let stopping = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                let result = tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = stopping => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                () = connections.reap(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: back off rather
+                    // than spin, and keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
                     }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
+            };
+            let Some(admission) = caps.admit(slot, peer.ip()) else {
+                // Logged at debug only: an attacker must not be able to
+                // flood the log either.
+                tracing::debug!(%peer, "too many connections from this client; closing");
+                drop(stream);
+                continue;
+            };
+            let shared = self.shared.clone();
+            connections.spawn(move |stopping| {
+                connection::serve(shared, stream, peer, admission, stopping)
             });
         }
         drop(listener);
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(self.grace, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = connections.len(),
-                "grace period over; closing connections"
-            );
-            connections.shutdown().await;
-        }
+        connections.drain(self.grace).await;
         Ok(())
     }
 }
+
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A server serving on a background task; see [`Server::bind`].
 ///
@@ -323,6 +382,7 @@ impl Server {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    scheme: &'static str,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -333,9 +393,10 @@ impl RunningServer {
         self.addr
     }
 
-    /// The server's base URL, e.g. `http://127.0.0.1:41234`.
+    /// The server's base URL, e.g. `http://127.0.0.1:41234` (`https://`
+    /// with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting connections, waits for in-flight requests (at most the
