@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cachew_client::parallel::{
-    open_parallel, parallel_get, parallel_reader, CacheSource, HttpSource, ParallelOptions,
+    open_object, parallel_get, parallel_reader, CacheSource, HttpSource, ParallelOptions,
     RangedSource,
 };
 use cachew_client::{
@@ -271,17 +271,14 @@ async fn healthy_downloads_over_http_split_into_chunks() {
     reader.read_to_end(&mut out).await.unwrap();
     assert!(out.is_empty());
 
-    // open_parallel with a size threshold: below it, one plain request.
+    // open_object with a size threshold: below it, one plain request.
     env.fault(Fault::None);
     let big = ParallelOptions::default()
         .with_chunk_size(CHUNK)
         .with_min_size(SIZE as u64 + 1);
-    let (info, mut reader) = open_parallel(env.remote.clone(), &env.key, &big)
-        .await
-        .unwrap();
-    assert!(!info.parallel);
+    let mut object = open_object(&*env.remote, &env.key, &big).await.unwrap();
     let mut out = Vec::new();
-    reader.read_to_end(&mut out).await.unwrap();
+    object.body.read_to_end(&mut out).await.unwrap();
     assert!(out == pattern(SIZE, 0));
     assert_eq!(env.opens(), 1);
 }

@@ -4,6 +4,11 @@
 //!
 //! Writes the results into the `## Archive` section of `docs/benchmarks.md`.
 //! Needs GNU `tar`, `zstd`, `pzstd` and `/usr/bin/time` on the machine.
+//!
+//! `--frames` runs the frame-level comparison instead (the `bench-frames`
+//! example: `FrameWriter`/`FrameReader` against the zstd crate's
+//! multithreading, `pzstd` and `zstd`) on tars of the same two trees, and
+//! only prints it.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -130,6 +135,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut runs = 5usize;
     let mut write_doc = true;
     let mut rt = sh("id -u")? == "0" && sh("command -v chrt").is_ok();
+    let mut frames = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -141,8 +147,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             "--no-write" => write_doc = false,
             "--no-rt" => rt = false,
+            "--frames" => frames = true,
             other => return Err(format!("unknown bench archive option {other:?}")),
         }
+    }
+    if frames {
+        return bench_frames();
     }
     let root = root();
     crate::run(crate::cargo().args([
@@ -316,6 +326,34 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         eprintln!("xtask: wrote the Archive section of docs/benchmarks.md");
     }
     Ok(())
+}
+
+/// `--frames`: tars the toolchain's `share/doc` and `lib` into `/dev/shm`
+/// and runs the `bench-frames` example (release, `bench` feature) on them.
+fn bench_frames() -> Result<(), String> {
+    let sysroot = sh("rustc --print sysroot")?;
+    let scratch = PathBuf::from("/dev/shm/cachew-bench-frames");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
+    let s = scratch.display();
+    sh(&format!("tar -cf {s}/doc.tar -C '{sysroot}/share' doc"))?;
+    sh(&format!("tar -cf {s}/lib.tar -C '{sysroot}' lib"))?;
+    let result = crate::run(crate::cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "cachew-archive",
+        "--features",
+        "bench",
+        "--example",
+        "bench-frames",
+        "--",
+        &s.to_string(),
+        &format!("{s}/doc.tar"),
+        &format!("{s}/lib.tar"),
+    ]));
+    let _ = fs::remove_dir_all(&scratch);
+    result
 }
 
 /// Replaces (or appends) the generated part of the `## Archive` section,

@@ -76,8 +76,9 @@ commands:
               1 GiB download/upload, our client vs curl; writes docs/benchmarks.md
   bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-rt] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
-  bench archive [--runs N] [--no-write]
+  bench archive [--runs N] [--no-write] [--frames]
               our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
+              (--frames: our zstd frame writer/reader against zstd and pzstd, printed only)
   bench parallel [--no-write]
               256 MiB, 8-way ranged download vs one rate-limited stream; writes docs/benchmarks.md
 ";

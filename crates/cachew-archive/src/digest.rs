@@ -13,9 +13,10 @@
 //!
 //! There are two ways to get one, and they agree (a test holds them to it):
 //!
-//! - [`tree_digest`] walks a tree on its own, hashing file contents on
-//!   several threads. It is what `restore --verify` runs on the restored tree
-//!   and what `save --skip-unchanged` runs before deciding to upload.
+//! - [`tree_digest`] walks a tree on its own (with the archiver's walker,
+//!   so both see the same entries in the same order), hashing file contents
+//!   on several threads. It is what `restore --verify` runs on the restored
+//!   tree and what `save --skip-unchanged` runs before deciding to upload.
 //! - [`ArchiveOptions::digest`](crate::ArchiveOptions::digest) makes
 //!   [`archive`](crate::archive) compute it in the same pass that reads the
 //!   files, and append it to the archive as a *trailer*: a zstd skippable
@@ -29,15 +30,15 @@
 //!   the trailer costs no second pass over the files.
 
 use std::fmt;
-use std::fs::{self, File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::mpsc::{channel, sync_channel};
 use std::sync::Mutex;
 
+use crate::sys;
+use crate::walk::{self, Item, Sink, Stop};
 use crate::{Error, ExcludeSet, Result};
 
 /// Files are read in chunks of this size.
@@ -282,15 +283,7 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
     }
     let excludes = ExcludeSet::new(exclude_patterns);
     let threads = crate::resolve_threads(threads);
-    let mut roots = Vec::new();
-    for inc in include_paths {
-        let inc = inc.as_ref();
-        let name = crate::create::include_name(inc)?;
-        let path = base_dir.join(inc);
-        let meta = fs::symlink_metadata(&path)
-            .map_err(|e| crate::create::include_stat_error(inc, base_dir, &path, e))?;
-        roots.push((name, path, meta));
-    }
+    let roots = walk::roots(base_dir, include_paths)?;
 
     let mut entries: Vec<Entry> = Vec::new();
     let (job_tx, job_rx) = sync_channel::<Vec<Job>>(64);
@@ -312,7 +305,7 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
                     };
                     let results = batch
                         .into_iter()
-                        .map(|(index, path, size)| (index, hash_file(&path, size, &mut buf)))
+                        .map(|(index, item)| (index, hash_item(&item, &mut buf)))
                         .collect::<Vec<_>>();
                     if res_tx.send(results).is_err() {
                         return;
@@ -322,20 +315,23 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
         }
         drop(res_tx);
         let walked = {
-            let mut walk = Walk {
-                excludes: &excludes,
+            let mut sink = ToHashers {
                 entries: &mut entries,
                 jobs: job_tx,
                 batch: Vec::new(),
                 batch_bytes: 0,
+                error: None,
             };
-            let walked = roots
-                .into_iter()
-                .try_for_each(|(name, path, meta)| walk.visit(name, &path, meta));
-            walk.flush();
-            walked
+            // Regular files are `lstat`ed on this thread: their sizes
+            // spread the hashing over the workers.
+            let _ = walk::walk(roots, &excludes, true, &mut sink);
+            sink.flush();
+            match sink.error {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
         };
-        // The job sender is dropped with `walk`, so the workers finish.
+        // The job sender is dropped with `sink`, so the workers finish.
         let mut hashes = Vec::new();
         let mut first_err = None;
         for (index, result) in res_rx.into_iter().flatten() {
@@ -372,16 +368,19 @@ pub fn tree_digest<P: AsRef<Path>, S: AsRef<str>>(
     Ok(builder.finish())
 }
 
-struct Walk<'a> {
-    excludes: &'a ExcludeSet,
+/// Takes the walk's entries: records them in order and hands regular files
+/// to the hashing workers in batches.
+struct ToHashers<'a> {
     entries: &'a mut Vec<Entry>,
     jobs: std::sync::mpsc::SyncSender<Vec<Job>>,
     batch: Vec<Job>,
     batch_bytes: u64,
+    /// The error that ended the walk.
+    error: Option<Error>,
 }
 
-/// A file to hash: its entry index, path and size.
-type Job = (usize, PathBuf, u64);
+/// A file to hash: its entry index and where it is (its size known).
+type Job = (usize, Item);
 
 /// Files per batch handed to a worker: one hand-over per file meant a
 /// futex wake-up per file (tens of thousands for a source tree).
@@ -389,7 +388,19 @@ const BATCH_FILES: usize = 64;
 /// Bytes per batch, so big files still spread over the workers.
 const BATCH_BYTES: u64 = 4 << 20;
 
-impl Walk<'_> {
+impl Sink for ToHashers<'_> {
+    fn send(&mut self, item: Result<Item>) -> Result<(), Stop> {
+        match item.and_then(|item| self.take(item)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.error = Some(e);
+                Err(Stop)
+            }
+        }
+    }
+}
+
+impl ToHashers<'_> {
     fn flush(&mut self) {
         if !self.batch.is_empty() {
             self.batch_bytes = 0;
@@ -398,71 +409,68 @@ impl Walk<'_> {
         }
     }
 
-    fn visit(&mut self, name: Vec<u8>, path: &Path, meta: Metadata) -> Result<()> {
-        if self.excludes.is_excluded(&name) {
-            return Ok(());
-        }
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else {
-            return Ok(());
+    fn take(&mut self, item: Item) -> Result<()> {
+        let kind = match item.kind {
+            walk::Kind::Dir => Kind::Dir,
+            walk::Kind::File => Kind::File,
+            walk::Kind::Symlink => Kind::Symlink,
+            // Device nodes and FIFOs are not covered (extraction skips them).
+            walk::Kind::Char | walk::Kind::Block | walk::Kind::Fifo => return Ok(()),
         };
-        let target = if kind == Kind::Symlink {
-            fs::read_link(path)
-                .map_err(|e| Error::io("read link", path, e))?
-                .as_os_str()
-                .as_bytes()
-                .to_vec()
-        } else {
-            Vec::new()
-        };
+        let meta = item.meta;
         let index = self.entries.len();
-        self.entries.push(Entry {
-            name: name.clone(),
-            kind,
-            mode: meta.mode(),
-            size: if kind == Kind::File { meta.len() } else { 0 },
-            target,
-            hash: None,
-        });
-        if kind == Kind::File {
-            self.batch.push((index, path.to_path_buf(), meta.len()));
-            self.batch_bytes += meta.len();
-            if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
-                self.flush();
+        match kind {
+            Kind::File => {
+                self.entries.push(Entry {
+                    name: item.name.clone(),
+                    kind,
+                    mode: meta.mode,
+                    size: meta.size,
+                    target: Vec::new(),
+                    hash: None,
+                });
+                self.batch.push((index, item));
+                self.batch_bytes += meta.size;
+                if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                    self.flush();
+                }
             }
-            return Ok(());
-        }
-        if kind != Kind::Dir {
-            return Ok(());
-        }
-        let rd = fs::read_dir(path).map_err(|e| Error::io("read directory", path, e))?;
-        let mut children = Vec::new();
-        for ent in rd {
-            children.push(ent.map_err(|e| Error::io("read directory", path, e))?);
-        }
-        children.sort_unstable_by_key(|a| a.file_name());
-        for ent in children {
-            let child_path = ent.path();
-            let meta = match ent.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("stat", &child_path, e)),
-            };
-            let mut child = name.clone();
-            if !child.ends_with(b"/") {
-                child.push(b'/');
+            Kind::Dir | Kind::Symlink => {
+                let target = if kind == Kind::Symlink {
+                    item.at(sys::readlink_at)
+                        .map_err(|e| Error::io("read link", item.path(), e))?
+                } else {
+                    Vec::new()
+                };
+                self.entries.push(Entry {
+                    name: item.name,
+                    kind,
+                    mode: meta.mode,
+                    size: 0,
+                    target,
+                    hash: None,
+                });
             }
-            child.extend_from_slice(ent.file_name().as_bytes());
-            self.visit(child, &child_path, meta)?;
         }
         Ok(())
     }
+}
+
+/// blake3 of the contents of the regular file the walker found as `item`,
+/// which must be as long as its `lstat` said, read through `buf`.
+fn hash_item(item: &Item, buf: &mut [u8]) -> Result<[u8; 32]> {
+    let size = item.meta.size;
+    if size == 0 {
+        // Three system calls saved per empty file (`__init__.py`, `.keep`…).
+        return Ok(*blake3::hash(b"").as_bytes());
+    }
+    // Opened relative to its directory; O_NONBLOCK: should it have become
+    // a FIFO, do not wait for a writer.
+    let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let file = item
+        .at(|dir, name| sys::open_at(dir, name, flags))
+        .map_err(|e| Error::io("open", item.path(), e))?;
+    hash_contents(File::from(file), size, buf, || item.path())
 }
 
 /// blake3 of the contents of the file at `path`, which must be `size`
@@ -472,14 +480,25 @@ pub(crate) fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 3
         // Three system calls saved per empty file (`__init__.py`, `.keep`…).
         return Ok(*blake3::hash(b"").as_bytes());
     }
-    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    hash_contents(file, size, buf, || path.to_path_buf())
+}
+
+/// blake3 of what `file` holds, which must be `size` bytes, read through
+/// `buf`; `path` names it in errors.
+fn hash_contents(
+    mut file: File,
+    size: u64,
+    buf: &mut [u8],
+    path: impl Fn() -> PathBuf,
+) -> Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
     let mut total = 0u64;
     loop {
         let n = match file.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", path, e)),
+            Err(e) => return Err(Error::io("read", path(), e)),
         };
         if n == 0 {
             break;
@@ -494,7 +513,7 @@ pub(crate) fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 3
     }
     if total != size {
         return Err(Error::FileChanged {
-            path: path.to_path_buf(),
+            path: path(),
             expected: size,
             actual: total,
         });
@@ -505,6 +524,7 @@ pub(crate) fn hash_file(path: &Path, size: u64, buf: &mut [u8]) -> Result<[u8; 3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn tree() -> tempfile::TempDir {

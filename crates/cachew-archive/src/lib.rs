@@ -130,6 +130,7 @@ mod tarfmt;
 #[cfg(test)]
 #[path = "../tests/common/mod.rs"]
 mod test_common;
+mod walk;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -140,6 +141,13 @@ pub use digest::{tree_digest, TreeDigest};
 pub use error::{Error, Result};
 pub use exclude::ExcludeSet;
 pub use frames::SkippableFrame;
+
+/// The frame benchmark's way in to the crate-private frame writer and
+/// reader (`cargo xtask bench archive --frames`); only with the `bench`
+/// feature, and not a stable API.
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub use frames::bench as frames_bench;
 
 /// Options for [`archive`] and [`archive_async`].
 #[derive(Debug, Clone)]

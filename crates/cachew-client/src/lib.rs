@@ -11,6 +11,11 @@
 //! **API boundary:** this crate re-exports the protocol types users need, so
 //! depending on it alone is enough.
 
+// Unix only: disk locking (`flock`), file identity (device and inode) and
+// positional writes (`FileExt`) have no other implementation.
+#[cfg(not(unix))]
+compile_error!("cachew-client supports Unix-like systems only");
+
 mod cache;
 // Compiled for this crate's own unit tests too, so that `cargo test -p
 // cachew-client` runs the suite against the embedded backends without a
@@ -26,6 +31,7 @@ pub mod git;
 mod hashfiles;
 mod memory;
 pub mod parallel;
+mod record;
 mod remote;
 mod restore;
 mod save;

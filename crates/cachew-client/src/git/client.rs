@@ -1,28 +1,5 @@
-//! The git endpoints of a Cachew server (`PROTOCOL.md` §5), the Go client's
-//! `OpenGitSnapshot`, `OpenGitLFSSnapshot`, `OpenGitBundle` and
-//! `EnsureGitRefs`.
-//!
-//! [`GitClient`] talks to `{base}/git/{host}/{path}/…` with an
-//! [`HttpClient`] — usually the one of a [`RemoteCache`]
-//! ([`GitClient::from_remote`]) — so authorization, retries and the idle
-//! timeout of the remote cache apply.
-//!
-//! ```no_run
-//! use cachew_client::git::GitClient;
-//! use cachew_client::parallel::ParallelOptions;
-//! use cachew_transport::HttpClient;
-//!
-//! # async fn example() -> cachew_client::Result<()> {
-//! let http = HttpClient::builder().build().expect("client");
-//! let git = GitClient::new(http, "http://127.0.0.1:8080");
-//! let snapshot = git
-//!     .open_snapshot_parallel("https://github.com/org/repo", &ParallelOptions::default())
-//!     .await?;
-//! println!("snapshot of {:?}, bundle {:?}", snapshot.commit, snapshot.bundle_url);
-//! // Extract `snapshot.body` (tar + zstd), then apply the bundle if any.
-//! # Ok(())
-//! # }
-//! ```
+//! [`GitClient`]: the client of a server's `/git/` endpoints (snapshots,
+//! LFS snapshots, delta bundles, ensure-refs).
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,9 +11,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::cache::Body;
 use crate::error::{Error, Result};
-use crate::parallel::{
-    parallel_reader, transport_error, HttpSource, ParallelOptions, RangedKind, RangedSource,
-};
+use crate::parallel::{parallel_reader, HttpSource, ParallelOptions, RangedKind, RangedSource};
 use crate::RemoteCache;
 
 /// Largest JSON answer accepted from ensure-refs.
@@ -183,7 +158,7 @@ impl GitClient {
         let req = http::Request::get(&url)
             .body(RequestBody::empty())
             .map_err(|e| Error::InvalidInput(format!("invalid bundle URL: {e}")))?;
-        let resp = self.http.send(req).await.map_err(transport_error)?;
+        let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => Ok(Box::pin(resp.into_body().into_async_read())),
             StatusCode::NO_CONTENT => Err(Error::UpToDate),
@@ -216,14 +191,14 @@ impl GitClient {
         // answer may be retried; the transport only knows methods.
         req.extensions_mut()
             .insert(cachew_transport::Idempotency::Idempotent);
-        let resp = self.http.send(req).await.map_err(transport_error)?;
+        let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => {
                 let data = resp
                     .into_body()
                     .bytes_limited(MAX_JSON)
                     .await
-                    .map_err(transport_error)?;
+                    .map_err(Error::from)?;
                 serde_json::from_slice(&data).map_err(|e| {
                     Error::Backend(format!("invalid ensure-refs answer from the server: {e}"))
                 })
