@@ -398,12 +398,11 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
             .collect();
-        let lookup = move |name: &str| {
-            env.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        parse(std::iter::once("cachew").chain(args.iter().copied()), &lookup)
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        parse(
+            std::iter::once("cachew").chain(args.iter().copied()),
+            &lookup,
+        )
     }
 
     fn save(args: &[&str], env: &[(&str, &str)]) -> SaveArgs {
@@ -480,7 +479,13 @@ mod tests {
         assert!(g(&["namespaces"], &[("CACHEW_PLATFORM", "YES")]).platform);
         assert!(!g(&["namespaces"], &[("CACHEW_PLATFORM", "0")]).platform);
         // Command line wins over the variable.
-        assert!(!g(&["namespaces", "--platform=no"], &[("CACHEW_PLATFORM", "1")]).platform);
+        assert!(
+            !g(
+                &["namespaces", "--platform=no"],
+                &[("CACHEW_PLATFORM", "1")]
+            )
+            .platform
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::{anyhow, Context as _};
 use cachew_client::{
     restore, save, Cache, CreateOptions, Error, Key, Namespace, OpenOptions, Progress,
     RestoreOptions, RestoreOutcome, SaveOptions, SaveOutcome,
 };
 use cachew_proto::header::go_quote;
-use anyhow::{anyhow, Context as _};
 use http::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION};
 use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -124,9 +124,12 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
                 authorization: cli.global.authorization.as_deref(),
                 quiet: cli.global.quiet,
             };
-            crate::git_restore::run(&git_ctx, git)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            crate::git_restore::run(&git_ctx, git).await.map_err(|e| {
+                match e.downcast::<UsageError>() {
+                    Ok(usage) => anyhow::Error::new(*usage),
+                    Err(e) => anyhow!(e),
+                }
+            })?;
             Ok(Exit::Success)
         }
     }

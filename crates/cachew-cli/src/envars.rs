@@ -122,11 +122,13 @@ fn apply_to(
             format!("{path} {sub}")
         };
         let mut failure = None;
-        cmd = cmd.mut_subcommand(&sub, |s| match apply_to(s.clone(), &sub_path, lookup, sources) {
-            Ok(done) => done,
-            Err(e) => {
-                failure = Some(e);
-                s
+        cmd = cmd.mut_subcommand(&sub, |s| {
+            match apply_to(s.clone(), &sub_path, lookup, sources) {
+                Ok(done) => done,
+                Err(e) => {
+                    failure = Some(e);
+                    s
+                }
             }
         });
         if let Some(e) = failure {
@@ -164,7 +166,10 @@ mod tests {
     fn names_follow_default_envars() {
         assert_eq!(name("url"), "CACHEW_URL");
         assert_eq!(name("hash-files"), "CACHEW_HASH_FILES");
-        assert_eq!(name("download-chunk-size-mb"), "CACHEW_DOWNLOAD_CHUNK_SIZE_MB");
+        assert_eq!(
+            name("download-chunk-size-mb"),
+            "CACHEW_DOWNLOAD_CHUNK_SIZE_MB"
+        );
         assert_eq!(name("log.level"), "CACHEW_LOG_LEVEL");
     }
 }

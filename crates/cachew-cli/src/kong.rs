@@ -165,10 +165,7 @@ mod tests {
         assert_eq!(list(&s(&[""])), Vec::<String>::new());
         let m = map(&s(&["a=1;b=2", "c=3", "a=4", "e=x=y"])).unwrap();
         let want = [("a", "4"), ("b", "2"), ("c", "3"), ("e", "x=y")];
-        assert_eq!(
-            m,
-            want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
-        );
+        assert_eq!(m, want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec());
         let err = map(&s(&["a=1;b"])).unwrap_err();
         assert_eq!(err, "expected \"<key>=<value>\" but got \"b\"");
         assert!(map_occurrence("k=").is_ok());
