@@ -350,6 +350,9 @@ fn check_groups(cli: &Cli, matches: &ArgMatches, sources: &Sources) -> Result<()
         (true, false) if key.key.as_deref() == Some("") => {
             Err("--key is empty: give the key text".into())
         }
+        (false, true) if crate::kong::list(&key.hash_files).is_empty() => {
+            Err("-H/--hash-files has no patterns: give at least one glob".into())
+        }
         _ => Ok(()),
     }
 }

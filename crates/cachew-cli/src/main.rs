@@ -15,6 +15,8 @@ mod envars;
 mod git_restore;
 mod keys;
 mod kong;
+#[cfg(test)]
+mod kong_oracle;
 mod output;
 mod progress;
 mod url;
