@@ -378,3 +378,15 @@ fn a_refused_upload_is_1_with_the_server_status_and_stores_nothing() {
     let (code, _, err) = cachew_in(&server, tmp.path(), &["restore", "ns", "out", "--key", "k"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn an_error_chain_prints_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = format!("file://{}/cache", tmp.path().display());
+    let (code, _, err) = run(cachew(&cache).args(["save", "ns", "/no/such/dir", "--key", "k"]));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let (code, _, err) = run(cachew(&dead_url()).args(["restore", "ns", "out", "--key", "k"]));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+}
