@@ -328,7 +328,7 @@ where
 /// its variable (whatever the value).
 fn is_set(matches: &ArgMatches, sources: &Sources, path: &str, id: &str) -> bool {
     matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
-        || sources.from_env(path, id)
+        || sources.came_from_env(path, id)
 }
 
 /// kong's `xor` groups, and our rule that a key is never empty.

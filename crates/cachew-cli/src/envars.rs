@@ -49,7 +49,7 @@ pub(crate) struct Sources {
 impl Sources {
     /// Whether arg `id` of command `path` (e.g. `"save"`, `"git restore"`,
     /// `""` for the globals) took its value from a variable.
-    pub(crate) fn from_env(&self, path: &str, id: &str) -> bool {
+    pub(crate) fn came_from_env(&self, path: &str, id: &str) -> bool {
         self.from_env.contains(&(path.to_owned(), id.to_owned()))
     }
 }
