@@ -73,7 +73,7 @@ pub(crate) struct Global {
 
     /// Log level on stderr: debug, info, warn or error (Go's levels), or
     /// a tracing filter such as "cachew_transport=debug" (extension).
-    #[arg(long, default_value = "info", global = true, value_name = "LEVEL")]
+    #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     pub(crate) log_level: String,
 
     /// Accepted for compatibility with the Go CLI; logs stay text.
@@ -289,6 +289,17 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     cachew_proto::duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// Go's slog levels in any case (`INFO` is `info`), or a tracing filter.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if matches!(lower.as_str(), "debug" | "info" | "warn" | "error") {
+        return Ok(lower);
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("want debug, info, warn or error (or a tracing filter): {e}"))
+}
+
 fn parse_namespace(s: &str) -> Result<String, String> {
     cachew_client::Namespace::new(s)
         .map(|_| s.to_owned())
@@ -472,6 +483,18 @@ mod tests {
                 other => panic!("{var}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn log_levels() {
+        let level = |args: &[&str]| parse_with(args, &[]).map(|c| c.global.log_level);
+        assert_eq!(level(&["namespaces"]).unwrap(), "info");
+        assert_eq!(
+            level(&["--log-level", "DEBUG", "namespaces"]).unwrap(),
+            "debug"
+        );
+        assert!(level(&["--log-level", "cachew_transport=debug", "namespaces"]).is_ok());
+        assert!(level(&["--log-level", "x=notalevel", "namespaces"]).is_err());
     }
 
     #[test]
