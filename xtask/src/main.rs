@@ -1,8 +1,9 @@
 //! Project automation for cachew-rs: `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks — formatting, clippy with `-D warnings`, the
-//!   whole test suite, docs with `-Dwarnings`, the layering check and tidy
-//!   rules. This is the project's one test command.
+//!   whole test suite (each crate alone, as `cargo test -p X`), docs with
+//!   `-Dwarnings`, the layering check, tidy rules and the unused-dependency
+//!   check. This is the project's one test command.
 //! - `layering`: the dependency rules between crates (see `docs/ARCHITECTURE.md`).
 //! - `tidy`: repository rules (crate docs, no `dbg!`/`todo!`).
 //! - `udeps`: no declared dependency that no source uses.
@@ -63,7 +64,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci          fmt check, clippy -D warnings, all tests, docs -Dwarnings, layering, tidy
+  ci          fmt, layering, tidy, udeps, clippy -D warnings, docs -Dwarnings,
+              every crate's tests alone (cargo test -p X)
   layering    check the crate dependency rules (e.g. cachew-proto has no I/O crates)
   tidy        check repository rules (crate docs, no dbg!/todo!)
   udeps       fail on a dependency that a crate declares but no source names
@@ -118,6 +120,19 @@ pub(crate) fn maybe_realtime(program: impl AsRef<std::ffi::OsStr>, rt: bool) -> 
     }
 }
 
+/// Every workspace member with tests, in layer order; `ci` tests each alone.
+const TESTED_CRATES: &[&str] = &[
+    "cachew-proto",
+    "cachew-archive",
+    "cachew-transport",
+    "cachew-client",
+    "cachew-server",
+    "cachew-cli",
+    "cachew-testkit",
+    "cachew-tests",
+    "xtask",
+];
+
 pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -139,7 +154,44 @@ fn ci() -> Result<(), String> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-Dwarnings"))?;
-    run(cargo().args(["test", "--workspace", "--all-features"]))?;
+    // Each crate alone, with its default features, as a user who depends
+    // on one layer gets it: a test that only passes because another
+    // crate's features were unified in would fail here.
+    for krate in TESTED_CRATES {
+        run(cargo().args(["test", "--package", krate]))?;
+    }
+    // What only the optional features compile (the transport's otel test).
+    run(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;
     eprintln!("xtask: ci passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ci` tests every workspace member: a new crate must be added to
+    /// [`TESTED_CRATES`].
+    #[test]
+    fn every_member_is_tested() {
+        let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+        let start = manifest.find("members = [").unwrap();
+        let end = start + manifest[start..].find(']').unwrap();
+        let mut members: Vec<String> = manifest[start..end]
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|dir| {
+                let m = std::fs::read_to_string(root().join(dir).join("Cargo.toml")).unwrap();
+                let line = m.lines().find(|l| l.starts_with("name = ")).unwrap();
+                line.trim_start_matches("name = ")
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect();
+        members.sort();
+        let mut tested: Vec<String> = TESTED_CRATES.iter().map(|s| s.to_string()).collect();
+        tested.sort();
+        assert_eq!(members, tested);
+    }
 }

@@ -126,10 +126,6 @@ mod extract;
 mod frames;
 mod sys;
 mod tarfmt;
-/// The integration tests' helpers, for the unit tests too.
-#[cfg(test)]
-#[path = "../tests/common/mod.rs"]
-mod test_common;
 mod walk;
 
 use std::io::{self, Read, Write};

@@ -1,7 +1,5 @@
 //! Format compatibility with GNU tar 1.34 and the zstd / pzstd tools, both ways.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -9,7 +7,7 @@ use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
 use cachew_archive::{archive, extract, ArchiveOptions, ExtractOptions};
-use common::*;
+use cachew_testkit::*;
 
 const LONG_COMPONENT: &str =
     "a-component-name-that-is-quite-long-on-purpose-so-that-paths-exceed-the-hundred-byte-field";

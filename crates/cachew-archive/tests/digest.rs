@@ -1,15 +1,13 @@
 //! The archiver's in-pass tree digest agrees with the standalone walk, and
 //! its trailer is invisible to every zstd decoder.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use cachew_archive::digest::TRAILER_LEN;
 use cachew_archive::{archive, extract, tree_digest, ArchiveOptions, ExtractOptions, TreeDigest};
-use common::{sh, sh_in};
+use cachew_testkit::{sh, sh_in};
 
 /// A tree with every kind the digest covers, and some it leaves out.
 fn tree(root: &Path) {

@@ -1,13 +1,11 @@
 //! Excludes select exactly what `tar --exclude` selects (GNU tar 1.34), for
 //! the PROTOCOL.md §4 table and more, on the same tree.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
 use cachew_archive::{archive, ArchiveOptions};
-use common::*;
+use cachew_testkit::*;
 
 fn build(root: &Path) {
     for f in [

@@ -2,14 +2,12 @@
 //! decoded in parallel, trailers after the archive, broken framing, and
 //! memory bounded on the parallel path.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use cachew_archive::{extract, Error, ExtractOptions, ExtractSummary, SkippableFrame};
-use common::*;
+use cachew_testkit::*;
 
 /// A tree with a large file (several frames at any level) and small ones.
 fn build_tree(root: &Path) {

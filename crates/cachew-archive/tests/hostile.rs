@@ -1,15 +1,13 @@
 //! Hostile and broken archives: nothing is ever written outside the target,
 //! and a truncated or corrupt stream is an error.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
 use cachew_archive::{extract, Error, ExtractOptions};
-use common::*;
+use cachew_testkit::*;
 
 /// One raw tar entry (GNU long-name entries added when needed).
 fn entry(name: &[u8], typ: u8, link: &[u8], data: &[u8], mode: u32) -> Vec<u8> {

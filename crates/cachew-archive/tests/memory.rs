@@ -1,12 +1,10 @@
 //! Memory stays bounded whatever the compression ratio. Alone in its own
 //! test binary so the peak RSS is ours.
 
-mod common;
-
 use std::fs;
 
 use cachew_archive::{extract, ExtractOptions};
-use common::*;
+use cachew_testkit::*;
 
 fn peak_rss_kib() -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap();

@@ -44,7 +44,7 @@ pub use cachew_proto::{
 pub use digest::{tree_digest, TreeDigest};
 pub use disk::{DiskCache, DiskCacheOptions};
 pub use error::{Error, Result};
-pub use hashfiles::hash_files;
+pub use hashfiles::{hash_files, matched_files};
 pub use memory::MemoryCache;
 pub use remote::{RemoteCache, RemoteCacheBuilder};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};

@@ -1,11 +1,10 @@
 //! Save and restore against `MemoryCache` (and a failing wrapper around it):
 //! round trips, headers, fallback keys, staging, digests and failure paths.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,76 +17,13 @@ use cachew_client::{
     MemoryCache, Namespace, Object, ObjectMeta, OpenOptions, Progress, RestoreOptions,
     RestoreOutcome, SaveOptions, SaveOutcome, Stats, TreeDigest,
 };
+use cachew_testkit::{list, set_mtime};
 use http::HeaderMap;
 use tokio::io::AsyncWrite;
 
-/// One entry of a tree listing: what the interop contract says must survive.
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir {
-        mode: u32,
-        mtime: i64,
-    },
-    File {
-        mode: u32,
-        mtime: i64,
-        data: Vec<u8>,
-    },
-    Link {
-        target: PathBuf,
-    },
-}
-
-fn list(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        for ent in fs::read_dir(dir).unwrap() {
-            let ent = ent.unwrap();
-            let path = ent.path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                Node::Link {
-                    target: fs::read_link(&path).unwrap(),
-                }
-            } else if meta.is_dir() {
-                walk(root, &path, out);
-                Node::Dir {
-                    mode,
-                    mtime: meta.mtime(),
-                }
-            } else {
-                Node::File {
-                    mode,
-                    mtime: meta.mtime(),
-                    data: fs::read(&path).unwrap(),
-                }
-            };
-            out.insert(rel, node);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn set_mtime(path: &Path, secs: u64) {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    let f = fs::File::open(path).unwrap();
-    f.set_modified(t).unwrap();
-}
-
 /// Incompressible bytes, so archives are larger than their headers.
 fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    cachew_testkit::random_bytes(len, 0x2545_f491_4f6c_dd1d)
 }
 
 /// A small tree with everything the archive must preserve.
@@ -115,7 +51,7 @@ fn sample_tree() -> tempfile::TempDir {
     .iter()
     .enumerate()
     {
-        set_mtime(&p.join(f), 1_600_000_000 + i as u64 * 1000);
+        set_mtime(&p.join(f), 1_600_000_000 + i as i64 * 1000);
     }
     for (i, d) in [
         "src/nested/deep",
@@ -129,7 +65,7 @@ fn sample_tree() -> tempfile::TempDir {
     .iter()
     .enumerate()
     {
-        set_mtime(&p.join(d), 1_500_000_000 + i as u64 * 1000);
+        set_mtime(&p.join(d), 1_500_000_000 + i as i64 * 1000);
     }
     dir
 }

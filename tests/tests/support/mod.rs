@@ -1,38 +1,14 @@
-//! Helpers shared by the remote-over-server tests: building backends for a
-//! conformance [`Setup`] and serving them with the reference server.
+//! Helpers shared by the remote-over-server tests: the conformance suite's
+//! backend factories, and serving backends with the reference server.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cachew_client::conformance::Setup;
-use cachew_client::{Cache, DiskCache, DiskCacheOptions, MemoryCache, RemoteCache};
+use cachew_client::{Cache, RemoteCache};
 use cachew_server::{RunningServer, Server};
 
-/// A memory backend configured for `setup`, with room for every check's
-/// objects unless the check asks for less.
-pub fn memory(setup: &Setup) -> Arc<dyn Cache> {
-    let mut cache = MemoryCache::new(setup.capacity.unwrap_or(64 << 20));
-    if let Some(ttl) = setup.default_ttl {
-        cache = cache.with_default_ttl(ttl);
-    }
-    if let Some(ttl) = setup.max_ttl {
-        cache = cache.with_max_ttl(ttl);
-    }
-    Arc::new(cache)
-}
-
-/// A disk backend in `root` configured for `setup`.
-pub fn disk(root: &Path, setup: &Setup) -> Arc<dyn Cache> {
-    let mut options = DiskCacheOptions::default()
-        .with_capacity(setup.capacity.unwrap_or(0))
-        .with_default_ttl(setup.default_ttl.unwrap_or_default());
-    if let Some(ttl) = setup.max_ttl {
-        options = options.with_max_ttl(ttl);
-    }
-    Arc::new(DiskCache::open_with(root, options).expect("open disk cache"))
-}
+pub use cachew_client::conformance::{disk_backend as disk, memory_backend as memory};
 
 /// Servers started by a test, kept running until [`Servers::shutdown`].
 #[derive(Default, Clone)]

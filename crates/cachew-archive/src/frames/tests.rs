@@ -14,7 +14,7 @@ use super::format::{
 };
 use super::reader::{decode_frame, FrameReader, Job, Outcome};
 use super::writer::FrameWriter;
-use crate::test_common::{noise, sh_in};
+use cachew_testkit::{noise, sh_in};
 
 fn write_all(data: &[u8], threads: usize, level: i32) -> Vec<u8> {
     let mut w = FrameWriter::new(Vec::new(), level, threads).unwrap();

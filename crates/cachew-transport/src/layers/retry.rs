@@ -57,6 +57,7 @@ pub(crate) fn is_idempotent<B>(req: &Request<B>) -> bool {
     if let Some(explicit) = req.extensions().get::<Idempotency>() {
         return *explicit == Idempotency::Idempotent;
     }
+    // RFC 9110 §9.2.2: the safe methods, plus PUT and DELETE.
     matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
