@@ -28,21 +28,24 @@ pub enum Error {
         path: PathBuf,
     },
     /// A file system operation on a named path failed.
-    #[error("cannot {op} `{path}`: {source}")]
+    #[error("cannot {op} `{path}`: {error}")]
     Io {
         /// What was being done, e.g. "open", "create directory".
         op: &'static str,
         /// The path it was done to.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error. It is part of the message, so it is not
+        /// also returned by `source()`: a printed chain says it once.
+        error: io::Error,
     },
     /// Reading the compressed input stream failed or it did not decompress.
+    /// The I/O error is in the message (and not `source()`).
     #[error("cannot read the archive stream: {0}")]
-    Read(#[source] io::Error),
-    /// Writing the compressed output stream failed.
+    Read(io::Error),
+    /// Writing the compressed output stream failed; the I/O error is in
+    /// the message (and not `source()`).
     #[error("cannot write the archive stream: {0}")]
-    Write(#[source] io::Error),
+    Write(io::Error),
     /// The stream ended before the tar end-of-archive marker.
     #[error("archive is truncated at byte {offset}: expected {expected}")]
     Truncated {
@@ -112,7 +115,7 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

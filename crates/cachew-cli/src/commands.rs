@@ -1,9 +1,11 @@
-//! The commands, each a small function over `dyn Cache`.
+//! The commands, each a small function over `dyn Cache`; what they print
+//! is in [`crate::output`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::anyhow;
 use cachew_client::{
     restore, save, Cache, CreateOptions, Error, Key, Namespace, OpenOptions, Progress,
     RestoreOptions, RestoreOutcome, SaveOptions, SaveOutcome,
@@ -14,15 +16,12 @@ use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::Target;
-use crate::cli::{Cli, Command, RestoreArgs, SaveArgs};
+use crate::cli::{expand_dir, Cli, Command, RestoreArgs, SaveArgs};
 use crate::keys::Prefixes;
 use crate::progress::{self, Live, Mode};
-use crate::Exit;
+use crate::{output, Exit, UsageError};
 
-/// A command's failure, shown as `cachew: error: …`.
-pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-type Outcome = Result<Exit, Failure>;
+type Outcome = anyhow::Result<Exit>;
 
 /// Everything a command needs besides its arguments.
 struct Ctx {
@@ -33,7 +32,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn cache(&self, namespace: &str) -> Result<Arc<dyn Cache>, Failure> {
+    fn cache(&self, namespace: &str) -> anyhow::Result<Arc<dyn Cache>> {
         // The namespace is checked before anything touches the backend.
         let ns = Namespace::new(namespace)?;
         let cache = self.target.open(self.authorization.as_deref())?;
@@ -43,8 +42,9 @@ impl Ctx {
 
 /// Runs the parsed command line.
 pub(crate) async fn run(cli: Cli) -> Outcome {
+    let target = crate::url::parse(&cli.global.url).map_err(UsageError)?;
     let ctx = Ctx {
-        target: Target::parse(&cli.global.url)?,
+        target,
         authorization: cli.global.authorization.clone(),
         prefixes: Prefixes::from_flags(&cli.global),
         mode: Mode::detect(cli.global.quiet),
@@ -60,15 +60,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             let meta = cache
                 .stat(&ctx.prefixes.key(&key), &OpenOptions::default())
                 .await?;
-            let mut out = String::new();
-            for (name, value) in &meta.headers {
-                out.push_str(&format!(
-                    "{}: {}\n",
-                    name,
-                    String::from_utf8_lossy(value.as_bytes())
-                ));
-            }
-            print!("{out}");
+            print!("{}", output::headers(&meta.headers));
             Ok(Exit::Success)
         }
         Command::Put {
@@ -94,12 +86,8 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Namespaces => {
             let cache = ctx.target.open(ctx.authorization.as_deref())?;
-            let mut out = String::new();
-            for ns in cache.list_namespaces().await? {
-                out.push_str(&ns);
-                out.push('\n');
-            }
-            print!("{out}");
+            let names = cache.list_namespaces().await?;
+            print!("{}", output::namespaces(&names));
             Ok(Exit::Success)
         }
         Command::Stats => {
@@ -132,27 +120,15 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
                 authorization: cli.global.authorization.as_deref(),
                 quiet: cli.global.quiet,
             };
-            crate::git_restore::run(&git_ctx, git)
-                .await
-                .map(|()| Exit::Success)
+            crate::git_restore::run(&git_ctx, git).await.map_err(|e| {
+                match e.downcast::<UsageError>() {
+                    Ok(usage) => anyhow::Error::new(*usage),
+                    Err(e) => anyhow!(e),
+                }
+            })?;
+            Ok(Exit::Success)
         }
     }
-}
-
-/// The error and its causes, without repeating text a cause already put
-/// into its parent's message.
-pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Short form of a key for progress lines.
@@ -160,30 +136,24 @@ fn short(key: &Key) -> String {
     key.to_hex()[..12].to_owned()
 }
 
-async fn get(ctx: &Ctx, namespace: &str, key: &str, output: Option<&Path>) -> Outcome {
+async fn get(ctx: &Ctx, namespace: &str, key: &str, output: Option<&str>) -> Outcome {
     let cache = ctx.cache(namespace)?;
     let object = cache
         .open(&ctx.prefixes.key(key), &OpenOptions::default())
         .await?;
     if ctx.mode != Mode::Quiet {
-        let mut text = String::new();
-        for (name, value) in &object.meta.headers {
-            text.push_str(&format!(
-                "{}: {}\n",
-                name,
-                String::from_utf8_lossy(value.as_bytes())
-            ));
-        }
-        eprint!("{text}");
+        eprint!("{}", output::headers(&object.meta.headers));
     }
     let mut body = object.body;
     match output {
-        None => {
+        // `-o -` is stdout, as the Go CLI's default.
+        None | Some("-") => {
             let mut stdout = tokio::io::stdout();
             tokio::io::copy(&mut body, &mut stdout).await?;
             stdout.flush().await?;
         }
         Some(path) => {
+            let path = Path::new(path);
             let result = async {
                 let mut file = tokio::fs::File::create(path)
                     .await
@@ -205,17 +175,16 @@ async fn get(ctx: &Ctx, namespace: &str, key: &str, output: Option<&Path>) -> Ou
     Ok(Exit::Success)
 }
 
-fn parse_headers(pairs: &[String]) -> Result<HeaderMap, Failure> {
+/// The headers of a map flag (`-H 'a=1;b=2'`); a later value for the same
+/// name replaces an earlier one, as in the Go CLI's map.
+fn parse_headers(occurrences: &[String]) -> anyhow::Result<HeaderMap> {
     let mut map = HeaderMap::new();
-    for pair in pairs {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("invalid header {pair:?}: want NAME=VALUE"))?;
-        let name = HeaderName::try_from(name.trim())
-            .map_err(|_| format!("invalid header name in {pair:?}"))?;
+    for (name, value) in crate::kong::map(occurrences).map_err(UsageError)? {
+        let header = HeaderName::try_from(name.trim())
+            .map_err(|_| UsageError(format!("invalid header name {name:?}")))?;
         let value = HeaderValue::try_from(value.trim())
-            .map_err(|_| format!("invalid header value in {pair:?}"))?;
-        map.append(name, value);
+            .map_err(|_| UsageError(format!("invalid value for header {name:?}")))?;
+        map.insert(header, value);
     }
     Ok(map)
 }
@@ -224,18 +193,23 @@ async fn put(
     ctx: &Ctx,
     namespace: &str,
     key: &str,
-    file: Option<&Path>,
+    file: Option<&str>,
     ttl: Option<std::time::Duration>,
     headers: &[String],
 ) -> Outcome {
     let mut headers = parse_headers(headers)?;
     let cache = ctx.cache(namespace)?;
     let mut reader: Box<dyn AsyncRead + Send + Unpin> = match file {
+        // No FILE or `-` is stdin, as the Go CLI's default.
+        None | Some("-") => Box::new(tokio::io::stdin()),
         Some(path) => {
+            let path = Path::new(path);
             let f = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Error::io("open", path, e))?;
-            if !headers.contains_key(CONTENT_DISPOSITION) {
+            // Like Go, only a regular file names the download.
+            let regular = f.metadata().await.is_ok_and(|m| m.is_file());
+            if regular && !headers.contains_key(CONTENT_DISPOSITION) {
                 if let Some(name) = path.file_name() {
                     let value =
                         format!("attachment; filename={}", go_quote(&name.to_string_lossy()));
@@ -246,7 +220,6 @@ async fn put(
             }
             Box::new(f)
         }
-        None => Box::new(tokio::io::stdin()),
     };
     let mut options = CreateOptions::default();
     options.ttl = ttl;
@@ -283,7 +256,8 @@ async fn put(
 
 async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     let cache = ctx.cache(&args.namespace)?;
-    let key = ctx.prefixes.key_from(&args.key)?;
+    let (key, key_text) = ctx.prefixes.key_from(&args.key)?;
+    let dir = expand_dir(&args.dir);
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -291,7 +265,7 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     };
     let progress = Progress::new();
     let mut options = SaveOptions::default()
-        .with_excludes(args.exclude.iter().cloned())
+        .with_excludes(crate::kong::list(&args.exclude))
         .with_headers(parse_headers(&args.headers)?)
         .with_zstd_level(args.zstd_level)
         .with_zstd_threads(args.zstd_threads)
@@ -301,6 +275,7 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     if let Some(ttl) = args.ttl {
         options = options.with_ttl(ttl);
     }
+    output::archiving(ctx.mode, &dir);
     let started = Instant::now();
     let live = Live::start(
         ctx.mode,
@@ -309,15 +284,17 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     );
     // Ctrl-C drops the save: its writer aborts, so nothing is uploaded.
     let result = tokio::select! {
-        r = save(&*cache, &key, &args.dir, &paths, &options) => r,
+        r = save(&*cache, &key, &dir, &paths, &options) => r,
         _ = tokio::signal::ctrl_c() => {
             live.finish().await;
-            return Err("interrupted: nothing was uploaded".into());
+            return Err(anyhow!("interrupted: nothing was uploaded"));
         }
     };
     live.finish().await;
     let elapsed = started.elapsed();
-    match result? {
+    let outcome = result?;
+    output::saved(ctx.mode, &key_text);
+    match outcome {
         SaveOutcome::Uploaded {
             entries,
             uncompressed_bytes,
@@ -325,7 +302,7 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
             ..
         } => ctx.mode.status(&format!(
             "saved {} to {}/{key}: {} compressed from {} ({entries} entries) in {} ({})",
-            args.dir.display(),
+            dir.display(),
             args.namespace,
             progress::bytes(compressed_bytes),
             progress::bytes(uncompressed_bytes),
@@ -343,8 +320,15 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
 
 async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     let cache = ctx.cache(&args.namespace)?;
-    let mut keys = vec![ctx.prefixes.key_from(&args.key)?];
-    keys.extend(args.fallback_keys.iter().map(|k| ctx.prefixes.key(k)));
+    let (primary, primary_text) = ctx.prefixes.key_from(&args.key)?;
+    let fallbacks = crate::kong::list(&args.fallback_keys);
+    let mut keys = vec![primary];
+    let mut texts = vec![primary_text];
+    for raw in &fallbacks {
+        texts.push(ctx.prefixes.text(raw));
+        keys.push(ctx.prefixes.key(raw));
+    }
+    let dir = expand_dir(&args.dir);
     let progress = Progress::new();
     let mut options = RestoreOptions::default()
         .with_zstd_threads(args.zstd_threads)
@@ -364,6 +348,9 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
                 .with_min_size(64 << 20),
         );
     }
+    if !args.lookup_only {
+        output::restoring(ctx.mode, &dir);
+    }
     let started = Instant::now();
     let live = Live::start(
         ctx.mode,
@@ -373,10 +360,10 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     // Ctrl-C drops the restore: a staged restore removes its staging
     // directory, so a new directory never appears half-written.
     let result = tokio::select! {
-        r = restore(&*cache, &keys, &args.dir, &options) => r,
+        r = restore(&*cache, &keys, &dir, &options) => r,
         _ = tokio::signal::ctrl_c() => {
             live.finish().await;
-            return Err("interrupted".into());
+            return Err(anyhow!("interrupted"));
         }
     };
     live.finish().await;
@@ -394,7 +381,7 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             let which = if index == 0 {
                 String::new()
             } else {
-                format!(" (fallback key {:?})", args.fallback_keys[index - 1])
+                format!(" (fallback key {:?})", fallbacks[index - 1])
             };
             if args.lookup_only {
                 ctx.mode.status(&format!(
@@ -403,11 +390,12 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
                     progress::bytes(size)
                 ));
             } else {
+                output::restored(ctx.mode, &texts[index]);
                 let check = if verified.is_some() { ", verified" } else { "" };
                 ctx.mode.status(&format!(
                     "restored {}/{key}{which} into {}: {} compressed, {} in {entries} entries{check} in {} ({})",
                     args.namespace,
-                    args.dir.display(),
+                    dir.display(),
                     progress::bytes(size),
                     progress::bytes(bytes),
                     progress::duration(elapsed),
@@ -417,6 +405,7 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             Ok(Exit::Success)
         }
         _ => {
+            output::miss(ctx.mode, &texts.join(", "));
             let tried: Vec<String> = keys.iter().map(Key::to_hex).collect();
             ctx.mode.status(&format!(
                 "miss: no object for {}/{}",

@@ -39,11 +39,12 @@ pub(crate) struct GitRestoreArgs {
     pub(crate) repo: String,
     /// Directory of the clone (created; staged beside it and renamed into place).
     pub(crate) dir: PathBuf,
-    /// Require ref NAME at SHA, NAME=SHA (repeatable); a NAME without
-    /// `refs/` means `refs/heads/NAME`; an empty SHA means "any".
-    #[arg(long = "ref", value_name = "NAME=SHA", value_parser = parse_ref)]
-    pub(crate) refs: Vec<(String, String)>,
-    /// Require commit SHA (repeatable).
+    /// Require ref NAME at SHA, NAME=SHA; several are separated by ";"
+    /// (repeatable); a NAME without `refs/` means `refs/heads/NAME`; an
+    /// empty SHA means "any".
+    #[arg(long = "ref", value_name = "NAME=SHA", value_parser = crate::kong::map_occurrence)]
+    pub(crate) refs: Vec<String>,
+    /// Require commit SHA; several are separated by "," (repeatable).
     #[arg(long = "commit", value_name = "SHA")]
     pub(crate) commits: Vec<String>,
     /// Do not fetch and apply the delta bundle after the snapshot.
@@ -129,9 +130,18 @@ async fn restore(
         )
         .into());
     }
-    for commit in &args.commits {
+    // Refs and commits that do not parse are usage errors (exit 80).
+    let usage = |m: String| -> Failure { Box::new(crate::UsageError(m)) };
+    let mut refs = Vec::new();
+    for (name, sha) in crate::kong::map(&args.refs).map_err(usage)? {
+        refs.push(parse_ref(&format!("{name}={sha}")).map_err(|e| usage(format!("--ref: {e}")))?);
+    }
+    let commits = crate::kong::list(&args.commits);
+    for commit in &commits {
         if !is_commit_sha(commit) {
-            return Err(format!("--commit {commit:?} is not a full commit SHA").into());
+            return Err(usage(format!(
+                "--commit {commit:?} is not a full commit SHA"
+            )));
         }
     }
     let mut remote = RemoteCache::builder(ctx.url);
@@ -142,8 +152,8 @@ async fn restore(
 
     let progress = Progress::new();
     let mut options = RestoreRepoOptions::new(args.repo.clone());
-    options.refs = args.refs;
-    options.commits = args.commits;
+    options.refs = refs;
+    options.commits = commits;
     options.skip_bundle = args.no_bundle;
     options.extract_threads = args.zstd_threads;
     options.download = ParallelOptions::default()
@@ -188,7 +198,7 @@ async fn restore(
         _ => {}
     }));
 
-    let outcome = restore_repo(&git, &args.dir, &options).await?;
+    let outcome = restore_repo(&git, &crate::cli::expand_dir(&args.dir), &options).await?;
     match outcome.status {
         RestoreRepoStatus::HadCommits => ctx.status(&format!(
             "{} already has the requested commits; nothing to do",

@@ -45,15 +45,19 @@ impl Prefixes {
         prefix::apply(raw, self.platform.as_ref(), self.date)
     }
 
-    /// The key of a save/restore `--key K` or `-H GLOB…`.
-    pub(crate) fn key_from(&self, source: &KeySource) -> Result<Key, cachew_client::Error> {
-        match &source.key {
-            Some(raw) => Ok(self.key(raw)),
-            None => {
-                let hashed = hash_files(&source.hash, None)?;
-                Ok(self.key(&hashed.to_hex()))
-            }
-        }
+    /// The key of a save/restore `--key K` or `-H GLOB…`, with its text as
+    /// the Go CLI prints it in status lines: the prefixed key text, or for
+    /// `-H` the files' 64-hex digest with the prefixes.
+    pub(crate) fn key_from(
+        &self,
+        source: &KeySource,
+    ) -> Result<(Key, String), cachew_client::Error> {
+        let raw = match &source.key {
+            Some(raw) => raw.clone(),
+            None => hash_files(&crate::kong::list(&source.hash_files), None)?.to_hex(),
+        };
+        let text = self.text(&raw);
+        Ok((Key::parse(&text), text))
     }
 }
 

@@ -2,24 +2,31 @@
 //! objects, against a Cachew server or the embedded on-disk cache.
 //!
 //! Compatible with the Go `cachew` CLI (`PROTOCOL.md` §7): same commands,
-//! flags, `CACHEW_*` environment variables, key prefixes and exit codes —
-//! 0 success, 1 error, 2 restore miss. Usage errors exit 1, never 2, because
-//! CI scripts read 2 as "miss, go build it". Status lines go to stderr.
+//! flags, `CACHEW_*` environment variables, key prefixes, status lines and
+//! exit codes — 0 success, 1 error, 2 restore miss, 80 usage error. Nothing
+//! but a miss exits 2, because CI scripts read 2 as "miss, go build it".
+//! Status lines go to stderr. Errors print as `cachew: error: ` and their
+//! chain of causes (anyhow's `{:#}`).
 
 mod backend;
 mod cli;
 mod commands;
+mod envars;
 mod git_restore;
 mod keys;
+mod kong;
+#[cfg(test)]
+mod kong_oracle;
+mod output;
 mod progress;
 mod serve;
+mod url;
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
-use crate::cli::Cli;
+use crate::cli::ParseFailure;
 
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,21 +37,42 @@ pub(crate) enum Exit {
     Miss,
 }
 
-/// Exit code of errors, usage errors included.
+/// Exit code of runtime errors.
 const EXIT_ERROR: u8 = 1;
 /// Exit code of a restore miss.
 const EXIT_MISS: u8 = 2;
+/// Exit code of usage errors, kong's (and square/exit's) 80.
+const EXIT_USAGE: u8 = 80;
+
+/// A command line that cannot be run as given, found after parsing (an
+/// unusable `--url`, a header that is not a header): exit 80.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse().and_then(serve::check_usage) {
+    let parsed = cli::parse(std::env::args_os(), &|name| std::env::var_os(name))
+        .and_then(|cli| serve::check_usage(cli).map_err(ParseFailure::Clap));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap exits 2 on usage errors; 2 means "miss" to CI scripts.
+        Err(ParseFailure::Clap(e)) => {
             let _ = e.print();
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_ERROR),
+                // clap would exit 2; 2 means "miss" to CI scripts.
+                _ => ExitCode::from(EXIT_USAGE),
             };
+        }
+        Err(ParseFailure::Usage(message)) => {
+            eprintln!("cachew: error: {message}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     init_logging(&cli.global.log_level, serve::log_directive(&cli));
@@ -67,15 +95,19 @@ fn main() -> ExitCode {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Miss) => ExitCode::from(EXIT_MISS),
         Err(e) => {
-            eprintln!("cachew: error: {}", commands::describe(&*e));
-            ExitCode::from(EXIT_ERROR)
+            eprintln!("cachew: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
 }
 
 fn init_logging(level: &str, extra: Option<&str>) {
     let mut filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
         filter = filter.add_directive(directive);
     }

@@ -16,8 +16,8 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory};
 
 use crate::cli::{Cli, Command};
-use crate::commands::Failure;
 use crate::Exit;
+use anyhow::{anyhow, Context as _};
 
 /// `serve --dir PATH [--bind ADDR] …`.
 #[derive(Debug, Args)]
@@ -166,12 +166,12 @@ fn is_loopback(bind: &str) -> bool {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains it and exits 0.
-pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> Result<Exit, Failure> {
+pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow::Result<Exit> {
     let mut tokens = match &args.token_file {
         Some(path) => {
             let tokens = Tokens::from_file(path)?;
             if tokens.is_empty() {
-                return Err(format!("{}: the token file holds no token", path.display()).into());
+                return Err(anyhow!("{}: the token file holds no token", path.display()));
             }
             tokens
         }
@@ -208,7 +208,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> Result<
     let server = builder
         .bind(args.bind.as_str())
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
     // Always said, even with --quiet: a script needs the address.
     eprintln!(
         "cachew: serving {} at {} with {access} (SIGTERM or Ctrl-C to stop)",

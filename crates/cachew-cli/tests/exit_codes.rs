@@ -1,6 +1,6 @@
 //! Exit codes and messages of the `cachew` binary (`PROTOCOL.md` §7): 0
-//! success, 1 error (usage errors included), 2 restore miss — and nothing
-//! is uploaded on any error.
+//! success, 1 error, 2 restore miss, 80 usage error — and nothing is
+//! uploaded on any error.
 
 mod support;
 
@@ -98,53 +98,88 @@ fn server_down_is_1_not_2() {
 }
 
 #[test]
-fn errors_are_1_and_upload_nothing() {
+fn usage_errors_are_80_runtime_errors_1_and_nothing_is_uploaded() {
     let server = TestServer::start();
     let tmp = tempfile::tempdir().unwrap();
     sample_tree(tmp.path());
     fs::write(tmp.path().join("Cargo.lock"), "lock").unwrap();
-    let cases: &[(&[&str], &str)] = &[
-        (&["save", "bad/ns", "tree", "--key", "k"], "namespace"),
-        (&["restore", "_bad", "out", "--key", "k"], "namespace"),
+    // (args, exit code, words on stderr)
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["save", "bad/ns", "tree", "--key", "k"], 80, "namespace"),
+        (&["restore", "_bad", "out", "--key", "k"], 80, "namespace"),
         (
             &["save", "ns", "tree", "--key", "k", "--ttl", "3 days"],
+            80,
             "--ttl",
         ),
-        (&["put", "ns", "k", "Cargo.lock", "--ttl", "1x"], "--ttl"),
-        (&["save", "ns", "no-such-dir", "--key", "k"], "no-such-dir"),
-        (&["save", "ns", "tree", "src", "nope", "--key", "k"], "nope"),
+        (
+            &["put", "ns", "k", "Cargo.lock", "--ttl", "1x"],
+            80,
+            "--ttl",
+        ),
+        (
+            &["put", "ns", "k", "Cargo.lock", "-H", "novalue"],
+            80,
+            "<key>=<value>",
+        ),
+        (
+            &["save", "ns", "no-such-dir", "--key", "k"],
+            1,
+            "no-such-dir",
+        ),
+        (
+            &["save", "ns", "tree", "src", "nope", "--key", "k"],
+            1,
+            "nope",
+        ),
         (
             &["save", "ns", "tree", "--key", "k", "-H", "*.lock"],
-            "cannot be used with",
+            80,
+            "can't be used together",
         ),
         (
-            &["restore", "ns", "out", "--key", "k", "-H", "*.lock"],
-            "cannot be used with",
+            &[
+                "restore",
+                "ns",
+                "out",
+                "--key",
+                "k",
+                "--hash-files",
+                "*.lock",
+            ],
+            80,
+            "can't be used together",
         ),
-        (&["save", "ns", "tree"], "required"),
-        (&["restore", "ns", "out"], "required"),
+        (&["save", "ns", "tree"], 80, "missing flags"),
+        (&["restore", "ns", "out"], 80, "missing flags"),
+        (&["save", "ns", "tree", "--key", ""], 80, "--key is empty"),
         (
             &["save", "ns", "tree", "-H", "**/*.nothing"],
+            1,
             "no regular files match",
         ),
         (
             &["restore", "ns", "out", "-H", "**/*.nothing"],
+            1,
             "no regular files match",
         ),
         (
             &["--daily", "--hourly", "save", "ns", "tree", "--key", "k"],
-            "cannot be used with",
+            80,
+            "can't be used together",
         ),
         (
             &["save", "ns", "tree", "--key", "k", "--bogus"],
+            80,
             "unexpected argument",
         ),
-        (&["frobnicate"], "unrecognized subcommand"),
-        (&[], "Usage"),
+        (&["--platform=maybe", "namespaces"], 80, "bool value"),
+        (&["frobnicate"], 80, "unrecognized subcommand"),
+        (&[], 80, "Usage"),
     ];
-    for (args, needle) in cases {
+    for (args, want, needle) in cases {
         let (code, out, err) = cachew_in(&server, tmp.path(), args);
-        assert_eq!(code, 1, "{args:?} should exit 1: {err}");
+        assert_eq!(code, *want, "{args:?} should exit {want}: {err}");
         assert!(
             err.contains(needle),
             "{args:?}: stderr should mention {needle:?}: {err}"
@@ -153,6 +188,22 @@ fn errors_are_1_and_upload_nothing() {
     }
     assert_eq!(server.objects(), 0, "an error uploaded something");
     assert!(!tmp.path().join("out").exists());
+
+    // A variable that does not parse is a usage error naming it, whatever
+    // the command (kong checks every command's variables).
+    let (code, _, err) = run(cachew(&server.url())
+        .env("CACHEW_TTL", "1x")
+        .args(["namespaces"]));
+    assert_eq!(code, 80, "{err}");
+    assert!(err.contains("CACHEW_TTL"), "{err}");
+
+    // --url that is neither a URL nor clearly a path: 80, and no directory.
+    for url in ["cachew.example.com:8080", "htp://cache", "cache-dir"] {
+        let (code, _, err) = run(cachew(url).current_dir(tmp.path()).args(["namespaces"]));
+        assert_eq!(code, 80, "{url}: {err}");
+        assert!(err.contains(url) && err.contains("file:///PATH"), "{err}");
+    }
+    assert!(!tmp.path().join("cache-dir").exists());
 
     // A matching glob works from the current directory.
     let (code, _, err) = cachew_in(&server, tmp.path(), &["save", "ns", "tree", "-H", "*.lock"]);
@@ -225,16 +276,16 @@ fn object_commands_and_go_compatible_keys() {
     };
     let (code, out, err) = cachew_in(&server, tmp.path(), &["stat", "ns", &go_key]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("x-build: 7"), "{out}");
+    assert!(out.contains("X-Build: 7"), "{out}");
     assert!(
-        out.contains("content-disposition: attachment; filename=\"blob.txt\""),
+        out.contains("Content-Disposition: attachment; filename=\"blob.txt\""),
         "{out}"
     );
 
     let (code, out, err) = cachew_in(&server, tmp.path(), &["--platform", "get", "ns", "hello"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "hello blob\n");
-    assert!(err.contains("x-build: 7"), "headers go to stderr: {err}");
+    assert!(err.contains("X-Build: 7"), "headers go to stderr: {err}");
 
     let (code, _, err) = cachew_in(
         &server,
@@ -326,4 +377,16 @@ fn a_refused_upload_is_1_with_the_server_status_and_stores_nothing() {
     // Reads still work: a restore is a plain miss.
     let (code, _, err) = cachew_in(&server, tmp.path(), &["restore", "ns", "out", "--key", "k"]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn an_error_chain_prints_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = format!("file://{}/cache", tmp.path().display());
+    let (code, _, err) = run(cachew(&cache).args(["save", "ns", "/no/such/dir", "--key", "k"]));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let (code, _, err) = run(cachew(&dead_url()).args(["restore", "ns", "out", "--key", "k"]));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
 }

@@ -316,9 +316,12 @@ fn a_missing_snapshot_is_a_clear_error() {
     assert!(!dir.exists());
     assert_eq!(fx.entries(), ["root"]);
 
-    // A usage error is exit 1 too, never 2.
+    // A usage error is exit 80, never 2; so is a --commit that is no SHA.
     let (code, err) = fx.restore(&fx.url(), &[REPO, "x", "--ref", "no-equals-sign"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 80, "{err}");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, "x", "--commit", "abc"]);
+    assert_eq!(code, 80, "{err}");
+    assert!(err.contains("not a full commit SHA"), "{err}");
 }
 
 #[test]

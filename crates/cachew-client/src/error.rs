@@ -63,19 +63,20 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
     /// A file-system operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {error}", path.display())]
     Io {
         /// What was being done, e.g. "create directory".
         op: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error. It is part of the message, so it is not
+        /// also returned by `source()`: a printed chain says it once.
+        error: std::io::Error,
     },
-    /// An I/O error without a specific path (a stream, a pipe).
+    /// An I/O error without a specific path (a stream, a pipe); it is in
+    /// the message (and not `source()`).
     #[error("I/O error: {0}")]
-    Stream(#[source] std::io::Error),
+    Stream(std::io::Error),
     /// A backend-specific failure described in text.
     #[error("{0}")]
     Backend(String),
@@ -117,7 +118,7 @@ impl Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

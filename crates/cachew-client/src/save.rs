@@ -435,7 +435,7 @@ pub(crate) fn from_archive(e: cachew_archive::Error) -> Error {
         // `From<io::Error>` gives back a cache error carried inside.
         A::Write(io) => Error::from(io),
         A::Read(io) if is_cache_error(&io) => Error::from(io),
-        A::Io { op, path, source } => Error::Io { op, path, source },
+        A::Io { op, path, error } => Error::Io { op, path, error },
         e @ (A::IncludeNotFound { .. } | A::NoIncludePaths | A::InvalidIncludePath { .. }) => {
             Error::InvalidInput(e.to_string())
         }

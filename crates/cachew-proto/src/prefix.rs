@@ -60,24 +60,38 @@ impl fmt::Display for Platform {
 pub fn go_os(rust_os: &str) -> &str {
     match rust_os {
         "macos" => "darwin",
+        // linux, windows, freebsd, netbsd, openbsd, dragonfly, solaris,
+        // illumos, aix, android, ios are spelled the same.
         other => other,
     }
 }
 
-/// Maps Rust's `std::env::consts::ARCH` to Go's `GOARCH`.
+/// Maps Rust's `std::env::consts::ARCH` to Go's `GOARCH` for this target's
+/// byte order (Go spells little-endian MIPS and PowerPC with `le`).
 pub fn go_arch(rust_arch: &str) -> &str {
-    match rust_arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64",
-        "loongarch64" => "loong64",
-        "mips64" => "mips64",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "wasm32" => "wasm",
-        other => other,
+    go_arch_for(rust_arch, cfg!(target_endian = "little"))
+}
+
+/// Maps a Rust architecture name and byte order to Go's `GOARCH`.
+pub fn go_arch_for(rust_arch: &str, little_endian: bool) -> &str {
+    match (rust_arch, little_endian) {
+        ("x86_64", _) => "amd64",
+        ("aarch64", _) => "arm64",
+        ("x86", _) => "386",
+        ("arm", _) => "arm",
+        ("powerpc64", true) => "ppc64le",
+        ("powerpc64", false) => "ppc64",
+        ("powerpc", _) => "ppc",
+        ("mips", true) | ("mips32r6", true) => "mipsle",
+        ("mips", false) | ("mips32r6", false) => "mips",
+        ("mips64", true) | ("mips64r6", true) => "mips64le",
+        ("mips64", false) | ("mips64r6", false) => "mips64",
+        ("riscv64", _) => "riscv64",
+        ("s390x", _) => "s390x",
+        ("loongarch64", _) => "loong64",
+        ("sparc64", _) => "sparc64",
+        ("wasm32", _) => "wasm",
+        (other, _) => other,
     }
 }
 
@@ -159,13 +173,38 @@ mod tests {
 
     #[test]
     fn go_names() {
-        assert_eq!(go_arch("x86_64"), "amd64");
-        assert_eq!(go_arch("aarch64"), "arm64");
-        assert_eq!(go_arch("x86"), "386");
-        assert_eq!(go_arch("arm"), "arm");
-        assert_eq!(go_os("macos"), "darwin");
-        assert_eq!(go_os("linux"), "linux");
-        assert_eq!(go_os("windows"), "windows");
+        // (Rust ARCH, little endian, GOARCH)
+        let arches = [
+            ("x86_64", true, "amd64"),
+            ("aarch64", true, "arm64"),
+            ("x86", true, "386"),
+            ("arm", true, "arm"),
+            ("powerpc64", true, "ppc64le"),
+            ("powerpc64", false, "ppc64"),
+            ("mips", true, "mipsle"),
+            ("mips", false, "mips"),
+            ("mips64", true, "mips64le"),
+            ("mips64", false, "mips64"),
+            ("riscv64", true, "riscv64"),
+            ("s390x", false, "s390x"),
+            ("loongarch64", true, "loong64"),
+            ("sparc64", false, "sparc64"),
+            ("wasm32", true, "wasm"),
+        ];
+        for (rust, le, go) in arches {
+            assert_eq!(go_arch_for(rust, le), go, "{rust} le={le}");
+        }
+        for (rust, go) in [
+            ("macos", "darwin"),
+            ("linux", "linux"),
+            ("windows", "windows"),
+            ("freebsd", "freebsd"),
+            ("illumos", "illumos"),
+            ("ios", "ios"),
+            ("android", "android"),
+        ] {
+            assert_eq!(go_os(rust), go);
+        }
         let current = Platform::current();
         assert!(!current.to_string().contains("x86_64"));
         assert!(!current.to_string().contains("aarch64"));
