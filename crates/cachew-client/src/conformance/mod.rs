@@ -65,7 +65,7 @@ pub struct Harness {
     /// gone (clock granularity, transport latency). Default 300 ms.
     pub expiry_slack: Duration,
     /// Whether the backend reports statistics; if not, the stats check
-    /// expects [`Error::StatsUnavailable`]. Default `true`.
+    /// expects [`Error::StatsUnavailable`](crate::Error::StatsUnavailable). Default `true`.
     pub stats_available: bool,
 }
 
