@@ -219,12 +219,11 @@ async fn restore(
     }));
 
     let outcome = restore_repo(&git, &crate::cli::expand_dir(&args.dir), &options).await?;
-    match outcome.status {
-        RestoreRepoStatus::HadCommits => ctx.status(&format!(
+    if outcome.status == RestoreRepoStatus::HadCommits {
+        ctx.status(&format!(
             "{} already has the requested commits; nothing to do",
             outcome.dir.display()
-        )),
-        _ => {}
+        ));
     }
     if !outcome.still_missing.is_empty() {
         eprintln!(
