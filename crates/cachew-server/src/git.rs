@@ -1,7 +1,7 @@
 //! The `/git/` endpoints (`PROTOCOL.md` §5), for tests and local use.
 //!
 //! Upstream repositories are plain local git repositories under a root
-//! directory: repository URL `http://example.test/org/repo` is served from
+//! directory (made absolute at start, so a relative `--git-root` works): repository URL `http://example.test/org/repo` is served from
 //! `{root}/example.test/org/repo` (or `…/repo.git`). The server keeps its
 //! own state under `{root}/.cachew/{host}/{path}/`:
 //!
@@ -21,6 +21,9 @@
 //!   `ETag`, `X-Cachew-Snapshot-Commit: <sha>` and, once the mirror's HEAD
 //!   moved past the snapshot, `X-Cachew-Bundle-Url:
 //!   /git/{host}/{path}/snapshot.bundle?base=<sha>`. 404 without an upstream.
+//! - `HEAD …/snapshot.tar.zst`: the same headers from the kept snapshot
+//!   (taken first if there is none), no body, no mirror refresh — as the
+//!   Go server answers it from its cache's metadata.
 //! - `DELETE …/snapshot.tar.zst`: drops the kept snapshot (a server-local
 //!   extension; the next request takes a fresh one).
 //! - `GET …/lfs-snapshot.tar.zst`: always 404 (no LFS support).
@@ -28,7 +31,9 @@
 //!   branch from `base`; 204 when `base` is the mirror's HEAD.
 //! - `POST …/ensure-refs`: checks the requested refs and commits in the
 //!   mirror, runs `git fetch` if one is missing or stale, and answers with
-//!   what the mirror holds afterwards; 400 for an empty or invalid request,
+//!   what the mirror holds afterwards (abbreviated SHAs, 4+ hex digits,
+//!   are accepted: the Go CLI sends SHAs as given); 400 for an empty or
+//!   invalid request,
 //!   502 when the fetch fails.
 
 use std::collections::HashMap;
