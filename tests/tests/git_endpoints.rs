@@ -227,3 +227,86 @@ async fn snapshot_conditions_ranges_and_bad_requests() {
     let (status, _) = send(http::Request::get(&bundle), "").await;
     assert_eq!(status, 400);
 }
+
+/// A relative git root (as `cachew serve --git-root root` gives it) serves
+/// bundles too; `HEAD` of the snapshot answers its metadata; ensure-refs
+/// takes abbreviated SHAs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_root_head_and_short_shas() {
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let upstream = root.join("example.test/org/repo");
+    std::fs::create_dir_all(&upstream).unwrap();
+    git(&upstream, &["init", "-q", "-b", "main"]);
+    // The same root, relative to the current directory.
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(root.strip_prefix("/").unwrap());
+    let server = cachew_server::Server::builder(Arc::new(cachew_client::MemoryCache::new(1 << 20)))
+        .git_root(&relative)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let commit = |file: &str| {
+        std::fs::write(upstream.join(file), file).unwrap();
+        git(&upstream, &["add", file]);
+        git(&upstream, &["commit", "-q", "-m", file]);
+        git(&upstream, &["rev-parse", "HEAD"])
+    };
+    let first = commit("a.txt");
+    let http = cachew_transport::HttpClient::builder().build().unwrap();
+    let client = cachew_client::git::GitClient::new(http.clone(), server.url());
+    drop(client.open_snapshot(REPO_URL).await.unwrap());
+    let second = commit("b.txt");
+
+    // HEAD: the kept snapshot's metadata, no body, no mirror refresh.
+    let url = format!(
+        "{}/git/example.test/org/repo/snapshot.tar.zst",
+        server.url()
+    );
+    let req = http::Request::head(&url)
+        .body(cachew_transport::RequestBody::empty())
+        .unwrap();
+    let resp = http.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    assert_eq!(headers["x-cachew-snapshot-commit"], first.as_str());
+    assert!(headers.contains_key("etag"));
+    let len: u64 = headers["content-length"].to_str().unwrap().parse().unwrap();
+    assert!(len > 0);
+    assert!(resp
+        .into_body()
+        .bytes_limited(1 << 20)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The bundle (git runs with -C elsewhere: the root must be absolute).
+    let snap = client.open_snapshot(REPO_URL).await.unwrap();
+    let bundle_url = snap.bundle_url.clone().expect("a bundle URL");
+    let mut bundle = Vec::new();
+    client
+        .open_bundle(&bundle_url)
+        .await
+        .unwrap()
+        .read_to_end(&mut bundle)
+        .await
+        .unwrap();
+    assert!(bundle.starts_with(b"# v2 git bundle") || bundle.starts_with(b"# v3 git bundle"));
+
+    // Abbreviated SHAs, as the Go CLI passes them on.
+    let mut request = EnsureGitRefsRequest::default();
+    request
+        .refs
+        .insert("refs/heads/main".into(), second[..8].to_owned());
+    request.commits = vec![first[..7].to_owned()];
+    let resp = client.ensure_refs(REPO_URL, &request).await.unwrap();
+    assert!(resp.missing_commits.is_empty(), "{resp:?}");
+    assert_eq!(resp.refs["refs/heads/main"], second);
+    server.shutdown().await;
+}

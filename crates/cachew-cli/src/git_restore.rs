@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cachew_client::git::{
-    is_commit_sha, restore_repo, BundleOutcome, GitClient, RestoreRepoEvent, RestoreRepoOptions,
-    RestoreRepoStatus, SnapshotSummary,
+    is_commit_sha_prefix, restore_repo, BundleOutcome, GitClient, LfsOutcome, RestoreRepoEvent,
+    RestoreRepoOptions, RestoreRepoStatus, SnapshotSummary,
 };
 use cachew_client::parallel::{ParallelOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY};
 use cachew_client::{Progress, RemoteCache};
@@ -25,10 +25,21 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) enum GitCommand {
     /// Clone a repository from the server's snapshot into DIR, bring it up
     /// to date with the delta bundle, and check requested refs and commits.
+    ///
+    /// DIR may be relative, absolute or `~/…`. A new (or empty) DIR gets the
+    /// clone by one rename from a staging directory beside it. An existing
+    /// DIR — a stale clone, a dirty one, or any directory — gets the
+    /// snapshot merged in place, as the Go CLI extracts it: the snapshot's
+    /// files win, DIR's other files (build outputs) stay; a failure rolls
+    /// the merge back. With --ref/--commit, an existing clone that already
+    /// has every SHA (all refs pinned) is left alone; otherwise the server
+    /// ensures them and `git pull --ff-only` runs unless the clone already
+    /// has every SHA the server resolved.
     #[command(after_help = "Examples:\n  \
         cachew git restore https://github.com/org/repo ./repo\n  \
         cachew git restore https://github.com/org/repo ./repo --ref refs/heads/main=$SHA\n  \
-        cachew git restore https://github.com/org/repo ./repo --commit $SHA --no-bundle")]
+        cachew git restore https://github.com/org/repo ./repo --commit $SHA --no-bundle\n  \
+        cachew git restore https://github.com/org/repo ~/ws/repo --ref main= --lfs")]
     Restore(GitRestoreArgs),
 }
 
@@ -37,19 +48,25 @@ pub(crate) enum GitCommand {
 pub(crate) struct GitRestoreArgs {
     /// Repository URL, e.g. `https://github.com/org/repo`.
     pub(crate) repo: String,
-    /// Directory of the clone (created; staged beside it and renamed into place).
+    /// Directory of the clone: created when absent; an existing one gets
+    /// the snapshot merged in place.
     pub(crate) dir: PathBuf,
     /// Require ref NAME at SHA, NAME=SHA; several are separated by ";"
     /// (repeatable); a NAME without `refs/` means `refs/heads/NAME`; an
-    /// empty SHA means "any".
+    /// empty SHA means "any"; SHAs may be abbreviated (4+ hex digits).
     #[arg(long = "ref", value_name = "NAME=SHA", value_parser = crate::kong::map_occurrence)]
     pub(crate) refs: Vec<String>,
-    /// Require commit SHA; several are separated by "," (repeatable).
+    /// Require commit SHA (full or abbreviated); several are separated by
+    /// "," (repeatable).
     #[arg(long = "commit", value_name = "SHA")]
     pub(crate) commits: Vec<String>,
     /// Do not fetch and apply the delta bundle after the snapshot.
     #[arg(long)]
     pub(crate) no_bundle: bool,
+    /// Also restore the server's LFS snapshot into DIR/.git/lfs (none on
+    /// the server is not an error). An extension to the Go CLI.
+    #[arg(long)]
+    pub(crate) lfs: bool,
     /// Extraction threads; 0 = all cores.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) zstd_threads: usize,
@@ -74,9 +91,10 @@ fn parse_ref(s: &str) -> Result<(String, String), String> {
     } else {
         format!("refs/heads/{name}")
     };
-    let sha = sha.trim().to_ascii_lowercase();
-    if !sha.is_empty() && !is_commit_sha(&sha) {
-        return Err(format!("{sha:?} is not a full commit SHA"));
+    // Passed to the server as given (abbreviations included).
+    let sha = sha.trim().to_owned();
+    if !sha.is_empty() && !is_commit_sha_prefix(&sha) {
+        return Err(format!("{sha:?} is not a commit SHA (4 to 64 hex digits)"));
     }
     Ok((name, sha))
 }
@@ -138,9 +156,9 @@ async fn restore(
     }
     let commits = crate::kong::list(&args.commits);
     for commit in &commits {
-        if !is_commit_sha(commit) {
+        if !is_commit_sha_prefix(commit) {
             return Err(usage(format!(
-                "--commit {commit:?} is not a full commit SHA"
+                "--commit {commit:?} is not a commit SHA (4 to 64 hex digits)"
             )));
         }
     }
@@ -155,6 +173,7 @@ async fn restore(
     options.refs = refs;
     options.commits = commits;
     options.skip_bundle = args.no_bundle;
+    options.lfs = args.lfs;
     options.extract_threads = args.zstd_threads;
     options.download = ParallelOptions::default()
         .with_concurrency(args.download_concurrency.max(1))
@@ -175,8 +194,9 @@ async fn restore(
             }
             if !quiet {
                 eprintln!(
-                    "cachew: restored {repo} into {}: {}",
+                    "cachew: restored {repo} into {}{}: {}",
                     dir.display(),
+                    if summary.in_place { " (in place)" } else { "" },
                     describe_snapshot(summary)
                 );
             }
@@ -199,16 +219,18 @@ async fn restore(
     }));
 
     let outcome = restore_repo(&git, &crate::cli::expand_dir(&args.dir), &options).await?;
-    match outcome.status {
-        RestoreRepoStatus::HadCommits => ctx.status(&format!(
+    if outcome.status == RestoreRepoStatus::HadCommits {
+        ctx.status(&format!(
             "{} already has the requested commits; nothing to do",
             outcome.dir.display()
-        )),
-        RestoreRepoStatus::AlreadyCloned => ctx.status(&format!(
-            "{} is already a git clone; nothing to restore",
-            outcome.dir.display()
-        )),
-        _ => {}
+        ));
+    }
+    if !outcome.still_missing.is_empty() {
+        eprintln!(
+            "cachew: warning: after git pull, {} still lacks {}",
+            outcome.dir.display(),
+            outcome.still_missing.join(", ")
+        );
     }
     Ok(())
 }
@@ -246,6 +268,13 @@ fn describe_snapshot(summary: &SnapshotSummary) -> String {
             text.push_str(&format!(", bundle applied: now at {}", short(head)));
         }
         BundleOutcome::UpToDate => text.push_str(", already up to date"),
+        _ => {}
+    }
+    match &summary.lfs {
+        LfsOutcome::Restored { bytes } => {
+            text.push_str(&format!(", LFS objects {}", progress::bytes(*bytes)));
+        }
+        LfsOutcome::NotOffered => text.push_str(", no LFS snapshot on the server"),
         _ => {}
     }
     text
@@ -322,7 +351,11 @@ mod tests {
         );
         assert_eq!(
             parse_ref(&format!("refs/tags/v1={}", sha.to_uppercase())).unwrap(),
-            ("refs/tags/v1".to_owned(), sha.clone())
+            ("refs/tags/v1".to_owned(), sha.to_uppercase())
+        );
+        assert_eq!(
+            parse_ref("main=abc1234").unwrap(),
+            ("refs/heads/main".to_owned(), "abc1234".to_owned())
         );
         assert_eq!(
             parse_ref("refs/heads/x=").unwrap(),
@@ -331,5 +364,6 @@ mod tests {
         assert!(parse_ref("main").is_err());
         assert!(parse_ref("=abc").is_err());
         assert!(parse_ref("main=abc").is_err());
+        assert!(parse_ref("main=xyz12345").is_err());
     }
 }

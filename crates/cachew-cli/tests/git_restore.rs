@@ -321,21 +321,31 @@ fn a_missing_snapshot_is_a_clear_error() {
     assert_eq!(code, 80, "{err}");
     let (code, err) = fx.restore(&fx.url(), &[REPO, "x", "--commit", "abc"]);
     assert_eq!(code, 80, "{err}");
-    assert!(err.contains("not a full commit SHA"), "{err}");
+    assert!(err.contains("not a commit SHA"), "{err}");
 }
 
 #[test]
-fn an_existing_directory_is_never_overwritten() {
+fn an_existing_directory_gets_the_snapshot_in_place() {
     let fx = Fixture::new();
     fx.commit("a.txt", b"one");
     let dir = fx.path("mine");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("precious"), b"keep").unwrap();
     let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap()]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("refusing"), "{err}");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(in place)"), "{err}");
     assert_eq!(std::fs::read(dir.join("precious")).unwrap(), b"keep");
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "?? precious");
     assert_eq!(fx.entries(), ["mine", "root"]);
+
+    // A file where DIR should be is refused, and left alone.
+    let file = fx.path("file");
+    std::fs::write(&file, b"x").unwrap();
+    let (code, err) = fx.restore(&fx.url(), &[REPO, file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
 
     // An empty directory is filled.
     let empty = fx.path("empty");
@@ -447,4 +457,232 @@ fn an_interrupted_restore_leaves_nothing_behind() {
     assert!(err.contains("interrupted"), "{err}");
     assert!(!dir.exists());
     assert_eq!(fx.entries(), ["root"]);
+}
+
+/// What DIR is before a table case runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Before {
+    /// Nothing there.
+    Fresh,
+    /// An empty directory.
+    Empty,
+    /// A clone at the oldest commit (an old CI workspace).
+    Stale,
+    /// A stale clone with a modified tracked file and an untracked one.
+    Dirty,
+    /// A directory with a file, no clone.
+    NotAClone,
+}
+
+/// The flags of a table case.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Bundle,
+    NoBundle,
+    RefPinnedNoBundle,
+    RefAny,
+    CommitShortNoBundle,
+    CommitFull,
+}
+
+/// How a table case names DIR, relative to its working directory `cwd`
+/// (and `$HOME` = `cwd/home`).
+const FORMS: [&str; 5] = ["repo", "./repo", "sub/repo", "ABS/abs/repo", "~/repo"];
+
+/// Every DIR form × state × mode, against one server whose snapshot is at
+/// `c2` while upstream is at `c3`, compared with the Go flow of
+/// PROTOCOL.md §5: the snapshot always goes in (in place for an existing
+/// DIR: the snapshot's files win, DIR's others stay), the bundle brings it
+/// to `c3` unless `--no-bundle`, and `--ref`/`--commit` for `c3` end at `c3`
+/// through ensure-refs and `git pull --ff-only` when the bundle did not.
+#[test]
+fn every_dir_form_state_and_mode_ends_as_the_go_flow_does() {
+    let fx = Fixture::new();
+    let c1 = fx.commit("a.txt", b"one");
+    // The stale workspace every Stale/Dirty case starts from.
+    let template = fx.path("template");
+    git(
+        fx.tmp.path(),
+        &["clone", "-q", fx.upstream.to_str().unwrap(), "template"],
+    );
+    git(&template, &["remote", "set-url", "origin", REPO]);
+    assert_eq!(head(&template), c1);
+    let c2 = fx.commit("b.txt", b"two");
+    fx.snapshot_first_byte(); // The server keeps a snapshot at c2.
+    let c3 = fx.commit("c.txt", b"three");
+
+    let states = [
+        Before::Fresh,
+        Before::Empty,
+        Before::Stale,
+        Before::Dirty,
+        Before::NotAClone,
+    ];
+    let modes = [
+        Mode::Bundle,
+        Mode::NoBundle,
+        Mode::RefPinnedNoBundle,
+        Mode::RefAny,
+        Mode::CommitShortNoBundle,
+        Mode::CommitFull,
+    ];
+    // Every form × state with the bundle, and every state × mode with the
+    // forms taking turns.
+    let mut cases = Vec::new();
+    for (f, _) in FORMS.iter().enumerate() {
+        for &state in &states {
+            cases.push((f, state, Mode::Bundle));
+        }
+    }
+    for (i, &state) in states.iter().enumerate() {
+        for (j, &mode) in modes.iter().enumerate().skip(1) {
+            cases.push(((i + j) % FORMS.len(), state, mode));
+        }
+    }
+    let started = std::time::Instant::now();
+    let cases_root = fx.path("cases");
+    for (n, &(form, state, mode)) in cases.iter().enumerate() {
+        let cwd = cases_root.join(format!("c{n}"));
+        let home = cwd.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let arg = FORMS[form].replace("ABS", cwd.to_str().unwrap());
+        let dir = match FORMS[form] {
+            "~/repo" => home.join("repo"),
+            "ABS/abs/repo" => cwd.join("abs/repo"),
+            other => cwd.join(other.trim_start_matches("./")),
+        };
+        match state {
+            Before::Fresh => {}
+            Before::Empty => std::fs::create_dir_all(&dir).unwrap(),
+            Before::Stale | Before::Dirty => {
+                std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+                git(
+                    dir.parent().unwrap(),
+                    &["clone", "-q", template.to_str().unwrap(), "repo"],
+                );
+                git(&dir, &["remote", "set-url", "origin", REPO]);
+                if state == Before::Dirty {
+                    std::fs::write(dir.join("a.txt"), b"local edit").unwrap();
+                    std::fs::write(dir.join("untracked.txt"), b"mine").unwrap();
+                }
+            }
+            Before::NotAClone => {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("precious"), b"keep").unwrap();
+            }
+        }
+        let mut args = vec![REPO.to_owned(), arg.clone()];
+        let extra: Vec<String> = match mode {
+            Mode::Bundle => vec![],
+            Mode::NoBundle => vec!["--no-bundle".into()],
+            Mode::RefPinnedNoBundle => {
+                vec!["--no-bundle".into(), "--ref".into(), format!("main={c3}")]
+            }
+            Mode::RefAny => vec!["--ref".into(), "main=".into()],
+            Mode::CommitShortNoBundle => {
+                vec!["--no-bundle".into(), "--commit".into(), c3[..10].to_owned()]
+            }
+            Mode::CommitFull => vec!["--commit".into(), c3.clone()],
+        };
+        args.extend(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = fx
+            .command(&fx.url(), &args)
+            .current_dir(&cwd)
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("case {n}: DIR {arg:?}, {state:?}, {mode:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{what}");
+
+        // The Go flow's outcome.
+        let want_head = if mode == Mode::NoBundle { &c2 } else { &c3 };
+        let want_status = match state {
+            Before::Dirty => "?? untracked.txt",
+            Before::NotAClone => "?? precious",
+            _ => "",
+        };
+        assert!(!err.contains("warning"), "{what}");
+        assert_eq!(&head(&dir), want_head, "{what}");
+        assert_eq!(git(&dir, &["status", "--porcelain"]), want_status, "{what}");
+        git(&dir, &["fsck", "--no-progress"]);
+        assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
+        if state == Before::NotAClone {
+            assert_eq!(std::fs::read(dir.join("precious")).unwrap(), b"keep");
+        }
+        // Nothing is left beside DIR: no staging, backup or bundle file.
+        let mut beside: Vec<String> = std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        beside.sort();
+        assert!(beside.is_empty(), "{what}: left {beside:?}");
+    }
+    eprintln!("{} table cases in {:?}", cases.len(), started.elapsed());
+}
+
+/// A clone that already has every pinned SHA is left alone, in every DIR
+/// form, without a single request (the server URL is dead); a `NAME=` ref
+/// cannot be checked locally, so it is not enough.
+#[test]
+fn a_clone_with_the_shas_is_left_alone_in_every_form() {
+    let fx = Fixture::new();
+    let c1 = fx.commit("a.txt", b"one");
+    for (n, form) in FORMS.iter().enumerate() {
+        let cwd = fx.path(&format!("c{n}"));
+        let home = cwd.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let arg = form.replace("ABS", cwd.to_str().unwrap());
+        let (code, err) = {
+            let out = fx
+                .command(&fx.url(), &[REPO, &arg])
+                .current_dir(&cwd)
+                .env("HOME", &home)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(0), "{arg}: {err}");
+        for extra in [
+            vec!["--commit", &c1[..7]],
+            vec!["--ref", &format!("main={c1}")],
+        ] {
+            let mut args = vec![REPO, arg.as_str()];
+            let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            args.extend(extra.iter().map(String::as_str));
+            let out = fx
+                .command(&dead_url(), &args)
+                .current_dir(&cwd)
+                .env("HOME", &home)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{arg} {extra:?}: {err}");
+            assert!(err.contains("nothing to do"), "{arg} {extra:?}: {err}");
+        }
+        let out = fx
+            .command(&dead_url(), &[REPO, &arg, "--ref", "main="])
+            .current_dir(&cwd)
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{arg}: main= asks the server");
+    }
+}
+
+/// `--lfs`: a server without an LFS snapshot (404) is not an error.
+#[test]
+fn lfs_without_an_lfs_snapshot_is_fine() {
+    let fx = Fixture::new();
+    let c1 = fx.commit("a.txt", b"one");
+    let dir = fx.path("lfs");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap(), "--lfs"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no LFS snapshot"), "{err}");
+    assert_eq!(head(&dir), c1);
 }

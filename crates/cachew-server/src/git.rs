@@ -1,7 +1,7 @@
 //! The `/git/` endpoints (`PROTOCOL.md` §5), for tests and local use.
 //!
 //! Upstream repositories are plain local git repositories under a root
-//! directory: repository URL `http://example.test/org/repo` is served from
+//! directory (made absolute at start, so a relative `--git-root` works): repository URL `http://example.test/org/repo` is served from
 //! `{root}/example.test/org/repo` (or `…/repo.git`). The server keeps its
 //! own state under `{root}/.cachew/{host}/{path}/`:
 //!
@@ -21,6 +21,9 @@
 //!   `ETag`, `X-Cachew-Snapshot-Commit: <sha>` and, once the mirror's HEAD
 //!   moved past the snapshot, `X-Cachew-Bundle-Url:
 //!   /git/{host}/{path}/snapshot.bundle?base=<sha>`. 404 without an upstream.
+//! - `HEAD …/snapshot.tar.zst`: the same headers from the kept snapshot
+//!   (taken first if there is none), no body, no mirror refresh — as the
+//!   Go server answers it from its cache's metadata.
 //! - `DELETE …/snapshot.tar.zst`: drops the kept snapshot (a server-local
 //!   extension; the next request takes a fresh one).
 //! - `GET …/lfs-snapshot.tar.zst`: always 404 (no LFS support).
@@ -28,7 +31,9 @@
 //!   branch from `base`; 204 when `base` is the mirror's HEAD.
 //! - `POST …/ensure-refs`: checks the requested refs and commits in the
 //!   mirror, runs `git fetch` if one is missing or stale, and answers with
-//!   what the mirror holds afterwards; 400 for an empty or invalid request,
+//!   what the mirror holds afterwards (abbreviated SHAs, 4+ hex digits,
+//!   are accepted: the Go CLI sends SHAs as given); 400 for an empty or
+//!   invalid request,
 //!   502 when the fetch fails.
 
 use std::collections::HashMap;
@@ -95,8 +100,11 @@ impl Repo {
 }
 
 impl GitState {
-    /// Serves the repositories under `root`.
+    /// Serves the repositories under `root`, made absolute: git runs with
+    /// `-C` in other directories, where a relative path would point
+    /// elsewhere (LESSONS 15).
     pub(crate) fn new(root: PathBuf) -> GitState {
+        let root = std::path::absolute(&root).unwrap_or(root);
         let state_dir = root.join(".cachew");
         GitState {
             root,
@@ -155,11 +163,11 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBod
     };
     let method = req.method().clone();
     match (endpoint, &method) {
-        ("snapshot.tar.zst", &Method::GET | &Method::DELETE) => {}
+        ("snapshot.tar.zst", &Method::GET | &Method::HEAD | &Method::DELETE) => {}
         ("lfs-snapshot.tar.zst", &Method::GET) => {}
         ("snapshot.bundle", &Method::GET) => {}
         ("ensure-refs", &Method::POST) => {}
-        ("snapshot.tar.zst", _) => return not_allowed("GET, DELETE"),
+        ("snapshot.tar.zst", _) => return not_allowed("GET, HEAD, DELETE"),
         ("lfs-snapshot.tar.zst" | "snapshot.bundle", _) => return not_allowed("GET"),
         ("ensure-refs", _) => return not_allowed("POST"),
         _ => return text(StatusCode::NOT_FOUND, "not found"),
@@ -170,7 +178,16 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBod
     };
     match endpoint {
         "snapshot.tar.zst" if method == Method::DELETE => drop_snapshot(state, &repo).await,
-        "snapshot.tar.zst" => snapshot(state, &repo, req.headers()).await,
+        "snapshot.tar.zst" => {
+            let head_only = method == Method::HEAD;
+            let mut resp = snapshot(state, &repo, req.headers(), head_only).await;
+            if head_only {
+                // The metadata only: same headers (Content-Length included),
+                // no body.
+                *resp.body_mut() = ResponseBody::empty();
+            }
+            resp
+        }
         "lfs-snapshot.tar.zst" => text(
             StatusCode::NOT_FOUND,
             &format!("no LFS snapshot of {}", repo.name),
@@ -301,7 +318,11 @@ async fn take_snapshot(repo: &Repo) -> Result<Snapshot, String> {
     result
 }
 
-async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap) -> Resp {
+/// `GET` (or, with `head_only`, `HEAD`) of the snapshot. A `HEAD` answers
+/// from what is kept (taking the first snapshot if there is none) without
+/// refreshing the mirror, as the Go server answers it from its cache's
+/// metadata.
+async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only: bool) -> Resp {
     // The same conditional and range rules as the object API.
     let options = match open_options(headers, true) {
         Ok(o) => o,
@@ -315,7 +336,7 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap) -> Resp {
         }
         // Chunk requests of a download are pinned with If-Match; only the
         // first request refreshes the mirror.
-        if options.if_match.is_none() {
+        if options.if_match.is_none() && !head_only {
             if let Err(e) = fetch(repo).await {
                 return text(StatusCode::BAD_GATEWAY, &e);
             }
@@ -424,6 +445,18 @@ fn is_sha(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+fn is_sha_prefix(s: &str) -> bool {
+    (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether full SHA `got` is `want`, which may be abbreviated.
+fn sha_matches(got: &str, want: &str) -> bool {
+    is_sha_prefix(want)
+        && got
+            .get(..want.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(want))
+}
+
 async fn bundle(state: &GitState, repo: &Repo, query: &str) -> Resp {
     let base = query
         .split('&')
@@ -501,7 +534,9 @@ async fn inspect(mirror: &Path, request: &EnsureGitRefsRequest) -> EnsureGitRefs
         response.refs.insert(name.clone(), sha);
     }
     for commit in &request.commits {
-        let present = is_sha(commit)
+        // Abbreviated SHAs are accepted as the Go server does (git resolves
+        // them when unambiguous).
+        let present = is_sha_prefix(commit)
             && git(
                 Some(mirror),
                 &["cat-file", "-e", &format!("{commit}^{{commit}}")],
@@ -519,7 +554,7 @@ fn satisfied(request: &EnsureGitRefsRequest, have: &EnsureGitRefsResponse) -> bo
     have.missing_commits.is_empty()
         && request.refs.iter().all(|(name, want)| {
             let got = have.refs.get(name).map(String::as_str).unwrap_or_default();
-            !got.is_empty() && (want.is_empty() || got.eq_ignore_ascii_case(want))
+            !got.is_empty() && (want.is_empty() || sha_matches(got, want))
         })
 }
 

@@ -12,7 +12,11 @@
 //! required refs and commits checked (and fetched through ensure-refs).
 //!
 //! - `client.rs`: [`GitClient`] and [`GitSnapshot`].
-//! - `restore.rs`: [`restore_repo`], its options, events and outcome.
+//! - `restore.rs`: [`restore_repo`], its options, events and outcome; the
+//!   snapshot, bundle and LFS steps.
+//! - `dir.rs`: DIR resolution, staging, and moving the clone into place
+//!   (rename, or a journaled merge into an existing DIR).
+//! - `refs.rs`: `--ref` / `--commit`: local checks, ensure-refs, `git pull`.
 //!
 //! ```no_run
 //! use cachew_client::git::GitClient;
@@ -32,10 +36,13 @@
 //! ```
 
 mod client;
+mod dir;
+mod refs;
 mod restore;
 
 pub use client::{GitClient, GitSnapshot};
+pub use refs::{is_commit_sha, is_commit_sha_prefix};
 pub use restore::{
-    is_commit_sha, restore_repo, BundleOutcome, EventSink, RestoreRepoEvent, RestoreRepoOptions,
+    restore_repo, BundleOutcome, EventSink, LfsOutcome, RestoreRepoEvent, RestoreRepoOptions,
     RestoreRepoOutcome, RestoreRepoStatus, SnapshotSummary,
 };

@@ -1,19 +1,21 @@
 //! [`restore_repo`]: a git clone from the server's snapshot, brought up to
 //! date by its delta bundle, with required refs and commits checked
-//! (`PROTOCOL.md` §5, §7) — the work behind `cachew git restore`.
+//! (`PROTOCOL.md` §5, §7) — the work behind `cachew git restore`: its
+//! options, events and outcome, the snapshot, bundle and LFS steps. DIR
+//! handling is in `dir.rs`, refs and commits in `refs.rs`.
 
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use cachew_proto::EnsureGitRefsRequest;
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
+use super::dir::{self, DirState, TempPath};
+use super::refs::{self, git_command, is_commit_sha_prefix, run_git};
 use super::{GitClient, GitSnapshot};
 use crate::error::{Error, Result};
 use crate::parallel::ParallelOptions;
@@ -32,12 +34,16 @@ pub struct RestoreRepoOptions {
     /// Repository URL, e.g. `https://github.com/org/repo`.
     pub repo: String,
     /// Required refs as (full name, SHA), e.g. `("refs/heads/main", sha)`;
-    /// an empty SHA means "any".
+    /// an empty SHA means "any". SHAs may be abbreviated; they are sent to
+    /// the server as given.
     pub refs: Vec<(String, String)>,
-    /// Required commits (full SHAs).
+    /// Required commits (full or abbreviated SHAs, sent as given).
     pub commits: Vec<String>,
     /// Do not fetch and apply the delta bundle after the snapshot.
     pub skip_bundle: bool,
+    /// Also restore the server's LFS snapshot into `.git/lfs` (an
+    /// extension; none on the server is not an error).
+    pub lfs: bool,
     /// Extraction threads; 0 means all cores.
     pub extract_threads: usize,
     /// How the snapshot is downloaded; concurrency 1 is one plain `GET`.
@@ -58,6 +64,7 @@ impl RestoreRepoOptions {
             refs: Vec::new(),
             commits: Vec::new(),
             skip_bundle: false,
+            lfs: false,
             extract_threads: 0,
             download: ParallelOptions::default(),
             progress: None,
@@ -69,7 +76,7 @@ impl RestoreRepoOptions {
         !self.refs.is_empty() || !self.commits.is_empty()
     }
 
-    fn emit(&self, event: RestoreRepoEvent<'_>) {
+    pub(super) fn emit(&self, event: RestoreRepoEvent<'_>) {
         if let Some(on_event) = &self.on_event {
             on_event(&event);
         }
@@ -83,6 +90,7 @@ impl fmt::Debug for RestoreRepoOptions {
             .field("refs", &self.refs)
             .field("commits", &self.commits)
             .field("skip_bundle", &self.skip_bundle)
+            .field("lfs", &self.lfs)
             .field("extract_threads", &self.extract_threads)
             .field("download", &self.download)
             .field("progress", &self.progress.is_some())
@@ -128,8 +136,6 @@ pub enum RestoreRepoEvent<'a> {
 pub enum RestoreRepoStatus {
     /// DIR already was a clone with every requested SHA: nothing was done.
     HadCommits,
-    /// DIR already was a clone and no SHA was requested: nothing was done.
-    AlreadyCloned,
     /// A snapshot was restored, or SHAs were pulled, or both.
     Done,
 }
@@ -149,6 +155,26 @@ pub struct SnapshotSummary {
     pub ranged_concurrency: Option<usize>,
     /// What became of the delta bundle.
     pub bundle: BundleOutcome,
+    /// What became of the LFS snapshot.
+    pub lfs: LfsOutcome,
+    /// Whether DIR existed, so the snapshot was merged into it in place
+    /// (else the clone was renamed into place).
+    pub in_place: bool,
+}
+
+/// What became of the LFS snapshot ([`RestoreRepoOptions::lfs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LfsOutcome {
+    /// Not asked for.
+    Skipped,
+    /// The server has none (404).
+    NotOffered,
+    /// Extracted into `.git/lfs`.
+    Restored {
+        /// Compressed bytes received.
+        bytes: u64,
+    },
 }
 
 /// What became of the delta bundle after a snapshot.
@@ -181,299 +207,115 @@ pub struct RestoreRepoOutcome {
     pub status: RestoreRepoStatus,
     /// The clone's directory: DIR cleaned lexically (`a/./b/` is `a/b`).
     pub dir: PathBuf,
-    /// The snapshot step, when DIR was absent or empty.
+    /// The snapshot step; `None` when it was skipped
+    /// ([`RestoreRepoStatus::HadCommits`]).
     pub snapshot: Option<SnapshotSummary>,
     /// The requested SHAs that were missing and then pulled.
     pub pulled: Vec<String>,
-}
-
-/// Whether `s` is a full commit SHA: 40 (SHA-1) or 64 (SHA-256) hex digits.
-pub fn is_commit_sha(s: &str) -> bool {
-    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    /// Requested SHAs (pinned refs as `NAME=SHA`, commits) the clone still
+    /// lacks after the pull: the Go CLI succeeds all the same, so this is
+    /// for a warning.
+    pub still_missing: Vec<String>,
 }
 
 /// Restores the clone of [`RestoreRepoOptions::repo`] at `dir` from the
 /// server behind `git`.
 ///
-/// The flow, as the Go CLI does it:
+/// The flow, as the Go CLI's (`PROTOCOL.md` §5), whatever form DIR takes
+/// (relative paths are made absolute first, so `git` always gets absolute
+/// paths):
 /// 1. With refs or commits requested, when DIR already is a clone that has
-///    every requested SHA, nothing else happens (LESSONS 12).
-/// 2. When DIR does not exist (or is an empty directory), the snapshot is
-///    downloaded with parallel ranged requests, extracted while it streams
-///    into a staging directory beside DIR (same file system, LESSONS 2),
-///    brought up to date by the delta bundle unless skipped (`git pull
+///    every requested SHA (every ref pinned), nothing else happens
+///    (LESSONS 12).
+/// 2. The snapshot is downloaded with parallel ranged requests and
+///    extracted while it streams into a fresh staging directory beside DIR
+///    (same file system, LESSONS 2); unless skipped, the delta bundle is
+///    streamed to a temporary file beside it and applied there (`git pull
 ///    --ff-only BUNDLE BRANCH`; a failure is only a warning, a 204 means
-///    already current, LESSONS 11), and renamed into place. On failure, or
-///    when the future is dropped, the staging directory (which this function
-///    created) is removed; DIR is never touched (LESSONS 13). An existing,
-///    non-empty DIR that is not a clone is an error.
-/// 3. With refs or commits requested, SHAs still missing locally make the
-///    server ensure them on its mirror (ensure-refs; commits it still lacks
-///    are an error), then `git pull --ff-only` from the clone's `origin`, and
-///    every requested SHA must be present afterwards.
+///    already current, LESSONS 11); with [`RestoreRepoOptions::lfs`], the
+///    LFS snapshot goes into its `.git` (404: none).
+/// 3. The finished clone is moved into place: renamed when DIR is absent or
+///    empty; merged into DIR when it exists — a stale clone, a dirty one, or
+///    a directory that is no clone — as extracting in place would (the
+///    snapshot's files win, DIR's other files stay), through a journal that
+///    is rolled back if a step fails or the result is not a working clone.
+/// 4. With refs or commits requested: nothing more when the clone has them
+///    all; else ensure-refs (commits the server lacks are an error), and
+///    `git pull --ff-only` from `origin` unless the clone already has every
+///    SHA the server resolved.
 ///
-/// Dropping the future (e.g. on Ctrl-C) removes the staging directory, so
-/// `dir` never appears half-written.
+/// A failure (or dropping the future, e.g. on Ctrl-C) before step 3 leaves
+/// DIR untouched and removes the staging directory and temporary files.
 pub async fn restore_repo(
     git: &GitClient,
     dir: &Path,
     options: &RestoreRepoOptions,
 ) -> Result<RestoreRepoOutcome> {
-    for commit in &options.commits {
-        if !is_commit_sha(commit) {
+    let shas = options
+        .refs
+        .iter()
+        .map(|(_, sha)| sha)
+        .filter(|s| !s.is_empty());
+    for sha in shas.chain(&options.commits) {
+        if !is_commit_sha_prefix(sha) {
             return Err(Error::InvalidInput(format!(
-                "{commit:?} is not a full commit SHA"
+                "{sha:?} is not a commit SHA (4 to 64 hex digits)"
             )));
         }
     }
-    for (_, sha) in &options.refs {
-        if !sha.is_empty() && !is_commit_sha(sha) {
-            return Err(Error::InvalidInput(format!(
-                "{sha:?} is not a full commit SHA"
-            )));
-        }
-    }
-    let dir = clean(dir)?;
+    let dir = dir::resolve(dir)?;
     let wants_shas = options.wants_shas();
     let mut outcome = RestoreRepoOutcome {
         status: RestoreRepoStatus::Done,
         dir: dir.clone(),
         snapshot: None,
         pulled: Vec::new(),
+        still_missing: Vec::new(),
     };
 
-    let state = inspect_dir(&dir).await?;
-    if state == DirState::Clone {
-        if wants_shas && missing_locally(&dir, options).await?.is_empty() {
-            outcome.status = RestoreRepoStatus::HadCommits;
-            return Ok(outcome);
-        }
-        if !wants_shas {
-            outcome.status = RestoreRepoStatus::AlreadyCloned;
-            return Ok(outcome);
-        }
-    } else {
-        outcome.snapshot = Some(restore_snapshot(git, options, &dir).await?);
-        if !wants_shas {
-            return Ok(outcome);
-        }
-    }
-
-    // Refs and commits: only what the clone still lacks goes to the server.
-    let missing = missing_locally(&dir, options).await?;
-    if missing.is_empty() {
+    let state = dir::inspect(&dir).await?;
+    if state == DirState::Clone && wants_shas && refs::has_everything(&dir, options).await? {
+        outcome.status = RestoreRepoStatus::HadCommits;
         return Ok(outcome);
     }
-    let mut request = EnsureGitRefsRequest::default();
-    for (name, sha) in &options.refs {
-        request.refs.insert(name.clone(), sha.clone());
+    outcome.snapshot = Some(restore_snapshot(git, options, &dir, state).await?);
+    if wants_shas {
+        let refs = refs::satisfy(git, &dir, options).await?;
+        outcome.pulled = refs.pulled;
+        outcome.still_missing = refs.still_missing;
     }
-    request.commits = options.commits.clone();
-    let resp = git.ensure_refs(&options.repo, &request).await?;
-    if !resp.missing_commits.is_empty() {
-        return Err(Error::Backend(format!(
-            "the server cannot provide commit(s) {} of {}",
-            resp.missing_commits.join(", "),
-            options.repo
-        )));
-    }
-    for (name, _) in &options.refs {
-        if resp.refs.get(name).is_none_or(String::is_empty) {
-            return Err(Error::Backend(format!(
-                "the server has no ref {name} in {}",
-                options.repo
-            )));
-        }
-    }
-    options.emit(RestoreRepoEvent::Pulling {
-        missing: &missing,
-        server_fetched: resp.fetched,
-    });
-    run_git(
-        &dir,
-        &["-c", "pull.rebase=false", "pull", "--ff-only", "--quiet"],
-    )
-    .await?;
-    let still = missing_locally(&dir, options).await?;
-    if !still.is_empty() {
-        return Err(Error::Backend(format!(
-            "after git pull, the clone still lacks {}",
-            still.join(", ")
-        )));
-    }
-    outcome.pulled = missing;
     Ok(outcome)
 }
 
-/// What DIR is now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirState {
-    Absent,
-    Empty,
-    Clone,
-}
-
-async fn inspect_dir(dir: &Path) -> Result<DirState> {
-    match tokio::fs::symlink_metadata(dir).await {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DirState::Absent),
-        Err(e) => return Err(Error::io("inspect", dir, e)),
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::InvalidInput(format!(
-                "{} exists and is not a directory",
-                dir.display()
-            )))
-        }
-        Ok(_) => {}
-    }
-    if dir.join(".git").exists() {
-        return Ok(DirState::Clone);
-    }
-    let mut entries = tokio::fs::read_dir(dir)
-        .await
-        .map_err(|e| Error::io("read directory", dir, e))?;
-    if entries
-        .next_entry()
-        .await
-        .map_err(|e| Error::io("read directory", dir, e))?
-        .is_none()
-    {
-        return Ok(DirState::Empty);
-    }
-    Err(Error::InvalidInput(format!(
-        "{} exists, is not empty and is not a git clone; refusing to restore over it",
-        dir.display()
-    )))
-}
-
-/// The requested SHAs (refs' and commits') the clone at `dir` does not have.
-async fn missing_locally(dir: &Path, options: &RestoreRepoOptions) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    for (name, sha) in &options.refs {
-        if sha.is_empty() {
-            // "Any SHA" cannot be checked without asking the server.
-            missing.push(name.clone());
-        } else if !has_commit(dir, sha).await? {
-            missing.push(format!("{name}={sha}"));
-        }
-    }
-    for commit in &options.commits {
-        if !has_commit(dir, commit).await? {
-            missing.push(commit.clone());
-        }
-    }
-    Ok(missing)
-}
-
-async fn has_commit(dir: &Path, sha: &str) -> Result<bool> {
-    let status = git_command(dir)
-        .args(["cat-file", "-e", &format!("{sha}^{{commit}}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .map_err(|e| Error::Backend(format!("cannot run git: {e}")))?;
-    Ok(status.success())
-}
-
-/// Cleans DIR lexically (`a/./b/` → `a/b`; `..` is kept) so that a trailing slash or `.`
-/// never changes where the staging directory goes (LESSONS 3).
-fn clean(dir: &Path) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in dir.components() {
-        match c {
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    if out.as_os_str().is_empty() || out.file_name().is_none() {
-        return Err(Error::InvalidInput(format!(
-            "cannot restore into {:?}: name a new directory",
-            dir
-        )));
-    }
-    Ok(out)
-}
-
-/// Downloads, extracts, freshens and moves the snapshot into `dir`.
+/// Restores the snapshot (with bundle and LFS objects) into a staging
+/// directory, then moves it into place at `dir`.
 async fn restore_snapshot(
     git: &GitClient,
     options: &RestoreRepoOptions,
     dir: &Path,
+    state: DirState,
 ) -> Result<SnapshotSummary> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    tokio::fs::create_dir_all(&parent)
+    let staging_path = dir::staging_for(dir, state)?;
+    if let Some(parent) = staging_path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Error::io("create directory", parent, e))?;
+    }
+    let mut staging = TempPath::new(staging_path.clone());
+    let mut summary = restore_into(git, options, &staging_path).await?;
+    summary.in_place = !matches!(state, DirState::Absent | DirState::Empty);
+    // From here the blocking task owns the staging directory: it runs to
+    // its end (rolling back on failure) even if this future is dropped.
+    staging.keep();
+    let target = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || dir::place(&staging_path, &target, state))
         .await
-        .map_err(|e| Error::io("create directory", &parent, e))?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staging = parent.join(format!(
-        ".{name}.cachew-git-{}-{:x}",
-        std::process::id(),
-        nanos()
-    ));
-    let mut guard = StagingGuard(Some(staging.clone()));
-    let result = restore_into(git, options, &staging).await;
-    let result = match result {
-        Ok(summary) => {
-            // An empty DIR is replaced by the rename itself: rename(2)
-            // refuses anything but an empty directory, so nothing of the
-            // user's is ever lost.
-            match tokio::fs::rename(&staging, dir).await {
-                Ok(()) => Ok(summary),
-                Err(e) => Err(Error::io("move the clone into place at", dir, e)),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(summary) => {
-            guard.0 = None;
-            options.emit(RestoreRepoEvent::SnapshotRestored {
-                dir,
-                summary: &summary,
-            });
-            Ok(summary)
-        }
-        Err(e) => {
-            // The staging directory is ours alone.
-            let _ = tokio::fs::remove_dir_all(&staging).await;
-            guard.0 = None;
-            Err(e)
-        }
-    }
-}
-
-/// Removes the staging directory if the restore is dropped half-way (e.g.
-/// on Ctrl-C); disarmed once the directory was renamed or cleaned up.
-struct StagingGuard(Option<PathBuf>);
-
-impl Drop for StagingGuard {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            // The extractor's threads may still be finishing a file for a
-            // moment after the restore was dropped: retry briefly.
-            for _ in 0..5 {
-                match std::fs::remove_dir_all(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    _ => return,
-                }
-            }
-        }
-    }
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+        .map_err(|e| Error::Backend(format!("moving the clone into place panicked: {e}")))??;
+    options.emit(RestoreRepoEvent::SnapshotRestored {
+        dir,
+        summary: &summary,
+    });
+    Ok(summary)
 }
 
 async fn restore_into(
@@ -523,21 +365,25 @@ async fn restore_into(
         elapsed: started.elapsed(),
         ranged_concurrency: snapshot.parallel.then_some(opts.concurrency),
         bundle: BundleOutcome::Skipped,
+        lfs: LfsOutcome::Skipped,
+        in_place: false,
     };
-    if options.skip_bundle {
-        return Ok(summary);
+    if !options.skip_bundle {
+        summary.bundle = match bundle_url {
+            None => BundleOutcome::NotOffered,
+            Some(url) => match apply_bundle(git, &url, staging).await {
+                Ok(Some(head)) => BundleOutcome::Applied { head },
+                Ok(None) => BundleOutcome::UpToDate,
+                Err(e) => BundleOutcome::Failed {
+                    error: e.to_string(),
+                },
+            },
+        };
     }
-    let Some(bundle_url) = bundle_url else {
-        summary.bundle = BundleOutcome::NotOffered;
-        return Ok(summary);
-    };
-    summary.bundle = match apply_bundle(git, &bundle_url, staging).await {
-        Ok(Some(head)) => BundleOutcome::Applied { head },
-        Ok(None) => BundleOutcome::UpToDate,
-        Err(e) => BundleOutcome::Failed {
-            error: e.to_string(),
-        },
-    };
+    if options.lfs {
+        summary.lfs = restore_lfs(git, options, staging).await?;
+    }
+    summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
@@ -565,107 +411,69 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
-/// Fetches the bundle and `git pull --ff-only`s the current branch from it.
-/// `Ok(None)`: the server said the snapshot is current (204).
+/// Streams the bundle to a temporary file beside the staging directory
+/// (never into memory), then `git pull --ff-only`s the clone's branch from
+/// it. `Ok(None)`: the server said the snapshot is current (204).
 async fn apply_bundle(git: &GitClient, bundle_url: &str, clone: &Path) -> Result<Option<String>> {
     let mut body = match git.open_bundle(bundle_url).await {
         Ok(body) => body,
         Err(Error::UpToDate) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut data = Vec::new();
+    let bundle = TempPath::new(dir::sibling(clone, ".bundle"));
+    let mut file = tokio::fs::File::create(bundle.path())
+        .await
+        .map_err(|e| Error::io("create", bundle.path(), e))?;
     // The I/O error's own text, as the warning has always shown it.
-    body.read_to_end(&mut data)
+    tokio::io::copy(&mut body, &mut file)
         .await
         .map_err(|e| Error::Backend(e.to_string()))?;
-    // Beside the staging directory, named after it (with_extension would
-    // cut its name at the first dot).
-    let mut bundle = clone.as_os_str().to_owned();
-    bundle.push(".bundle");
-    let bundle = PathBuf::from(bundle);
-    tokio::fs::write(&bundle, &data)
+    file.sync_all()
         .await
-        .map_err(|e| Error::io("write", &bundle, e))?;
-    let result = async {
-        let branch = run_git(clone, &["symbolic-ref", "--short", "HEAD"]).await?;
-        let bundle_arg = bundle.to_str().ok_or_else(|| {
-            Error::InvalidInput(format!("path is not UTF-8: {}", bundle.display()))
+        .map_err(|e| Error::io("write", bundle.path(), e))?;
+    drop(file);
+    let branch = run_git(clone, &["symbolic-ref", "--short", "HEAD"]).await?;
+    let args = ["-c", "pull.rebase=false", "pull", "--ff-only", "--quiet"];
+    refs::output(
+        git_command(clone)
+            .args(args)
+            .arg(bundle.path())
+            .arg(&branch),
+        &args,
+    )
+    .await?;
+    run_git(clone, &["rev-parse", "HEAD"]).await.map(Some)
+}
+
+/// Extracts the server's LFS snapshot (paths relative to `.git`, e.g.
+/// `./lfs/objects/…`) into the clone's `.git`.
+async fn restore_lfs(
+    git: &GitClient,
+    options: &RestoreRepoOptions,
+    clone: &Path,
+) -> Result<LfsOutcome> {
+    let snapshot = match git.open_lfs_snapshot(&options.repo).await {
+        Ok(s) => s,
+        Err(Error::NotFound) => return Ok(LfsOutcome::NotOffered),
+        Err(e) => return Err(e),
+    };
+    let counted = Arc::new(AtomicU64::new(0));
+    let body = Counting {
+        inner: snapshot.body,
+        count: counted.clone(),
+        progress: None,
+    };
+    let extract_opts =
+        cachew_archive::ExtractOptions::default().with_threads(options.extract_threads);
+    cachew_archive::extract_async(body, clone.join(".git"), extract_opts)
+        .await
+        .map_err(|e| {
+            Error::Backend(format!(
+                "cannot extract the LFS snapshot of {}: {e}",
+                options.repo
+            ))
         })?;
-        run_git(
-            clone,
-            &[
-                "-c",
-                "pull.rebase=false",
-                "pull",
-                "--ff-only",
-                "--quiet",
-                bundle_arg,
-                &branch,
-            ],
-        )
-        .await?;
-        run_git(clone, &["rev-parse", "HEAD"]).await
-    }
-    .await;
-    let _ = tokio::fs::remove_file(&bundle).await;
-    result.map(Some)
-}
-
-fn git_command(dir: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs git in `dir`; its trimmed stdout, or an error with its stderr.
-async fn run_git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = git_command(dir)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| Error::Backend(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        let what = args
-            .iter()
-            .find(|a| !a.starts_with('-') && !a.contains('='))
-            .copied();
-        return Err(Error::Backend(format!(
-            "git {} failed: {}",
-            what.unwrap_or("command"),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailing_slashes_and_dots_do_not_move_the_target() {
-        assert_eq!(clean(Path::new("repo/")).unwrap(), PathBuf::from("repo"));
-        assert_eq!(
-            clean(Path::new("./a/./repo/")).unwrap(),
-            PathBuf::from("a/repo")
-        );
-        assert_eq!(
-            clean(Path::new("../repo/.")).unwrap(),
-            PathBuf::from("../repo")
-        );
-        assert!(clean(Path::new(".")).is_err());
-        assert!(clean(Path::new("/")).is_err());
-    }
-
-    #[test]
-    fn commit_shas_are_full_hex() {
-        assert!(is_commit_sha(&"a".repeat(40)));
-        assert!(is_commit_sha(&"F".repeat(64)));
-        assert!(!is_commit_sha("abc"));
-        assert!(!is_commit_sha(&"g".repeat(40)));
-    }
+    Ok(LfsOutcome::Restored {
+        bytes: counted.load(Ordering::Relaxed),
+    })
 }
