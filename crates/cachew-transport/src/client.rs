@@ -1,12 +1,12 @@
 //! [`HttpClient`], its builder and the raw [`HttpService`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -21,6 +21,7 @@ use crate::layers::retry::{RetryLayer, RetryPolicy};
 use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::layers::BoxFuture;
+use crate::tls::{ClientIdentity, SystemRoots, TlsSettings};
 
 /// The default `User-Agent`: `cachew-rs/<crate version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
@@ -157,11 +158,16 @@ impl fmt::Debug for Settings {
 ///
 /// # TLS
 ///
-/// `https://` uses rustls with the `ring` provider and, by default, the
-/// Mozilla root store bundled by the `webpki-roots` crate, so trust does not
-/// depend on the host's certificate store. ALPN offers `h2` and `http/1.1`.
-/// [`tls_config`](HttpClientBuilder::tls_config) replaces the configuration
-/// (e.g. for a private CA).
+/// `https://` uses rustls with the `ring` provider. It trusts what Go's
+/// `net/http` trusts: the system store, with `SSL_CERT_FILE` replacing the
+/// system bundle file and `SSL_CERT_DIR` (colon-separated) the system
+/// certificate directories ([`SystemRoots`]); the Mozilla roots bundled by
+/// `webpki-roots` only when the system has no root at all. To that,
+/// [`ca_certificate_file`](HttpClientBuilder::ca_certificate_file) adds a
+/// private CA, and [`client_certificate_files`](HttpClientBuilder::client_certificate_files)
+/// sets a certificate for mutual TLS. ALPN offers `h2` and `http/1.1`.
+/// [`tls_config`](HttpClientBuilder::tls_config) replaces all of this with a
+/// configuration of the caller's.
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -172,6 +178,7 @@ pub struct HttpClientBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     tls_config: Option<rustls::ClientConfig>,
+    tls: TlsSettings,
 }
 
 impl Default for HttpClientBuilder {
@@ -191,6 +198,7 @@ impl Default for HttpClientBuilder {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: usize::MAX,
             tls_config: None,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -210,6 +218,7 @@ impl fmt::Debug for HttpClientBuilder {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("tls_config", &self.tls_config.as_ref().map(|_| "<custom>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -311,8 +320,45 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Replaces the TLS configuration (roots, client certificates, …). Its
-    /// ALPN list is overwritten with `h2`, `http/1.1`.
+    /// Where the system roots come from. Default
+    /// [`SystemRoots::from_env`], read when the client is built.
+    #[must_use]
+    pub fn system_roots(mut self, roots: SystemRoots) -> Self {
+        self.tls.system = Some(roots);
+        self
+    }
+
+    /// Also trusts the CA certificates in the PEM file at `path` (e.g. a
+    /// company CA), on top of the system roots. May be called more than
+    /// once. The file is read by [`build`](HttpClientBuilder::build), which
+    /// fails if it holds no certificate.
+    #[must_use]
+    pub fn ca_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Presents the certificate chain in the PEM file `cert` with the
+    /// private key in the PEM file `key` (PKCS#8, PKCS#1 or SEC1) to servers
+    /// that ask for one (mutual TLS). Read by [`build`](HttpClientBuilder::build).
+    #[must_use]
+    pub fn client_certificate_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.identity = Some(ClientIdentity {
+            cert_file: cert.into(),
+            key_file: key.into(),
+        });
+        self
+    }
+
+    /// Replaces the TLS configuration (roots, client certificates, …),
+    /// overriding [`system_roots`](HttpClientBuilder::system_roots),
+    /// [`ca_certificate_file`](HttpClientBuilder::ca_certificate_file) and
+    /// [`client_certificate_files`](HttpClientBuilder::client_certificate_files).
+    /// Its ALPN list is overwritten with `h2`, `http/1.1`.
     #[must_use]
     pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
         self.tls_config = Some(config);
@@ -346,7 +392,7 @@ impl HttpClientBuilder {
         let custom_tls = self.tls_config.is_some();
         let mut tls = match self.tls_config {
             Some(config) => config,
-            None => default_tls_config()?,
+            None => self.tls.client_config()?,
         };
         // hyper-rustls sets ALPN itself and refuses a preset list.
         tls.alpn_protocols.clear();
@@ -397,17 +443,4 @@ impl HttpClientBuilder {
             }),
         })
     }
-}
-
-/// rustls with the `ring` provider, safe default protocol versions and the
-/// Mozilla roots from `webpki-roots`.
-fn default_tls_config() -> Result<rustls::ClientConfig, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|_| Error::Config {
-            reason: "the TLS provider supports no safe protocol version".into(),
-        })?
-        .with_webpki_roots()
-        .with_no_client_auth())
 }

@@ -83,6 +83,7 @@ mod error;
 mod layers;
 #[cfg(feature = "otel")]
 mod otel;
+mod tls;
 
 pub use body::{BodyReader, BodySender, RequestBody, ResponseBody};
 pub use client::{
@@ -92,3 +93,4 @@ pub use client::{
 };
 pub use error::{BoxError, Error, Result, TimeoutKind};
 pub use layers::retry::Idempotency;
+pub use tls::SystemRoots;

@@ -57,15 +57,10 @@ pub(crate) fn is_idempotent<B>(req: &Request<B>) -> bool {
     if let Some(explicit) = req.extensions().get::<Idempotency>() {
         return *explicit == Idempotency::Idempotent;
     }
-    match *req.method() {
-        Method::GET
-        | Method::HEAD
-        | Method::OPTIONS
-        | Method::TRACE
-        | Method::PUT
-        | Method::DELETE => true,
-        _ => false,
-    }
+    matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Retry settings.
