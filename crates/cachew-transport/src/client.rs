@@ -21,6 +21,7 @@ use crate::layers::retry::{RetryLayer, RetryPolicy};
 use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::layers::BoxFuture;
+use crate::proxy::{Proxies, ProxyConnector};
 use crate::tls::{ClientIdentity, SystemRoots, TlsSettings};
 
 /// The default `User-Agent`: `cachew-rs/<crate version>`.
@@ -179,6 +180,7 @@ pub struct HttpClientBuilder {
     pool_max_idle_per_host: usize,
     tls_config: Option<rustls::ClientConfig>,
     tls: TlsSettings,
+    proxies: Option<Proxies>,
 }
 
 impl Default for HttpClientBuilder {
@@ -199,6 +201,7 @@ impl Default for HttpClientBuilder {
             pool_max_idle_per_host: usize::MAX,
             tls_config: None,
             tls: TlsSettings::default(),
+            proxies: None,
         }
     }
 }
@@ -219,6 +222,7 @@ impl fmt::Debug for HttpClientBuilder {
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("tls_config", &self.tls_config.as_ref().map(|_| "<custom>"))
             .field("tls", &self.tls)
+            .field("proxies", &self.proxies)
             .finish()
     }
 }
@@ -354,6 +358,16 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Which proxy each request goes through. Default
+    /// [`Proxies::from_env`] (Go's `ProxyFromEnvironment` rules), read when
+    /// the client is built; [`Proxies::none`] to connect directly,
+    /// [`Proxies::all`] for one proxy for everything.
+    #[must_use]
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = Some(proxies);
+        self
+    }
+
     /// Replaces the TLS configuration (roots, client certificates, …),
     /// overriding [`system_roots`](HttpClientBuilder::system_roots),
     /// [`ca_certificate_file`](HttpClientBuilder::ca_certificate_file) and
@@ -401,12 +415,16 @@ impl HttpClientBuilder {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(30)));
+        let proxies = Arc::new(self.proxies.unwrap_or_else(Proxies::from_env));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector {
+                http,
+                proxies: proxies.clone(),
+            });
         let connector = TimeoutConnector {
             inner: https,
             timeout: self.connect_timeout,
@@ -427,7 +445,7 @@ impl HttpClientBuilder {
             .layer(TimeoutLayer {
                 idle: self.idle_timeout,
             })
-            .service(HyperService { client });
+            .service(HyperService { client, proxies });
 
         Ok(HttpClient {
             service: HttpService {

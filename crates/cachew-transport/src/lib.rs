@@ -83,6 +83,7 @@ mod error;
 mod layers;
 #[cfg(feature = "otel")]
 mod otel;
+mod proxy;
 mod tls;
 
 pub use body::{BodyReader, BodySender, RequestBody, ResponseBody};
@@ -93,4 +94,5 @@ pub use client::{
 };
 pub use error::{BoxError, Error, Result, TimeoutKind};
 pub use layers::retry::Idempotency;
+pub use proxy::Proxies;
 pub use tls::SystemRoots;

@@ -3,6 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tower::Service;
 use super::BoxFuture;
 use crate::body::RequestBody;
 use crate::error::{find_in_chain, origin_of, BoxError, Error, TimeoutKind};
+use crate::proxy::Proxies;
 
 /// A connector that fails with [`ConnectTimedOut`] when `inner` (TCP connect
 /// plus TLS handshake) takes longer than `timeout`.
@@ -66,6 +68,8 @@ where
 #[derive(Clone)]
 pub(crate) struct HyperService<C> {
     pub(crate) client: Client<C, RequestBody>,
+    /// For the `Proxy-Authorization` of requests sent to an HTTP proxy.
+    pub(crate) proxies: Arc<Proxies>,
 }
 
 impl<C> fmt::Debug for HyperService<C> {
@@ -86,9 +90,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
         if let Err(err) = validate_uri(req.uri()) {
             return Box::pin(std::future::ready(Err(err)));
+        }
+        if let Some(auth) = self.proxies.http_proxy_authorization(req.uri()) {
+            req.headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
         }
         let origin = origin_of(req.uri());
         let fut = self.client.request(req);
