@@ -16,7 +16,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::Error;
 use crate::layers::headers::{HeaderConfig, HeaderFn, HeaderLayer};
-use crate::layers::hyper_service::{HyperService, TimeoutConnector};
+use crate::layers::hyper_service::{Connector, HyperService};
 use crate::layers::retry::{RetryLayer, RetryPolicy};
 use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
@@ -27,8 +27,14 @@ use crate::tls::{ClientIdentity, SystemRoots, TlsSettings};
 /// The default `User-Agent`: `cachew-rs/<crate version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
 
-/// Default for [`HttpClientBuilder::connect_timeout`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`HttpClientBuilder::connect_timeout`] (Go's `net.Dialer`
+/// timeout in `http.DefaultTransport`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`HttpClientBuilder::tls_handshake_timeout`] (Go's
+/// `Transport.TLSHandshakeTimeout`).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`HttpClientBuilder::response_header_timeout`].
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::max_retries`].
@@ -115,6 +121,8 @@ impl fmt::Debug for HttpClient {
 /// Settings kept for `Debug`; secrets are reduced to whether they are set.
 struct Settings {
     connect_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    response_header_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
     pool_idle_timeout: Duration,
@@ -126,6 +134,8 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("response_header_timeout", &self.response_header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("retry", &self.retry)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
@@ -151,7 +161,7 @@ impl fmt::Debug for Settings {
 ///    [`header_fn`](HttpClientBuilder::header_fn) hook, and with the `otel`
 ///    feature the W3C `traceparent`. Inside retry, so each attempt calls the
 ///    hook afresh (rotating tokens work).
-/// 4. **timeout**: the idle timeout for response headers and for each
+/// 4. **timeout**: the header timeout for response headers and the idle timeout for each
 ///    response body chunk. Inside retry, so each attempt has its own clock.
 /// 5. **hyper-util client** (innermost): keep-alive pool, HTTP/1.1, and
 ///    HTTP/2 when TLS negotiates it through ALPN; its connector is rustls
@@ -171,6 +181,8 @@ impl fmt::Debug for Settings {
 /// configuration of the caller's.
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    response_header_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
     header_fn: Option<HeaderFn>,
@@ -187,6 +199,8 @@ impl Default for HttpClientBuilder {
     fn default() -> Self {
         HttpClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            response_header_timeout: DEFAULT_RESPONSE_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retry: RetryPolicy {
                 max_retries: DEFAULT_MAX_RETRIES,
@@ -210,6 +224,8 @@ impl fmt::Debug for HttpClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClientBuilder")
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("response_header_timeout", &self.response_header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("retry", &self.retry)
             .field("header_fn", &self.header_fn.as_ref().map(|_| "<fn>"))
@@ -228,28 +244,50 @@ impl fmt::Debug for HttpClientBuilder {
 }
 
 impl HttpClientBuilder {
-    /// Bound on establishing a connection: TCP connect plus TLS handshake.
-    /// Default 10 s. Exceeding it is a connect error (and retried).
+    /// Bound on establishing the TCP connection (to the server, or to a
+    /// proxy including its `CONNECT` tunnel). Default 30 s, as Go's. Exceeding
+    /// it is a connect error, retried like one.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// Bound on each wait for the server: for the response headers and for
-    /// each next chunk of the response body. Default 60 s. A stalled
-    /// transfer fails with [`Error::Timeout`](crate::Error::Timeout) instead
-    /// of hanging.
+    /// Bound on the TLS handshake after the TCP connection. Default 10 s, as
+    /// Go's. Exceeding it is a connect error, retried like one.
+    #[must_use]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Bound on the wait for the response headers. Default 60 s; a request
+    /// carrying a [`ResponseHeaderTimeout`](crate::ResponseHeaderTimeout)
+    /// extension waits that long instead (the Cachew client gives its git
+    /// endpoints, where the server may clone a repository before it
+    /// answers, 30 minutes).
     ///
-    /// The wait for headers starts with the request (so it also covers
-    /// connection setup) and restarts whenever the request body hands
-    /// another chunk (at most 64 KiB) to the connection; it is paused while a
-    /// streaming body waits for the caller to produce data. Like Go's
+    /// The wait starts with the request (so it also covers connection
+    /// setup) and restarts whenever the request body hands another chunk
+    /// (at most 64 KiB) to the connection; it is paused while a streaming
+    /// body waits for the caller to produce data. Like Go's
     /// `ResponseHeaderTimeout`, it cannot see bytes still queued in the
     /// kernel's socket buffers, so after the last chunk the server has this
-    /// long to drain them and answer. The wait for a body chunk starts when
-    /// the caller asks for it, so a slow consumer is never blamed on the
-    /// server.
+    /// long to drain them and answer. An idempotent request whose wait
+    /// runs out is retried.
+    #[must_use]
+    pub fn response_header_timeout(mut self, timeout: Duration) -> Self {
+        self.response_header_timeout = timeout;
+        self
+    }
+
+    /// Bound on each wait for the next chunk of a response body: a transfer
+    /// that stops delivering bytes for this long fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) (naming the URL and the
+    /// wait) instead of hanging. Default 60 s.
+    ///
+    /// The wait starts when the caller asks for the next chunk, so a slow
+    /// consumer is never blamed on the server.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
@@ -408,26 +446,21 @@ impl HttpClientBuilder {
             Some(config) => config,
             None => self.tls.client_config()?,
         };
-        // hyper-rustls sets ALPN itself and refuses a preset list.
-        tls.alpn_protocols.clear();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(30)));
         let proxies = Arc::new(self.proxies.unwrap_or_else(Proxies::from_env));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(ProxyConnector {
+        let connector = Connector {
+            inner: ProxyConnector {
                 http,
                 proxies: proxies.clone(),
-            });
-        let connector = TimeoutConnector {
-            inner: https,
-            timeout: self.connect_timeout,
+            },
+            tls: Arc::new(tls),
+            connect_timeout: self.connect_timeout,
+            tls_timeout: self.tls_handshake_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(self.pool_idle_timeout)
@@ -443,6 +476,7 @@ impl HttpClientBuilder {
                 config: headers.clone(),
             })
             .layer(TimeoutLayer {
+                headers: self.response_header_timeout,
                 idle: self.idle_timeout,
             })
             .service(HyperService { client, proxies });
@@ -453,6 +487,8 @@ impl HttpClientBuilder {
             },
             settings: Arc::new(Settings {
                 connect_timeout: self.connect_timeout,
+                tls_handshake_timeout: self.tls_handshake_timeout,
+                response_header_timeout: self.response_header_timeout,
                 idle_timeout: self.idle_timeout,
                 retry: self.retry,
                 pool_idle_timeout: self.pool_idle_timeout,

@@ -34,7 +34,7 @@
 mod client;
 mod restore;
 
-pub use client::{GitClient, GitSnapshot};
+pub use client::{GitClient, GitSnapshot, GIT_RESPONSE_HEADER_TIMEOUT};
 pub use restore::{
     is_commit_sha, restore_repo, BundleOutcome, EventSink, RestoreRepoEvent, RestoreRepoOptions,
     RestoreRepoOutcome, RestoreRepoStatus, SnapshotSummary,
