@@ -119,3 +119,142 @@ async fn git_endpoints_wait_longer_for_headers_than_objects() {
         .unwrap();
     assert_eq!(snap.commit.as_deref(), Some("abc"));
 }
+
+/// Which header a legacy server leaves out.
+#[derive(Clone, Copy, Debug)]
+enum Omit {
+    ETag,
+    /// `Content-Length`: the body is chunked, HEAD says nothing of the size.
+    ContentLength,
+}
+
+/// A server that ignores ranges and answers every object request with
+/// `archive`, leaving out `omit`; counts GETs.
+async fn legacy_server(
+    archive: Vec<u8>,
+    omit: Omit,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = gets.clone();
+    let base = canned(move |seen| {
+        let mut headers = vec![("Last-Modified", "Wed, 21 Oct 2025 07:28:00 GMT".to_string())];
+        if !matches!(omit, Omit::ETag) {
+            headers.push(("ETag", "\"legacy\"".into()));
+        }
+        let body: Vec<u8> = match omit {
+            Omit::ContentLength => {
+                headers.push(("Transfer-Encoding", "chunked".into()));
+                let mut chunked = format!("{:x}\r\n", archive.len()).into_bytes();
+                chunked.extend_from_slice(&archive);
+                chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+                chunked
+            }
+            Omit::ETag => {
+                headers.push(("Content-Length", archive.len().to_string()));
+                archive.clone()
+            }
+        };
+        if seen.method == "HEAD" {
+            if matches!(omit, Omit::ContentLength) {
+                headers.retain(|(k, _)| *k != "Transfer-Encoding");
+            }
+            return (Duration::ZERO, response("200 OK", &headers, b""));
+        }
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (Duration::ZERO, response("200 OK", &headers, &body))
+    })
+    .await;
+    (base, gets)
+}
+
+/// A small directory saved as an archive, and its bytes.
+async fn archive() -> (tempfile::TempDir, Vec<u8>) {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a.txt"), "hello legacy").unwrap();
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    std::fs::write(src.path().join("sub/b.txt"), vec![7u8; 50_000]).unwrap();
+    let memory = cachew_client::MemoryCache::new(1 << 30);
+    let key = cachew_client::Key::new("archive");
+    cachew_client::save(
+        &memory,
+        &key,
+        src.path(),
+        &[".".into()],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let bytes = cachew_client::CacheExt::get_bytes(&memory, &key)
+        .await
+        .unwrap();
+    (src, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn answers_without_etag_or_content_length_are_valid() {
+    use cachew_client::parallel::ParallelOptions;
+    use cachew_client::{Cache, CacheExt, Key, RestoreOptions, RestoreOutcome};
+
+    let (_src, data) = archive().await;
+    for omit in [Omit::ETag, Omit::ContentLength] {
+        let (base, gets) = legacy_server(data.clone(), omit).await;
+        let remote = RemoteCache::builder(&base).max_retries(0).build().unwrap();
+        let key = Key::new("legacy");
+
+        let meta = remote.stat(&key, &Default::default()).await.unwrap();
+        match omit {
+            Omit::ETag => {
+                assert_eq!(meta.etag, None);
+                assert_eq!(meta.size, Some(data.len() as u64));
+            }
+            Omit::ContentLength => {
+                assert!(meta.etag.is_some());
+                assert_eq!(meta.size, None);
+            }
+        }
+        let object = remote.open(&key, &Default::default()).await.unwrap();
+        assert_eq!(object.bytes().await.unwrap(), data, "{omit:?}");
+        assert_eq!(remote.get_bytes(&key).await.unwrap(), data);
+
+        // A parallel restore cannot pin chunks: one streamed GET instead.
+        gets.store(0, std::sync::atomic::Ordering::SeqCst);
+        let dest = tempfile::tempdir().unwrap();
+        let target = dest.path().join("out");
+        let parallel = ParallelOptions::default()
+            .with_concurrency(4)
+            .with_chunk_size(1024)
+            .with_min_size(1);
+        let outcome = cachew_client::restore(
+            &remote,
+            &[key],
+            &target,
+            &RestoreOptions::default().with_parallel(parallel.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{omit:?}: {e}"));
+        assert!(matches!(outcome, RestoreOutcome::Hit { .. }), "{outcome:?}");
+        assert_eq!(
+            std::fs::read_to_string(target.join("a.txt")).unwrap(),
+            "hello legacy"
+        );
+        assert_eq!(
+            gets.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{omit:?}"
+        );
+
+        // So does a parallel download of a plain URL.
+        let url = format!("{base}/git/github.com/org/repo/snapshot.tar.zst");
+        let source = Arc::new(cachew_client::parallel::HttpSource::new(
+            remote.http().clone(),
+            url,
+        ));
+        let (info, mut reader) = cachew_client::parallel::parallel_reader(source, &parallel)
+            .await
+            .unwrap_or_else(|e| panic!("{omit:?}: {e}"));
+        assert!(!info.parallel, "{omit:?}");
+        let mut sink = Vec::new();
+        reader.read_to_end(&mut sink).await.unwrap();
+        assert_eq!(sink, data, "{omit:?}");
+    }
+}

@@ -98,15 +98,13 @@ impl RangedSource for CacheSource {
             Some((start, len)) => RangedKind::Partial(ContentRange {
                 start,
                 len,
-                total: Some(meta.size),
+                total: meta.size,
             }),
-            None => RangedKind::Full {
-                size: Some(meta.size),
-            },
+            None => RangedKind::Full { size: meta.size },
         };
         Ok(RangedResponse {
             kind,
-            etag: Some(meta.etag),
+            etag: meta.etag,
             headers: meta.headers,
             body: object.body,
         })
