@@ -73,6 +73,9 @@ pub(crate) struct Global {
     /// or a tracing filter such as "cachew_transport=debug".
     #[arg(long, env = "CACHEW_LOG_LEVEL", default_value = "warn", global = true)]
     pub(crate) log_level: String,
+
+    #[command(flatten)]
+    pub(crate) net: crate::net::NetArgs,
 }
 
 /// The commands.

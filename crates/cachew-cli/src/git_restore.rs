@@ -134,7 +134,7 @@ async fn restore(
             return Err(format!("--commit {commit:?} is not a full commit SHA").into());
         }
     }
-    let mut remote = RemoteCache::builder(ctx.url);
+    let mut remote = crate::net::configure(RemoteCache::builder(ctx.url));
     if let Some(auth) = ctx.authorization {
         remote = remote.authorization(auth);
     }

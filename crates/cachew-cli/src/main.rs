@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod git_restore;
 mod keys;
+mod net;
 mod progress;
 
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.global.log_level);
+    net::install(&cli.global.net);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
