@@ -76,6 +76,9 @@ pub(crate) struct Global {
 
     #[command(flatten)]
     pub(crate) net: crate::net::NetArgs,
+
+    #[command(flatten)]
+    pub(crate) observe: crate::observe::ObserveArgs,
 }
 
 /// The commands.

@@ -12,6 +12,7 @@ mod commands;
 mod git_restore;
 mod keys;
 mod net;
+mod observe;
 mod progress;
 
 use std::process::ExitCode;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(&cli.global.log_level);
+    observe::init_logging(&cli.global.log_level, &cli.global.observe);
     net::install(&cli.global.net);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,14 +73,4 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

@@ -27,3 +27,19 @@ fn ca_cert_and_timeout_flags_reach_the_remote_cache() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--timeout"), "{err}");
 }
+
+#[test]
+fn log_json_writes_json_lines_on_stderr() {
+    let server = TestServer::start();
+    let (_, _, err) =
+        run(cachew(&server.url()).args(["--log-json", "--log-level", "debug", "stat", "ns", "k"]));
+    let json: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!json.is_empty(), "no JSON lines:\n{err}");
+    assert!(json
+        .iter()
+        .all(|v| v.get("level").is_some() && v.get("fields").is_some()));
+}
