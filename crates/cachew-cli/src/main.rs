@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    observe::init_logging(&cli.global.log_level, &cli.global.observe);
+    let _telemetry = observe::init_logging(&cli.global.log_level, &cli.global.observe);
     net::install(&cli.global.net);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,7 +60,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let result = runtime.block_on(commands::run(cli));
+    let span = observe::command_span(&cli.command);
+    let result = runtime.block_on(tracing::Instrument::instrument(commands::run(cli), span));
     // Blocking archive threads stop on their own once their futures are
     // gone (e.g. after Ctrl-C); give them time to clean up a staging
     // directory. Normally nothing is left running and this returns at once.
