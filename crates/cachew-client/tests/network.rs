@@ -258,3 +258,48 @@ async fn answers_without_etag_or_content_length_are_valid() {
         assert_eq!(sink, data, "{omit:?}");
     }
 }
+
+#[tokio::test]
+async fn url_credentials_reach_the_server_as_basic_auth_and_nowhere_else() {
+    let base = canned(|seen| {
+        let auth = seen
+            .head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("authorization: ")
+                    .or_else(|| l.strip_prefix("Authorization: "))
+            })
+            .unwrap_or("none")
+            .to_owned();
+        (
+            Duration::ZERO,
+            response(
+                "500 Internal Server Error",
+                &[("Content-Length", auth.len().to_string())],
+                auth.as_bytes(),
+            ),
+        )
+    })
+    .await;
+    let with_creds = base.replace("http://", "http://ci:pw-s3cret@");
+    let remote = RemoteCache::builder(&with_creds)
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let err = cachew_client::Cache::stats(&remote).await.unwrap_err();
+    // The server echoes what it got as the error message: Basic, decoded
+    // by the server to the same credentials.
+    let text = err.to_string();
+    assert!(text.contains("Basic Y2k6cHctczNjcmV0"), "{text}");
+    let git = GitClient::from_remote(&remote);
+    let source =
+        cachew_client::parallel::HttpSource::new(remote.http().clone(), format!("{with_creds}/x"));
+    for shown in [
+        format!("{remote:?}"),
+        format!("{remote}"),
+        format!("{git:?}"),
+        format!("{source:?}"),
+    ] {
+        assert!(!shown.contains("pw-s3cret"), "{shown}");
+    }
+}

@@ -68,10 +68,20 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 pub const GIT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The client of a server's `/git/` endpoints.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GitClient {
     http: HttpClient,
     base_url: String,
+}
+
+impl fmt::Debug for GitClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The base URL may carry credentials (`https://user:pass@host`).
+        f.debug_struct("GitClient")
+            .field("http", &self.http)
+            .field("base_url", &cachew_proto::redact_url(&self.base_url))
+            .finish()
+    }
 }
 
 impl GitClient {

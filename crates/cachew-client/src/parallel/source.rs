@@ -113,11 +113,22 @@ impl RangedSource for CacheSource {
 
 /// A plain URL fetched with `GET` through an [`HttpClient`] (its
 /// authorization, retries and idle timeout apply), e.g. a git snapshot.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpSource {
     http: HttpClient,
     url: String,
     header_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials (`https://user:pass@host`).
+        f.debug_struct("HttpSource")
+            .field("http", &self.http)
+            .field("url", &cachew_proto::redact_url(&self.url))
+            .field("header_timeout", &self.header_timeout)
+            .finish()
+    }
 }
 
 impl HttpSource {
