@@ -393,7 +393,8 @@ async fn restore_downloads_large_objects_in_parallel() {
         .stat(&key, &OpenOptions::default())
         .await
         .unwrap()
-        .size;
+        .size
+        .expect("the reference server sends Content-Length");
     assert!(size > 4096, "archive of {size} bytes is too small to split");
 
     // At or above min_size: one ranged open per 1 KiB chunk.

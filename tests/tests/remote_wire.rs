@@ -120,7 +120,7 @@ async fn requests_follow_the_protocol() {
 
     // Stat sends the conditions but never a range.
     let meta = cache.stat(&key, &opts).await.unwrap();
-    assert_eq!((meta.size, meta.range), (10, None));
+    assert_eq!((meta.size, meta.range), (Some(10), None));
     let stat = take();
     let s = &stat[0];
     assert_eq!(

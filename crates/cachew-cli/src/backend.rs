@@ -19,7 +19,7 @@ impl Target {
     pub(crate) fn open(&self, authorization: Option<&str>) -> Result<Arc<dyn Cache>, Error> {
         match self {
             Target::Remote(url) => {
-                let mut builder = RemoteCache::builder(url.as_str());
+                let mut builder = crate::net::configure(RemoteCache::builder(url.as_str()));
                 if let Some(auth) = authorization {
                     builder = builder.authorization(auth);
                 }

@@ -76,14 +76,16 @@ pub(crate) struct Global {
     #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     pub(crate) log_level: String,
 
-    /// Accepted for compatibility with the Go CLI; logs stay text.
-    #[arg(long, global = true)]
-    pub(crate) log_json: bool,
-
     /// Accepted for compatibility with the Go CLI (JSON field renames,
     /// OLD=NEW); has no effect on text logs.
     #[arg(long, global = true, value_name = "OLD=NEW", value_parser = crate::kong::map_occurrence)]
     pub(crate) log_remap: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) net: crate::net::NetArgs,
+
+    #[command(flatten)]
+    pub(crate) observe: crate::observe::ObserveArgs,
 }
 
 /// The commands.

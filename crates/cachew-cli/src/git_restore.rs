@@ -162,7 +162,7 @@ async fn restore(
             )));
         }
     }
-    let mut remote = RemoteCache::builder(ctx.url);
+    let mut remote = crate::net::configure(RemoteCache::builder(ctx.url));
     if let Some(auth) = ctx.authorization {
         remote = remote.authorization(auth);
     }

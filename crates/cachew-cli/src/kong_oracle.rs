@@ -345,7 +345,7 @@ fn compare(case: &[&str], kong: &Value, cli: &Cli) {
     }
     assert_eq!(
         k["log"]["json"].as_bool(),
-        Some(g.log_json),
+        Some(g.observe.log_json),
         "{ctx}: log-json"
     );
     assert_eq!(

@@ -17,6 +17,8 @@ mod keys;
 mod kong;
 #[cfg(test)]
 mod kong_oracle;
+mod net;
+mod observe;
 mod output;
 mod progress;
 mod serve;
@@ -75,7 +77,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(&cli.global.log_level, serve::log_directive(&cli));
+    let _telemetry = observe::init_logging(
+        &cli.global.log_level,
+        serve::log_directive(&cli),
+        &cli.global.observe,
+    );
+    net::install(&cli.global.net);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,7 +93,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let result = runtime.block_on(commands::run(cli));
+    let span = observe::command_span(&cli.command);
+    let result = runtime.block_on(tracing::Instrument::instrument(commands::run(cli), span));
     // Blocking archive threads stop on their own once their futures are
     // gone (e.g. after Ctrl-C); give them time to clean up a staging
     // directory. Normally nothing is left running and this returns at once.
@@ -103,19 +111,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging(level: &str, extra: Option<&str>) {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
-        filter = filter.add_directive(directive);
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: server logs go to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }

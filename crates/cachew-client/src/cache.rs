@@ -27,10 +27,14 @@ pub struct ObjectMeta {
     /// `Content-Length` (of the returned part), `Accept-Ranges` and, for a
     /// partial answer, `Content-Range`; minus the client-filtered ones.
     pub headers: HeaderMap,
-    /// Size of the whole object in bytes.
-    pub size: u64,
-    /// The object's strong ETag.
-    pub etag: EntityTag,
+    /// Size of the whole object in bytes; `None` when a server answered
+    /// without `Content-Length` (older servers; `PROTOCOL.md` §5,
+    /// tolerance). Embedded backends always know it.
+    pub size: Option<u64>,
+    /// The object's strong ETag; `None` when a server answered without one
+    /// (objects stored before ETags were recorded). Embedded backends
+    /// always have one.
+    pub etag: Option<EntityTag>,
     /// When the object was stored, or the `Last-Modified` given at Create.
     pub last_modified: SystemTime,
     /// For a partial answer, `(start, len)` of the returned bytes.
@@ -38,9 +42,12 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
-    /// Length of the body that accompanies this metadata.
-    pub fn content_length(&self) -> u64 {
-        self.range.map_or(self.size, |(_, len)| len)
+    /// Length of the body that accompanies this metadata, when known.
+    pub fn content_length(&self) -> Option<u64> {
+        match self.range {
+            Some((_, len)) => Some(len),
+            None => self.size,
+        }
     }
 }
 
@@ -64,7 +71,7 @@ impl Object {
     /// Reads the whole body into memory.
     pub async fn bytes(mut self) -> Result<Bytes> {
         let mut buf = Vec::with_capacity(
-            usize::try_from(self.meta.content_length())
+            usize::try_from(self.meta.content_length().unwrap_or(0))
                 .unwrap_or(0)
                 .min(64 << 20),
         );

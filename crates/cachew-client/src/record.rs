@@ -79,8 +79,8 @@ impl Record {
         }
         ObjectMeta {
             headers,
-            size: self.size,
-            etag: self.etag.clone(),
+            size: Some(self.size),
+            etag: Some(self.etag.clone()),
             last_modified: self.last_modified,
             range,
         }

@@ -98,7 +98,8 @@ pub enum RestoreOutcome {
         key: Key,
         /// Its position in the list given to [`restore`] (0 = the exact key).
         index: usize,
-        /// Compressed size of the object.
+        /// Compressed size of the object; 0 when the server did not say
+        /// (an answer without `Content-Length`).
         size: u64,
         /// Entries extracted (0 with `lookup_only`).
         entries: u64,
@@ -141,7 +142,7 @@ pub async fn restore(
                     return Ok(RestoreOutcome::Hit {
                         key: *key,
                         index,
-                        size: meta.size,
+                        size: meta.size.unwrap_or(0),
                         entries: 0,
                         bytes: 0,
                         verified: None,
@@ -160,7 +161,7 @@ pub async fn restore(
             Err(Error::NotFound) => continue,
             Err(e) => return Err(e),
         };
-        let size = object.meta.size;
+        let size = object.meta.size.unwrap_or(0);
         let (entries, bytes, verified) = extract_object(object, &dir, options).await?;
         return Ok(RestoreOutcome::Hit {
             key: *key,
@@ -217,7 +218,9 @@ async fn extract_object(
         None
     };
     if let Some(p) = &options.progress {
-        p.set_total(object.meta.size);
+        if let Some(size) = object.meta.size {
+            p.set_total(size);
+        }
     }
     let body = CountingReader {
         inner: object.body,

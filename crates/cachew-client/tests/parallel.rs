@@ -569,7 +569,7 @@ async fn cache_objects_download_in_parallel_with_their_metadata() {
     for min_size in [0, 1000, 1001] {
         let o = opts(4, 100).with_min_size(min_size);
         let mut object = open_object(&*cache, &key, &o).await.unwrap();
-        assert_eq!(object.meta.size, 1000);
+        assert_eq!(object.meta.size, Some(1000));
         assert_eq!(object.meta.headers["x-kind"], "test");
         let mut out = Vec::new();
         object.body.read_to_end(&mut out).await.unwrap();

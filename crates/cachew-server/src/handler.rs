@@ -213,7 +213,14 @@ async fn open(cache: &dyn Cache, key: &Key, headers: &HeaderMap) -> Resp {
     };
     match cache.open(key, &options).await {
         Ok(object) => {
-            let len = object.meta.content_length();
+            // Embedded backends always know the length; only a backend that
+            // relays a server which did not say gets here without one.
+            let Some(len) = object.meta.content_length() else {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "the backend did not report the object's size",
+                );
+            };
             let mut resp = success(&object.meta);
             *resp.body_mut() = ResponseBody::stream(object.body, len);
             resp
@@ -244,20 +251,24 @@ fn success(meta: &ObjectMeta) -> Resp {
             headers.append(name, value.clone());
         }
     }
-    set(headers, ETAG, &meta.etag.to_header());
+    if let Some(etag) = &meta.etag {
+        set(headers, ETAG, &etag.to_header());
+    }
     set(
         headers,
         LAST_MODIFIED,
         &header::format_http_date(meta.last_modified),
     );
     set(headers, ACCEPT_RANGES, "bytes");
-    set(headers, CONTENT_LENGTH, &meta.content_length().to_string());
+    if let Some(len) = meta.content_length() {
+        set(headers, CONTENT_LENGTH, &len.to_string());
+    }
     if let Some((start, len)) = meta.range {
-        set(
-            headers,
-            CONTENT_RANGE,
-            &header::content_range(start, len, meta.size),
-        );
+        let range = match meta.size {
+            Some(size) => header::content_range(start, len, size),
+            None => format!("bytes {start}-{}/*", start + len - 1),
+        };
+        set(headers, CONTENT_RANGE, &range);
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     resp

@@ -1,12 +1,12 @@
 //! [`HttpClient`], its builder and the raw [`HttpService`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -16,17 +16,25 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::Error;
 use crate::layers::headers::{HeaderConfig, HeaderFn, HeaderLayer};
-use crate::layers::hyper_service::{HyperService, TimeoutConnector};
+use crate::layers::hyper_service::{Connector, HyperService};
 use crate::layers::retry::{RetryLayer, RetryPolicy};
 use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::layers::BoxFuture;
+use crate::proxy::{Proxies, ProxyConnector};
+use crate::tls::{ClientIdentity, SystemRoots, TlsSettings};
 
 /// The default `User-Agent`: `cachew-rs/<crate version>`.
 pub const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
 
-/// Default for [`HttpClientBuilder::connect_timeout`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`HttpClientBuilder::connect_timeout`] (Go's `net.Dialer`
+/// timeout in `http.DefaultTransport`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`HttpClientBuilder::tls_handshake_timeout`] (Go's
+/// `Transport.TLSHandshakeTimeout`).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`HttpClientBuilder::response_header_timeout`].
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::max_retries`].
@@ -113,6 +121,8 @@ impl fmt::Debug for HttpClient {
 /// Settings kept for `Debug`; secrets are reduced to whether they are set.
 struct Settings {
     connect_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    response_header_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
     pool_idle_timeout: Duration,
@@ -124,6 +134,8 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("response_header_timeout", &self.response_header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("retry", &self.retry)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
@@ -149,7 +161,7 @@ impl fmt::Debug for Settings {
 ///    [`header_fn`](HttpClientBuilder::header_fn) hook, and with the `otel`
 ///    feature the W3C `traceparent`. Inside retry, so each attempt calls the
 ///    hook afresh (rotating tokens work).
-/// 4. **timeout**: the idle timeout for response headers and for each
+/// 4. **timeout**: the header timeout for response headers and the idle timeout for each
 ///    response body chunk. Inside retry, so each attempt has its own clock.
 /// 5. **hyper-util client** (innermost): keep-alive pool, HTTP/1.1, and
 ///    HTTP/2 when TLS negotiates it through ALPN; its connector is rustls
@@ -157,13 +169,20 @@ impl fmt::Debug for Settings {
 ///
 /// # TLS
 ///
-/// `https://` uses rustls with the `ring` provider and, by default, the
-/// Mozilla root store bundled by the `webpki-roots` crate, so trust does not
-/// depend on the host's certificate store. ALPN offers `h2` and `http/1.1`.
-/// [`tls_config`](HttpClientBuilder::tls_config) replaces the configuration
-/// (e.g. for a private CA).
+/// `https://` uses rustls with the `ring` provider. It trusts what Go's
+/// `net/http` trusts: the system store, with `SSL_CERT_FILE` replacing the
+/// system bundle file and `SSL_CERT_DIR` (colon-separated) the system
+/// certificate directories ([`SystemRoots`]); the Mozilla roots bundled by
+/// `webpki-roots` only when the system has no root at all. To that,
+/// [`ca_certificate_file`](HttpClientBuilder::ca_certificate_file) adds a
+/// private CA, and [`client_certificate_files`](HttpClientBuilder::client_certificate_files)
+/// sets a certificate for mutual TLS. ALPN offers `h2` and `http/1.1`.
+/// [`tls_config`](HttpClientBuilder::tls_config) replaces all of this with a
+/// configuration of the caller's.
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    response_header_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
     header_fn: Option<HeaderFn>,
@@ -172,12 +191,16 @@ pub struct HttpClientBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     tls_config: Option<rustls::ClientConfig>,
+    tls: TlsSettings,
+    proxies: Option<Proxies>,
 }
 
 impl Default for HttpClientBuilder {
     fn default() -> Self {
         HttpClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            response_header_timeout: DEFAULT_RESPONSE_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retry: RetryPolicy {
                 max_retries: DEFAULT_MAX_RETRIES,
@@ -191,6 +214,8 @@ impl Default for HttpClientBuilder {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             pool_max_idle_per_host: usize::MAX,
             tls_config: None,
+            tls: TlsSettings::default(),
+            proxies: None,
         }
     }
 }
@@ -199,6 +224,8 @@ impl fmt::Debug for HttpClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClientBuilder")
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("response_header_timeout", &self.response_header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("retry", &self.retry)
             .field("header_fn", &self.header_fn.as_ref().map(|_| "<fn>"))
@@ -210,33 +237,57 @@ impl fmt::Debug for HttpClientBuilder {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
             .field("tls_config", &self.tls_config.as_ref().map(|_| "<custom>"))
+            .field("tls", &self.tls)
+            .field("proxies", &self.proxies)
             .finish()
     }
 }
 
 impl HttpClientBuilder {
-    /// Bound on establishing a connection: TCP connect plus TLS handshake.
-    /// Default 10 s. Exceeding it is a connect error (and retried).
+    /// Bound on establishing the TCP connection (to the server, or to a
+    /// proxy including its `CONNECT` tunnel). Default 30 s, as Go's. Exceeding
+    /// it is a connect error, retried like one.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// Bound on each wait for the server: for the response headers and for
-    /// each next chunk of the response body. Default 60 s. A stalled
-    /// transfer fails with [`Error::Timeout`](crate::Error::Timeout) instead
-    /// of hanging.
+    /// Bound on the TLS handshake after the TCP connection. Default 10 s, as
+    /// Go's. Exceeding it is a connect error, retried like one.
+    #[must_use]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout;
+        self
+    }
+
+    /// Bound on the wait for the response headers. Default 60 s; a request
+    /// carrying a [`ResponseHeaderTimeout`](crate::ResponseHeaderTimeout)
+    /// extension waits that long instead (the Cachew client gives its git
+    /// endpoints, where the server may clone a repository before it
+    /// answers, 30 minutes).
     ///
-    /// The wait for headers starts with the request (so it also covers
-    /// connection setup) and restarts whenever the request body hands
-    /// another chunk (at most 64 KiB) to the connection; it is paused while a
-    /// streaming body waits for the caller to produce data. Like Go's
+    /// The wait starts with the request (so it also covers connection
+    /// setup) and restarts whenever the request body hands another chunk
+    /// (at most 64 KiB) to the connection; it is paused while a streaming
+    /// body waits for the caller to produce data. Like Go's
     /// `ResponseHeaderTimeout`, it cannot see bytes still queued in the
     /// kernel's socket buffers, so after the last chunk the server has this
-    /// long to drain them and answer. The wait for a body chunk starts when
-    /// the caller asks for it, so a slow consumer is never blamed on the
-    /// server.
+    /// long to drain them and answer. An idempotent request whose wait
+    /// runs out is retried.
+    #[must_use]
+    pub fn response_header_timeout(mut self, timeout: Duration) -> Self {
+        self.response_header_timeout = timeout;
+        self
+    }
+
+    /// Bound on each wait for the next chunk of a response body: a transfer
+    /// that stops delivering bytes for this long fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) (naming the URL and the
+    /// wait) instead of hanging. Default 60 s.
+    ///
+    /// The wait starts when the caller asks for the next chunk, so a slow
+    /// consumer is never blamed on the server.
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
@@ -311,8 +362,55 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Replaces the TLS configuration (roots, client certificates, …). Its
-    /// ALPN list is overwritten with `h2`, `http/1.1`.
+    /// Where the system roots come from. Default
+    /// [`SystemRoots::from_env`], read when the client is built.
+    #[must_use]
+    pub fn system_roots(mut self, roots: SystemRoots) -> Self {
+        self.tls.system = Some(roots);
+        self
+    }
+
+    /// Also trusts the CA certificates in the PEM file at `path` (e.g. a
+    /// company CA), on top of the system roots. May be called more than
+    /// once. The file is read by [`build`](HttpClientBuilder::build), which
+    /// fails if it holds no certificate.
+    #[must_use]
+    pub fn ca_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Presents the certificate chain in the PEM file `cert` with the
+    /// private key in the PEM file `key` (PKCS#8, PKCS#1 or SEC1) to servers
+    /// that ask for one (mutual TLS). Read by [`build`](HttpClientBuilder::build).
+    #[must_use]
+    pub fn client_certificate_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.identity = Some(ClientIdentity {
+            cert_file: cert.into(),
+            key_file: key.into(),
+        });
+        self
+    }
+
+    /// Which proxy each request goes through. Default
+    /// [`Proxies::from_env`] (Go's `ProxyFromEnvironment` rules), read when
+    /// the client is built; [`Proxies::none`] to connect directly,
+    /// [`Proxies::all`] for one proxy for everything.
+    #[must_use]
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = Some(proxies);
+        self
+    }
+
+    /// Replaces the TLS configuration (roots, client certificates, …),
+    /// overriding [`system_roots`](HttpClientBuilder::system_roots),
+    /// [`ca_certificate_file`](HttpClientBuilder::ca_certificate_file) and
+    /// [`client_certificate_files`](HttpClientBuilder::client_certificate_files).
+    /// Its ALPN list is overwritten with `h2`, `http/1.1`.
     #[must_use]
     pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
         self.tls_config = Some(config);
@@ -346,24 +444,23 @@ impl HttpClientBuilder {
         let custom_tls = self.tls_config.is_some();
         let mut tls = match self.tls_config {
             Some(config) => config,
-            None => default_tls_config()?,
+            None => self.tls.client_config()?,
         };
-        // hyper-rustls sets ALPN itself and refuses a preset list.
-        tls.alpn_protocols.clear();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(Duration::from_secs(30)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let connector = TimeoutConnector {
-            inner: https,
-            timeout: self.connect_timeout,
+        let proxies = Arc::new(self.proxies.unwrap_or_else(Proxies::from_env));
+        let connector = Connector {
+            inner: ProxyConnector {
+                http,
+                proxies: proxies.clone(),
+            },
+            tls: Arc::new(tls),
+            connect_timeout: self.connect_timeout,
+            tls_timeout: self.tls_handshake_timeout,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(self.pool_idle_timeout)
@@ -379,9 +476,10 @@ impl HttpClientBuilder {
                 config: headers.clone(),
             })
             .layer(TimeoutLayer {
+                headers: self.response_header_timeout,
                 idle: self.idle_timeout,
             })
-            .service(HyperService { client });
+            .service(HyperService { client, proxies });
 
         Ok(HttpClient {
             service: HttpService {
@@ -389,6 +487,8 @@ impl HttpClientBuilder {
             },
             settings: Arc::new(Settings {
                 connect_timeout: self.connect_timeout,
+                tls_handshake_timeout: self.tls_handshake_timeout,
+                response_header_timeout: self.response_header_timeout,
                 idle_timeout: self.idle_timeout,
                 retry: self.retry,
                 pool_idle_timeout: self.pool_idle_timeout,
@@ -397,17 +497,4 @@ impl HttpClientBuilder {
             }),
         })
     }
-}
-
-/// rustls with the `ring` provider, safe default protocol versions and the
-/// Mozilla roots from `webpki-roots`.
-fn default_tls_config() -> Result<rustls::ClientConfig, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|_| Error::Config {
-            reason: "the TLS provider supports no safe protocol version".into(),
-        })?
-        .with_webpki_roots()
-        .with_no_client_auth())
 }

@@ -19,8 +19,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutKind {
-    /// Establishing the TCP connection (and the TLS handshake for `https://`).
+    /// Establishing the TCP connection (directly, to a proxy, or through a
+    /// proxy's `CONNECT` tunnel).
     Connect,
+    /// The TLS handshake with the server, after the TCP connection.
+    TlsHandshake,
     /// The response headers, counted from the last progress of the request
     /// (the last request body chunk handed to the connection).
     ResponseHeaders,
@@ -32,6 +35,7 @@ impl fmt::Display for TimeoutKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TimeoutKind::Connect => "connecting",
+            TimeoutKind::TlsHandshake => "in the TLS handshake",
             TimeoutKind::ResponseHeaders => "waiting for response headers",
             TimeoutKind::BodyIdle => "waiting for the next response body chunk",
         })
@@ -64,7 +68,8 @@ pub enum Error {
         kind: TimeoutKind,
         /// The configured timeout.
         after: Duration,
-        /// The origin, `scheme://host:port`, without credentials.
+        /// The request URL without credentials or query
+        /// ([`cachew_proto::redact_url`]).
         url: String,
     },
     /// The caller aborted the streaming request body (or dropped its
@@ -121,14 +126,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for a failure to establish a connection, including a connect timeout.
-    /// Nothing was sent to the server in that case.
+    /// True for a failure to establish a connection, including a connect
+    /// or TLS handshake timeout. Nothing was sent to the server in that case.
     pub fn is_connect(&self) -> bool {
         matches!(
             self,
             Error::Connect { .. }
                 | Error::Timeout {
-                    kind: TimeoutKind::Connect,
+                    kind: TimeoutKind::Connect | TimeoutKind::TlsHandshake,
                     ..
                 }
         )
@@ -250,9 +255,28 @@ pub(crate) fn origin_of(uri: &http::Uri) -> String {
     })
 }
 
+/// The request URL for messages: without credentials
+/// ([`cachew_proto::redact_url`]) and without the query, which may carry
+/// tokens.
+pub(crate) fn url_of(uri: &http::Uri) -> String {
+    let without_query = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", uri.path()),
+        _ => uri.path().to_owned(),
+    };
+    cachew_proto::redact_url(&without_query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_of_drops_credentials_and_query() {
+        let uri: http::Uri = "https://user:secret@example.com/a/b?token=x"
+            .parse()
+            .unwrap();
+        assert_eq!(url_of(&uri), "https://example.com/a/b");
+    }
 
     #[test]
     fn origin_drops_credentials_path_and_query() {

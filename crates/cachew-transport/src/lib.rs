@@ -10,9 +10,10 @@
 //!   errors is the caller's job. That includes a response the server sends
 //!   while the request body is still being uploaded (e.g. a 403 before the
 //!   upload finished): the caller gets the 403, not a broken pipe.
-//! - **Nothing hangs**: connects are bounded by the connect timeout; waiting
-//!   for response headers and for each response body chunk by the idle
-//!   timeout.
+//! - **Nothing hangs**: connects are bounded by the connect timeout, TLS
+//!   handshakes by the handshake timeout, the wait for response headers by
+//!   the header timeout (per request with [`ResponseHeaderTimeout`]), and
+//!   each wait for a response body chunk by the idle timeout.
 //! - **No short success**: a connection that drops mid-body is an error.
 //! - **Uploads never end cleanly by accident**: a streaming
 //!   [`RequestBody::channel`] ends cleanly only through
@@ -83,12 +84,18 @@ mod error;
 mod layers;
 #[cfg(feature = "otel")]
 mod otel;
+mod proxy;
+mod tls;
 
 pub use body::{BodyReader, BodySender, RequestBody, ResponseBody};
 pub use client::{
     HttpClient, HttpClientBuilder, HttpService, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, DEFAULT_USER_AGENT,
+    DEFAULT_RESPONSE_HEADER_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_USER_AGENT,
 };
 pub use error::{BoxError, Error, Result, TimeoutKind};
 pub use layers::retry::Idempotency;
+pub use layers::timeout::ResponseHeaderTimeout;
+pub use proxy::Proxies;
+pub use tls::SystemRoots;

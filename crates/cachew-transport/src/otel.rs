@@ -19,10 +19,20 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Injects the current OpenTelemetry context with the global propagator
-/// (a no-op until the application installs one).
+/// Injects the context of the current `tracing` span (the request's
+/// `http.request` span, when a `tracing-opentelemetry` layer records spans)
+/// or else the current OpenTelemetry context, with the global propagator (a
+/// no-op until the application installs one).
 pub(crate) fn inject(headers: &mut HeaderMap) {
-    let cx = opentelemetry::Context::current();
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let from_span = tracing::Span::current().context();
+    let cx = if from_span.span().span_context().is_valid() {
+        from_span
+    } else {
+        opentelemetry::Context::current()
+    };
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&cx, &mut HeaderInjector(headers));
     });

@@ -515,7 +515,7 @@ async fn unreachable_server_is_a_connect_error_naming_the_url() {
 }
 
 #[tokio::test]
-async fn stalled_tls_handshake_trips_the_connect_timeout() {
+async fn stalled_tls_handshake_trips_the_tls_handshake_timeout() {
     // A TCP server that accepts and never speaks TLS.
     let addr = serve_raw(|s| async move {
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -523,8 +523,8 @@ async fn stalled_tls_handshake_trips_the_connect_timeout() {
     })
     .await;
     let client = builder()
-        .connect_timeout(Duration::from_millis(200))
-        .idle_timeout(Duration::from_secs(5))
+        .tls_handshake_timeout(Duration::from_millis(200))
+        .response_header_timeout(Duration::from_secs(5))
         .max_retries(0)
         .build()
         .unwrap();
@@ -537,7 +537,7 @@ async fn stalled_tls_handshake_trips_the_connect_timeout() {
         matches!(
             err,
             Error::Timeout {
-                kind: TimeoutKind::Connect,
+                kind: TimeoutKind::TlsHandshake,
                 ..
             }
         ),

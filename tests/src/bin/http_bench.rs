@@ -71,8 +71,8 @@ async fn get(url: &str, key: &str) -> Result<(), String> {
         }
         total += n as u64;
     }
-    if total != expected {
-        return Err(format!("read {total} bytes, expected {expected}"));
+    if expected.is_some_and(|e| e != total) {
+        return Err(format!("read {total} bytes, expected {expected:?}"));
     }
     println!("bytes={total} secs={:.6}", started.elapsed().as_secs_f64());
     Ok(())

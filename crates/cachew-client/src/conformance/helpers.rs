@@ -107,6 +107,11 @@ pub(super) async fn get(cache: &dyn Cache, key: &Key) -> Bytes {
     read(cache, key, &OpenOptions::default()).await.1
 }
 
+/// The ETag every conforming backend reports.
+pub(super) fn etag_of(meta: &ObjectMeta) -> &EntityTag {
+    meta.etag.as_ref().expect("the backend reports an ETag")
+}
+
 pub(super) async fn stat(cache: &dyn Cache, key: &Key) -> ObjectMeta {
     cache
         .stat(key, &OpenOptions::default())

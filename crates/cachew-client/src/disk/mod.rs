@@ -318,8 +318,9 @@ impl Cache for DiskCache {
             Ok((meta, loaded.file))
         })
         .await?;
-        let body: Pin<Box<dyn AsyncRead + Send>> =
-            Box::pin(tokio::fs::File::from_std(file).take(meta.content_length()));
+        let body: Pin<Box<dyn AsyncRead + Send>> = Box::pin(
+            tokio::fs::File::from_std(file).take(meta.content_length().unwrap_or(u64::MAX)),
+        );
         Ok(Object { meta, body })
     }
 

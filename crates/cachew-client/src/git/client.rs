@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cachew_proto::git::{self, endpoint_url, resolve_bundle_url};
 use cachew_proto::{header, EnsureGitRefsRequest, EnsureGitRefsResponse, EntityTag};
-use cachew_transport::{HttpClient, RequestBody};
+use cachew_transport::{HttpClient, RequestBody, ResponseHeaderTimeout};
 use http::{HeaderMap, StatusCode};
 
 use crate::cache::Body;
@@ -60,11 +61,27 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// How long git requests (snapshot, LFS snapshot, bundle, ensure-refs) wait
+/// for the response headers: a server may clone or fetch a cold repository
+/// before it answers (LESSONS 16). A stalled body still fails after the
+/// client's idle timeout.
+pub const GIT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// The client of a server's `/git/` endpoints.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GitClient {
     http: HttpClient,
     base_url: String,
+}
+
+impl fmt::Debug for GitClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The base URL may carry credentials (`https://user:pass@host`).
+        f.debug_struct("GitClient")
+            .field("http", &self.http)
+            .field("base_url", &cachew_proto::redact_url(&self.base_url))
+            .finish()
+    }
 }
 
 impl GitClient {
@@ -109,7 +126,8 @@ impl GitClient {
     }
 
     async fn open_single(&self, repo_url: &str, suffix: &str) -> Result<GitSnapshot> {
-        let source = HttpSource::new(self.http.clone(), self.endpoint(repo_url, suffix)?);
+        let source = HttpSource::new(self.http.clone(), self.endpoint(repo_url, suffix)?)
+            .with_response_header_timeout(GIT_RESPONSE_HEADER_TIMEOUT);
         let resp = source.get(None, None).await?;
         let size = match resp.kind {
             RangedKind::Full { size } => size,
@@ -136,7 +154,10 @@ impl GitClient {
         opts: &ParallelOptions,
     ) -> Result<GitSnapshot> {
         let url = self.endpoint(repo_url, git::SNAPSHOT)?;
-        let source = Arc::new(HttpSource::new(self.http.clone(), url));
+        let source = Arc::new(
+            HttpSource::new(self.http.clone(), url)
+                .with_response_header_timeout(GIT_RESPONSE_HEADER_TIMEOUT),
+        );
         let (info, reader) = parallel_reader(source, opts).await?;
         Ok(GitSnapshot {
             commit: header_value(&info.headers, header::SNAPSHOT_COMMIT),
@@ -155,9 +176,11 @@ impl GitClient {
     /// already current, which is not a failure (LESSONS 11).
     pub async fn open_bundle(&self, bundle_url: &str) -> Result<Body> {
         let url = resolve_bundle_url(&self.base_url, bundle_url)?;
-        let req = http::Request::get(&url)
+        let mut req = http::Request::get(&url)
             .body(RequestBody::empty())
             .map_err(|e| Error::InvalidInput(format!("invalid bundle URL: {e}")))?;
+        req.extensions_mut()
+            .insert(ResponseHeaderTimeout(GIT_RESPONSE_HEADER_TIMEOUT));
         let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => Ok(Box::pin(resp.into_body().into_async_read())),
@@ -191,6 +214,8 @@ impl GitClient {
         // answer may be retried; the transport only knows methods.
         req.extensions_mut()
             .insert(cachew_transport::Idempotency::Idempotent);
+        req.extensions_mut()
+            .insert(ResponseHeaderTimeout(GIT_RESPONSE_HEADER_TIMEOUT));
         let resp = self.http.send(req).await.map_err(Error::from)?;
         match resp.status() {
             StatusCode::OK => {

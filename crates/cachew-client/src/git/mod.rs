@@ -40,7 +40,7 @@ mod dir;
 mod refs;
 mod restore;
 
-pub use client::{GitClient, GitSnapshot};
+pub use client::{GitClient, GitSnapshot, GIT_RESPONSE_HEADER_TIMEOUT};
 pub use refs::{is_commit_sha, is_commit_sha_prefix};
 pub use restore::{
     restore_repo, BundleOutcome, EventSink, LfsOutcome, RestoreRepoEvent, RestoreRepoOptions,

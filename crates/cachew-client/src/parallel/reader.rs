@@ -139,19 +139,22 @@ pub async fn parallel_reader(
 /// [`Object`] carries the object's full metadata. Works with a borrowed
 /// `&dyn Cache` (the fetchers use an owned handle from
 /// [`Cache::with_namespace`]). Should the object change between the Stat and
-/// the first ranged request, it is read with one plain request instead.
+/// the first ranged request, it is read with one plain request instead; so
+/// is an object whose Stat has no ETag (chunks cannot be pinned to it) or
+/// no size (older servers, `PROTOCOL.md` §5).
 pub async fn open_object(cache: &dyn Cache, key: &Key, opts: &ParallelOptions) -> Result<Object> {
     if opts.concurrency <= 1 {
         return cache.open(key, &OpenOptions::default()).await;
     }
     let meta = cache.stat(key, &OpenOptions::default()).await?;
-    if meta.size < opts.min_size.max(1) {
+    let pinnable = meta.etag.is_some() && meta.size.is_some_and(|s| s >= opts.min_size.max(1));
+    if !pinnable {
         return cache.open(key, &OpenOptions::default()).await;
     }
     let owned = cache.with_namespace(cache.namespace().clone());
     let source = Arc::new(CacheSource::new(owned, *key));
     let (info, reader) = parallel_reader(source, opts).await?;
-    if info.etag.as_ref() != Some(&meta.etag) || info.size != Some(meta.size) {
+    if info.etag != meta.etag || info.size != meta.size {
         drop(reader);
         return cache.open(key, &OpenOptions::default()).await;
     }

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use cachew_proto::header::ContentRange;
 use cachew_proto::{ByteRange, EntityTag, EtagCondition, Key, OpenOptions};
@@ -96,15 +98,13 @@ impl RangedSource for CacheSource {
             Some((start, len)) => RangedKind::Partial(ContentRange {
                 start,
                 len,
-                total: Some(meta.size),
+                total: meta.size,
             }),
-            None => RangedKind::Full {
-                size: Some(meta.size),
-            },
+            None => RangedKind::Full { size: meta.size },
         };
         Ok(RangedResponse {
             kind,
-            etag: Some(meta.etag),
+            etag: meta.etag,
             headers: meta.headers,
             body: object.body,
         })
@@ -113,10 +113,22 @@ impl RangedSource for CacheSource {
 
 /// A plain URL fetched with `GET` through an [`HttpClient`] (its
 /// authorization, retries and idle timeout apply), e.g. a git snapshot.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpSource {
     http: HttpClient,
     url: String,
+    header_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials (`https://user:pass@host`).
+        f.debug_struct("HttpSource")
+            .field("http", &self.http)
+            .field("url", &cachew_proto::redact_url(&self.url))
+            .field("header_timeout", &self.header_timeout)
+            .finish()
+    }
 }
 
 impl HttpSource {
@@ -125,7 +137,17 @@ impl HttpSource {
         HttpSource {
             http,
             url: url.into(),
+            header_timeout: None,
         }
+    }
+
+    /// Waits up to `timeout` for the response headers of each request
+    /// instead of the client's header timeout (for endpoints where the
+    /// server works before it answers, such as git snapshots).
+    #[must_use]
+    pub fn with_response_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = Some(timeout);
+        self
     }
 
     /// The URL.
@@ -148,9 +170,13 @@ impl RangedSource for HttpSource {
         if let Some(tag) = if_match {
             req = req.header(http::header::IF_MATCH, tag.to_header());
         }
-        let req = req
+        let mut req = req
             .body(RequestBody::empty())
             .map_err(|e| Error::InvalidInput(format!("invalid download request: {e}")))?;
+        if let Some(timeout) = self.header_timeout {
+            req.extensions_mut()
+                .insert(cachew_transport::ResponseHeaderTimeout(timeout));
+        }
         let resp = self.http.send(req).await.map_err(Error::from)?;
         let status = resp.status();
         let (parts, body) = resp.into_parts();

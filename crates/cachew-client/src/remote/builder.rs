@@ -1,10 +1,11 @@
 //! [`RemoteCacheBuilder`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachew_transport::HttpClient;
+use cachew_transport::{HttpClient, Proxies};
 use http::HeaderMap;
 
 use super::{Inner, RemoteCache};
@@ -17,9 +18,11 @@ type HeaderFn = Arc<dyn Fn() -> HeaderMap + Send + Sync>;
 ///
 /// Unless [`http_client`](RemoteCacheBuilder::http_client) supplies a
 /// ready-made client, the builder configures a
-/// [`cachew_transport::HttpClient`] with the transport's defaults (connect
-/// timeout 10 s, idle timeout 60 s, 3 retries of idempotent requests) and
-/// the settings below.
+/// [`cachew_transport::HttpClient`] with the transport's defaults (Go's
+/// trust and proxy environment variables, connect timeout 30 s, TLS
+/// handshake 10 s, header wait 60 s — 30 minutes for git endpoints —,
+/// idle timeout 60 s, 3 retries of idempotent requests) and the settings
+/// below.
 #[must_use]
 pub struct RemoteCacheBuilder {
     base_url: String,
@@ -29,6 +32,10 @@ pub struct RemoteCacheBuilder {
     idle_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_retries: Option<u32>,
+    response_header_timeout: Option<Duration>,
+    ca_files: Vec<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+    proxies: Option<Proxies>,
     http: Option<HttpClient>,
 }
 
@@ -45,6 +52,10 @@ impl fmt::Debug for RemoteCacheBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_retries", &self.max_retries)
+            .field("response_header_timeout", &self.response_header_timeout)
+            .field("ca_files", &self.ca_files)
+            .field("client_cert", &self.client_cert)
+            .field("proxies", &self.proxies)
             .field("http", &self.http.is_some())
             .finish()
     }
@@ -60,6 +71,10 @@ impl RemoteCacheBuilder {
             idle_timeout: None,
             connect_timeout: None,
             max_retries: None,
+            response_header_timeout: None,
+            ca_files: Vec::new(),
+            client_cert: None,
+            proxies: None,
             http: None,
         }
     }
@@ -85,9 +100,9 @@ impl RemoteCacheBuilder {
         self
     }
 
-    /// The longest wait for the server's response headers or for the next
-    /// chunk of a response body; a stalled transfer fails with a timeout
-    /// instead of hanging.
+    /// The longest wait for the next chunk of a response body; a stalled
+    /// transfer fails with a timeout naming the URL instead of hanging.
+    /// Default 60 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = Some(timeout);
         self
@@ -96,6 +111,38 @@ impl RemoteCacheBuilder {
     /// The longest wait for a connection (TCP and TLS).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest wait for the response headers of object requests
+    /// (default 60 s); git endpoints wait
+    /// [`GIT_RESPONSE_HEADER_TIMEOUT`](crate::git::GIT_RESPONSE_HEADER_TIMEOUT).
+    pub fn response_header_timeout(mut self, timeout: Duration) -> Self {
+        self.response_header_timeout = Some(timeout);
+        self
+    }
+
+    /// Also trusts the CA certificates in this PEM file (on top of the
+    /// system store); see [`cachew_transport::HttpClientBuilder::ca_certificate_file`].
+    pub fn ca_certificate_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_files.push(path.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM chain and PEM key) for mutual TLS.
+    pub fn client_certificate_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Which proxies to use instead of the environment's
+    /// ([`Proxies::from_env`]).
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = Some(proxies);
         self
     }
 
@@ -139,6 +186,18 @@ impl RemoteCacheBuilder {
                 }
                 if let Some(n) = self.max_retries {
                     b = b.max_retries(n);
+                }
+                if let Some(t) = self.response_header_timeout {
+                    b = b.response_header_timeout(t);
+                }
+                for path in self.ca_files {
+                    b = b.ca_certificate_file(path);
+                }
+                if let Some((cert, key)) = self.client_cert {
+                    b = b.client_certificate_files(cert, key);
+                }
+                if let Some(p) = self.proxies {
+                    b = b.proxies(p);
                 }
                 b.build()?
             }

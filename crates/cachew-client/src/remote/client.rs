@@ -135,11 +135,16 @@ fn bad_response(url: &str, why: String) -> Error {
 /// The metadata of a 200 or 206 answer to Open or Stat.
 pub(super) fn meta_from(url: &str, resp: &Response<ResponseBody>) -> Result<ObjectMeta> {
     let headers = resp.headers();
-    let etag = match header_str(headers, &ETAG) {
-        Some(value) => EntityTag::parse_header(value)
-            .map_err(|e| bad_response(url, format!("unusable ETag: {e}")))?,
-        None => return Err(bad_response(url, "no ETag header".into())),
-    };
+    // Older servers and objects stored before ETags were recorded answer
+    // without one (PROTOCOL.md §5): that is a valid answer, just one a
+    // download cannot pin chunks to.
+    let etag = header_str(headers, &ETAG).and_then(|value| match EntityTag::parse_header(value) {
+        Ok(tag) => Some(tag),
+        Err(e) => {
+            tracing::debug!(url = %super::redact_url(url), "ignoring an unusable ETag: {e}");
+            None
+        }
+    });
     let last_modified = header_str(headers, &LAST_MODIFIED)
         .and_then(header::parse_http_date)
         .unwrap_or_else(SystemTime::now);
@@ -149,19 +154,16 @@ pub(super) fn meta_from(url: &str, resp: &Response<ResponseBody>) -> Result<Obje
             .ok_or_else(|| bad_response(url, "206 without Content-Range".into()))?;
         let cr = ContentRange::parse(value)
             .ok_or_else(|| bad_response(url, format!("malformed Content-Range {value:?}")))?;
-        let total = cr.total.ok_or_else(|| {
-            bad_response(url, format!("Content-Range {value:?} has no total size"))
-        })?;
         if length.is_some_and(|l| l != cr.len) {
             return Err(bad_response(
                 url,
                 "Content-Length disagrees with Content-Range".into(),
             ));
         }
-        (total, Some((cr.start, cr.len)))
+        (cr.total, Some((cr.start, cr.len)))
     } else {
-        let size = length.ok_or_else(|| bad_response(url, "no Content-Length".into()))?;
-        (size, None)
+        // Without Content-Length (a chunked answer) the size is unknown.
+        (length, None)
     };
     Ok(ObjectMeta {
         headers: caller_headers(headers),

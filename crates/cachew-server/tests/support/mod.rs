@@ -80,8 +80,8 @@ impl TestCache {
 fn meta(s: &Stored, range: Option<(u64, u64)>) -> ObjectMeta {
     ObjectMeta {
         headers: s.headers.clone(),
-        size: s.body.len() as u64,
-        etag: s.etag.clone(),
+        size: Some(s.body.len() as u64),
+        etag: Some(s.etag.clone()),
         last_modified: s.modified,
         range,
     }

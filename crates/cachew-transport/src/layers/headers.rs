@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Request, Uri};
 use tower::{Layer, Service};
 
 use crate::body::RequestBody;
@@ -75,22 +75,43 @@ where
     }
 
     fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
-        apply(&self.config, req.headers_mut());
+        let userinfo = take_userinfo(req.uri_mut());
+        apply(&self.config, req.headers_mut(), userinfo.as_deref());
         self.inner.call(req)
     }
 }
 
+/// Removes `user:password@` from the URI's authority and returns it, so
+/// that the credentials travel only as a header and never reach the wire,
+/// a `Host` header or a log as part of the URL.
+fn take_userinfo(uri: &mut Uri) -> Option<String> {
+    let authority = uri.authority()?.as_str();
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (userinfo, host) = (userinfo.to_owned(), host.to_owned());
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(host.parse().ok()?);
+    *uri = Uri::from_parts(parts).ok()?;
+    Some(userinfo)
+}
+
 /// Precedence, lowest first: the request's own headers, then the defaults
 /// `User-Agent` and `Authorization` (only where the request has none), then
+/// `Authorization: Basic` from credentials in the URL (`https://user:pass@host`,
+/// as Go's `net/http` does, only where there is no `Authorization` yet), then
 /// the hook's headers, which replace same-named ones (as Go's `HeaderFunc`
 /// round tripper does), then the trace context.
-fn apply(config: &HeaderConfig, headers: &mut HeaderMap) {
+fn apply(config: &HeaderConfig, headers: &mut HeaderMap, userinfo: Option<&str>) {
     if !headers.contains_key(USER_AGENT) {
         headers.insert(USER_AGENT, config.user_agent.clone());
     }
     if let Some(auth) = &config.authorization {
         if !headers.contains_key(AUTHORIZATION) {
             headers.insert(AUTHORIZATION, auth.clone());
+        }
+    }
+    if let Some(userinfo) = userinfo {
+        if !headers.contains_key(AUTHORIZATION) {
+            headers.insert(AUTHORIZATION, crate::proxy::basic_auth(userinfo));
         }
     }
     if let Some(header_fn) = &config.header_fn {
@@ -128,11 +149,33 @@ mod tests {
     }
 
     #[test]
+    fn url_credentials_become_basic_auth_unless_one_is_given() {
+        let mut uri: Uri = "https://al%40ice:pa%3Ass@example.com:8443/a?q=1"
+            .parse()
+            .unwrap();
+        let userinfo = take_userinfo(&mut uri);
+        assert_eq!(uri.to_string(), "https://example.com:8443/a?q=1");
+        let mut none = config(None);
+        none.authorization = None;
+        let mut headers = HeaderMap::new();
+        apply(&none, &mut headers, userinfo.as_deref());
+        // base64("al@ice:pa:ss")
+        assert_eq!(headers[AUTHORIZATION], "Basic YWxAaWNlOnBhOnNz");
+        assert!(headers[AUTHORIZATION].is_sensitive());
+        // An explicit authorization wins.
+        let mut headers = HeaderMap::new();
+        apply(&config(None), &mut headers, userinfo.as_deref());
+        assert_eq!(headers[AUTHORIZATION], "Bearer fixed");
+        let mut plain: Uri = "http://h/x".parse().unwrap();
+        assert_eq!(take_userinfo(&mut plain), None);
+    }
+
+    #[test]
     fn defaults_do_not_override_request_headers() {
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static("mine"));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer mine"));
-        apply(&config(None), &mut headers);
+        apply(&config(None), &mut headers, Some("u:p"));
         assert_eq!(headers[USER_AGENT], "mine");
         assert_eq!(headers[AUTHORIZATION], "Bearer mine");
         assert!(headers[AUTHORIZATION].is_sensitive());
@@ -149,7 +192,7 @@ mod tests {
         });
         let mut headers = HeaderMap::new();
         headers.insert("x-multi", HeaderValue::from_static("old"));
-        apply(&config(Some(hook)), &mut headers);
+        apply(&config(Some(hook)), &mut headers, None);
         assert_eq!(headers[AUTHORIZATION], "Bearer rotated");
         assert!(headers[AUTHORIZATION].is_sensitive());
         let multi: Vec<_> = headers.get_all("x-multi").iter().collect();

@@ -1,8 +1,9 @@
 //! The innermost service: hyper-util's pooled client, behind a connector
-//! that bounds connect + TLS handshake time.
+//! that bounds the connect and the TLS handshake time.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,50 +14,93 @@ use tower::Service;
 
 use super::BoxFuture;
 use crate::body::RequestBody;
-use crate::error::{find_in_chain, origin_of, BoxError, Error, TimeoutKind};
+use crate::error::{find_in_chain, origin_of, url_of, BoxError, Error, TimeoutKind};
+use crate::proxy::{Proxies, ProxyConnector, ProxyStream};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 
-/// A connector that fails with [`ConnectTimedOut`] when `inner` (TCP connect
-/// plus TLS handshake) takes longer than `timeout`.
-#[derive(Clone, Debug)]
-pub(crate) struct TimeoutConnector<C> {
-    pub(crate) inner: C,
-    pub(crate) timeout: Duration,
-}
-
-/// Marker error for a connect timeout, found again in hyper-util's error chain.
+/// Marker error for a connect or TLS handshake timeout, found again in
+/// hyper-util's error chain.
 #[derive(Debug)]
-pub(crate) struct ConnectTimedOut(Duration);
+pub(crate) struct ConnectTimedOut {
+    pub(crate) kind: TimeoutKind,
+    pub(crate) after: Duration,
+}
 
 impl fmt::Display for ConnectTimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connect timed out after {:?}", self.0)
+        write!(f, "timed out after {:?} {}", self.after, self.kind)
     }
 }
 
 impl StdError for ConnectTimedOut {}
 
-impl<C> Service<Uri> for TimeoutConnector<C>
-where
-    C: Service<Uri> + Send + 'static,
-    C::Response: Send + 'static,
-    C::Error: Into<BoxError>,
-    C::Future: Send + 'static,
-{
-    type Response = C::Response;
-    type Error = BoxError;
-    type Future = BoxFuture<Result<C::Response, BoxError>>;
+/// The connector: TCP (direct, to an HTTP proxy, or through a `CONNECT`
+/// tunnel; [`ProxyConnector`]) bounded by the connect timeout, then for
+/// `https://` the rustls handshake with the origin bounded by the TLS
+/// handshake timeout, as Go's `Dialer.Timeout` and
+/// `Transport.TLSHandshakeTimeout` bound them.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) inner: ProxyConnector,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tls_timeout: Duration,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("inner", &self.inner)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls_timeout", &self.tls_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<Uri> for Connector {
+    type Response = MaybeHttpsStream<ProxyStream>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = self.timeout;
-        let fut = self.inner.call(uri);
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let (connect_timeout, tls_timeout) = (self.connect_timeout, self.tls_timeout);
+        let tls = self.tls.clone();
+        let https = dst.scheme_str() == Some("https");
+        let server_name = dst.host().map(|h| {
+            h.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h)
+                .to_owned()
+        });
+        let tcp = self.inner.call(dst);
         Box::pin(async move {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as BoxError),
+            let tcp = match tokio::time::timeout(connect_timeout, tcp).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(Box::new(ConnectTimedOut {
+                        kind: TimeoutKind::Connect,
+                        after: connect_timeout,
+                    }) as BoxError)
+                }
+            };
+            if !https {
+                return Ok(MaybeHttpsStream::Http(tcp));
+            }
+            let name = ServerName::try_from(server_name.unwrap_or_default())
+                .map_err(|e| Box::new(e) as BoxError)?;
+            let handshake = tokio_rustls::TlsConnector::from(tls).connect(name, TokioIo::new(tcp));
+            match tokio::time::timeout(tls_timeout, handshake).await {
+                Ok(stream) => Ok(MaybeHttpsStream::from(stream?)),
+                Err(_) => Err(Box::new(ConnectTimedOut {
+                    kind: TimeoutKind::TlsHandshake,
+                    after: tls_timeout,
+                }) as BoxError),
             }
         })
     }
@@ -66,6 +110,8 @@ where
 #[derive(Clone)]
 pub(crate) struct HyperService<C> {
     pub(crate) client: Client<C, RequestBody>,
+    /// For the `Proxy-Authorization` of requests sent to an HTTP proxy.
+    pub(crate) proxies: Arc<Proxies>,
 }
 
 impl<C> fmt::Debug for HyperService<C> {
@@ -86,13 +132,17 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<RequestBody>) -> Self::Future {
         if let Err(err) = validate_uri(req.uri()) {
             return Box::pin(std::future::ready(Err(err)));
         }
-        let origin = origin_of(req.uri());
+        if let Some(auth) = self.proxies.http_proxy_authorization(req.uri()) {
+            req.headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
+        }
+        let (origin, url) = (origin_of(req.uri()), url_of(req.uri()));
         let fut = self.client.request(req);
-        Box::pin(async move { fut.await.map_err(|err| map_client_error(err, origin)) })
+        Box::pin(async move { fut.await.map_err(|err| map_client_error(err, origin, url)) })
     }
 }
 
@@ -118,13 +168,13 @@ fn validate_uri(uri: &Uri) -> Result<(), Error> {
     Ok(())
 }
 
-fn map_client_error(err: hyper_util::client::legacy::Error, origin: String) -> Error {
+fn map_client_error(err: hyper_util::client::legacy::Error, origin: String, url: String) -> Error {
     if err.is_connect() {
         if let Some(t) = find_in_chain::<ConnectTimedOut>(&err) {
             return Error::Timeout {
-                kind: TimeoutKind::Connect,
-                after: t.0,
-                url: origin,
+                kind: t.kind,
+                after: t.after,
+                url,
             };
         }
         return Error::Connect {

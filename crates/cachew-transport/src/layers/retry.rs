@@ -10,7 +10,11 @@
 //! - it is idempotent and the connection was closed or reset before any
 //!   response arrived, the usual fate of a request sent on a pooled
 //!   connection the server had just closed (Go's transport retries these
-//!   too). Timeouts are not retried.
+//!   too), or
+//! - it is idempotent and waiting for the response headers timed out (a
+//!   connect or TLS handshake timeout counts as a connect error). A body
+//!   that stalls after the headers arrived belongs to the caller by then
+//!   and is not retried here.
 //!
 //! `Retry-After` (seconds or an HTTP date) replaces the computed backoff,
 //! capped at [`RetryPolicy::max_retry_after`].
@@ -181,6 +185,7 @@ where
                     Err(err) if idempotent && closed_before_response(err) => {
                         Some((None, "connection closed before the response".to_string()))
                     }
+                    Err(err) if idempotent && err.is_timeout() => Some((None, err.to_string())),
                     Ok(resp) if idempotent && retryable_status(resp.status()) => Some((
                         parse_retry_after(resp.headers(), SystemTime::now()),
                         format!("status {}", resp.status().as_u16()),

@@ -37,6 +37,7 @@ pub fn builder() -> HttpClientBuilder {
     HttpClient::builder()
         .connect_timeout(Duration::from_secs(2))
         .idle_timeout(TEST_IDLE)
+        .response_header_timeout(TEST_IDLE)
         .retry_base_delay(Duration::from_millis(10))
 }
 
