@@ -29,7 +29,11 @@ enum Kind {
         remaining: u64,
     },
     /// Sent chunked until `reader` ends; a reader error fails the body.
-    Unsized { reader: ObjectBody, buf: BytesMut, done: bool },
+    Unsized {
+        reader: ObjectBody,
+        buf: BytesMut,
+        done: bool,
+    },
 }
 
 impl ResponseBody {

@@ -150,7 +150,11 @@ pub(crate) async fn handle(
             "expected Content-Type: application/x-git-upload-pack-request",
         );
     }
-    let gzip = match req.headers().get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
+    let gzip = match req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(HeaderValue::as_bytes)
+    {
         None | Some(b"identity") => false,
         Some(b"gzip" | b"x-gzip") => true,
         Some(_) => {
@@ -493,7 +497,10 @@ mod tests {
         assert_eq!(git_protocol(&headers), Ok(None));
         headers.insert("git-protocol", HeaderValue::from_static("version=2"));
         assert_eq!(git_protocol(&headers), Ok(Some("version=2".to_owned())));
-        headers.insert("git-protocol", HeaderValue::from_bytes(b"version=\xff").unwrap());
+        headers.insert(
+            "git-protocol",
+            HeaderValue::from_bytes(b"version=\xff").unwrap(),
+        );
         assert!(git_protocol(&headers).is_err());
     }
 }
