@@ -310,3 +310,278 @@ async fn relative_root_head_and_short_shas() {
     assert_eq!(resp.refs["refs/heads/main"], second);
     server.shutdown().await;
 }
+
+/// Runs git off the runtime (the server shares it), with curl's low-speed
+/// limit so that a stuck transfer fails instead of hanging the test;
+/// returns (success, stdout, stderr).
+async fn run_git(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = git_support::git_command(dir);
+    cmd.args(args)
+        .env("GIT_HTTP_LOW_SPEED_LIMIT", "1")
+        .env("GIT_HTTP_LOW_SPEED_TIME", "30");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("git runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_fsck_clean(dir: &std::path::Path) {
+    let out = git_support::git_command(dir)
+        .args(["fsck", "--full", "--strict", "--no-dangling"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fsck: {stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "fsck: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_http_clone_then_fetch_with_v2_and_v0() {
+    let fx = Fixture::new().await;
+    let first = fx.commit("a.txt", "one");
+    let url = format!("{}/git/example.test/org/repo", fx.server.url());
+    let (ok, _, err) = run_git(fx.tmp.path(), &["clone", "-q", &url, "clone"], &[]).await;
+    assert!(ok, "clone: {err}");
+    let clone = fx.tmp.path().join("clone");
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), first);
+    assert_eq!(std::fs::read_to_string(clone.join("a.txt")).unwrap(), "one");
+    assert_fsck_clean(&clone);
+
+    // A stale clone catches up from the cache, in either protocol; the
+    // mirror is freshened by the fetch's `info/refs` request.
+    for (version, file) in [("2", "b.txt"), ("0", "c.txt")] {
+        let new = fx.commit(file, version);
+        let (ok, _, trace) = run_git(
+            &clone,
+            &[
+                "-c",
+                &format!("protocol.version={version}"),
+                "fetch",
+                "-q",
+                "origin",
+            ],
+            &[("GIT_TRACE_PACKET", "1")],
+        )
+        .await;
+        assert!(ok, "fetch v{version}: {trace}");
+        assert_eq!(
+            trace.contains("git< version 2"),
+            version == "2",
+            "protocol v{version} spoken"
+        );
+        assert_eq!(git(&clone, &["rev-parse", "origin/main"]), new);
+        git(&clone, &["merge", "-q", "--ff-only", "origin/main"]);
+        assert_eq!(std::fs::read_to_string(clone.join(file)).unwrap(), version);
+        assert_fsck_clean(&clone);
+    }
+
+    // Many local commits the server has never seen make a negotiation
+    // over 1 KiB, which git sends gzipped.
+    git(&clone, &["checkout", "-q", "-b", "local"]);
+    for i in 0..60 {
+        git(
+            &clone,
+            &["commit", "-q", "--allow-empty", "-m", &format!("local {i}")],
+        );
+    }
+    git(&clone, &["checkout", "-q", "main"]);
+    let new = fx.commit("d.txt", "gzip");
+    let (ok, _, trace) = run_git(
+        &clone,
+        &["fetch", "-q", "origin"],
+        &[("GIT_TRACE_CURL", "1"), ("GIT_TRACE_CURL_NO_DATA", "1")],
+    )
+    .await;
+    assert!(ok, "fetch with haves: {trace}");
+    assert!(
+        trace.contains("Content-Encoding: gzip"),
+        "a gzipped request was sent: {trace}"
+    );
+    assert_eq!(git(&clone, &["rev-parse", "origin/main"]), new);
+    assert_fsck_clean(&clone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_http_refuses_pushes_unknown_repos_and_bad_requests() {
+    let fx = Fixture::new().await;
+    fx.commit("a.txt", "one");
+    let base = format!("{}/git/example.test/org", fx.server.url());
+    let (ok, _, err) = run_git(
+        fx.tmp.path(),
+        &["clone", "-q", &format!("{base}/repo.git"), "clone"],
+        &[],
+    )
+    .await;
+    assert!(ok, "clone of …/repo.git: {err}");
+    let clone = fx.tmp.path().join("clone");
+    git(&clone, &["commit", "-q", "--allow-empty", "-m", "mine"]);
+    let (ok, _, err) = run_git(&clone, &["push", "origin", "HEAD:refs/heads/pushed"], &[]).await;
+    assert!(!ok && err.contains("403"), "push: {err}");
+
+    let (ok, _, err) = run_git(fx.tmp.path(), &["ls-remote", &format!("{base}/other")], &[]).await;
+    // git reports a 404 as "not found", with the server's message.
+    assert!(
+        !ok && err.contains("not found") && err.contains("no repository example.test/org/other"),
+        "ls-remote of an unknown repo: {err}"
+    );
+
+    let repo = "/git/example.test/org/repo";
+    let get = http::Method::GET;
+    let post = http::Method::POST;
+    for (method, path, status) in [
+        (post.clone(), format!("{repo}/git-receive-pack"), 403),
+        (
+            get.clone(),
+            format!("{repo}/info/refs?service=git-receive-pack"),
+            403,
+        ),
+        (get.clone(), format!("{repo}/info/refs"), 403),
+        (
+            get.clone(),
+            "/git/example.test/org/other/info/refs?service=git-upload-pack".to_owned(),
+            404,
+        ),
+        (
+            http::Method::PUT,
+            format!("{repo}/info/refs?service=git-upload-pack"),
+            405,
+        ),
+        (get.clone(), format!("{repo}/git-upload-pack"), 405),
+        // No Content-Type: application/x-git-upload-pack-request.
+        (post.clone(), format!("{repo}/git-upload-pack"), 415),
+    ] {
+        assert_eq!(
+            fx.raw(method.clone(), &path).await,
+            status,
+            "{method} {path}"
+        );
+    }
+
+    // A body that claims gzip but is not.
+    let http = cachew_transport::HttpClient::builder().build().unwrap();
+    let req = http::Request::post(format!("{}{repo}/git-upload-pack", fx.server.url()))
+        .header("content-type", "application/x-git-upload-pack-request")
+        .header("content-encoding", "gzip")
+        .body(cachew_transport::RequestBody::from("not gzip at all"))
+        .unwrap();
+    assert_eq!(http.send(req).await.unwrap().status(), 400);
+
+    // The advertisement's headers.
+    let req = http::Request::get(format!(
+        "{}{repo}/info/refs?service=git-upload-pack",
+        fx.server.url()
+    ))
+    .body(cachew_transport::RequestBody::empty())
+    .unwrap();
+    let resp = http.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/x-git-upload-pack-advertisement"
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    let body = resp.into_body().bytes_limited(1 << 20).await.unwrap();
+    assert!(body.starts_with(b"001e# service=git-upload-pack\n0000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_http_needs_a_token_when_tokens_are_configured() {
+    let fx = Fixture::new().await;
+    let head = fx.commit("a.txt", "one");
+    let tokens = cachew_server::Tokens::parse("tokens", "reader read ci-*\n").unwrap();
+    let server = cachew_server::Server::builder(std::sync::Arc::new(
+        cachew_client::MemoryCache::new(1 << 20),
+    ))
+    .git_root(fx.tmp.path().join("root"))
+    .tokens(tokens)
+    .bind("127.0.0.1:0")
+    .await
+    .unwrap();
+    let url = format!("{}/git/example.test/org/repo", server.url());
+    let (ok, _, err) = run_git(fx.tmp.path(), &["clone", "-q", &url, "denied"], &[]).await;
+    // A 401 makes git ask for credentials, which it may not here.
+    assert!(
+        !ok && (err.contains("401") || err.contains("could not read Username")),
+        "clone without a token: {err}"
+    );
+    // Any valid token will do, whatever namespaces it may read.
+    let (ok, _, err) = run_git(
+        fx.tmp.path(),
+        &[
+            "-c",
+            "http.extraHeader=Authorization: Bearer reader",
+            "clone",
+            "-q",
+            &url,
+            "allowed",
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok, "clone with a token: {err}");
+    assert_eq!(
+        git(&fx.tmp.path().join("allowed"), &["rev-parse", "HEAD"]),
+        head
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_http_request_bodies_have_the_stall_limit() {
+    use tokio::io::AsyncWriteExt;
+
+    let fx = Fixture::new().await;
+    fx.commit("a.txt", "one");
+    let limits =
+        cachew_server::Limits::default().with_body_timeout(std::time::Duration::from_millis(300));
+    let server = cachew_server::Server::builder(std::sync::Arc::new(
+        cachew_client::MemoryCache::new(1 << 20),
+    ))
+    .git_root(fx.tmp.path().join("root"))
+    .limits(limits)
+    .bind("127.0.0.1:0")
+    .await
+    .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    conn.write_all(
+        b"POST /git/example.test/org/repo/git-upload-pack HTTP/1.1\r\n\
+          Host: test\r\n\
+          Content-Type: application/x-git-upload-pack-request\r\n\
+          Content-Length: 1000\r\n\r\n\
+          0032want ",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server answers a stalled body");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    server.shutdown().await;
+}

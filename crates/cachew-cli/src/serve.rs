@@ -36,8 +36,9 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) bind: String,
 
-    /// Also serve the /git/ endpoints (snapshots, bundles, ensure-refs)
-    /// for the plain git repositories under DIR: repository URL
+    /// Also serve the /git/ endpoints (snapshots, bundles, ensure-refs,
+    /// and git's smart HTTP for `git clone`/`git fetch`) for the plain git
+    /// repositories under DIR: repository URL
     /// `https://host/org/repo` is `DIR/host/org/repo`.
     #[arg(long, env = "CACHEW_GIT_ROOT", value_name = "DIR")]
     pub(crate) git_root: Option<PathBuf>,

@@ -15,7 +15,8 @@ use http_body::{Frame, SizeHint};
 const READ_CHUNK: usize = 256 * 1024;
 
 /// The body of every response the server sends: empty, a small in-memory
-/// payload (error messages, JSON) or an object streamed from the backend.
+/// payload (error messages, JSON), an object streamed from the backend or
+/// the output of a child process (git smart HTTP), whose length is unknown.
 pub struct ResponseBody {
     kind: Kind,
 }
@@ -26,6 +27,12 @@ enum Kind {
         reader: ObjectBody,
         buf: BytesMut,
         remaining: u64,
+    },
+    /// Sent chunked until `reader` ends; a reader error fails the body.
+    Unsized {
+        reader: ObjectBody,
+        buf: BytesMut,
+        done: bool,
     },
 }
 
@@ -57,6 +64,19 @@ impl ResponseBody {
             },
         }
     }
+
+    /// A body of unknown length streamed from `reader` until it ends. The
+    /// reader reports a failure (e.g. a child that exited badly) as an
+    /// error, which aborts the response instead of ending it cleanly.
+    pub(crate) fn unsized_stream(reader: ObjectBody) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Unsized {
+                reader,
+                buf: BytesMut::new(),
+                done: false,
+            },
+        }
+    }
 }
 
 impl fmt::Debug for ResponseBody {
@@ -69,6 +89,10 @@ impl fmt::Debug for ResponseBody {
             Kind::Stream { remaining, .. } => f
                 .debug_struct("ResponseBody")
                 .field("remaining", remaining)
+                .finish_non_exhaustive(),
+            Kind::Unsized { done, .. } => f
+                .debug_struct("ResponseBody")
+                .field("done", done)
                 .finish_non_exhaustive(),
         }
     }
@@ -115,6 +139,26 @@ impl http_body::Body for ResponseBody {
                 *remaining -= n;
                 Poll::Ready(Some(Ok(Frame::data(buf.split().freeze()))))
             }
+            Kind::Unsized { reader, buf, done } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                if buf.capacity() < READ_CHUNK {
+                    buf.reserve(READ_CHUNK);
+                }
+                match tokio_util::io::poll_read_buf(reader.as_mut(), cx, buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        *done = true;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    Poll::Ready(Ok(0)) => {
+                        *done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(Frame::data(buf.split().freeze())))),
+                }
+            }
         }
     }
 
@@ -122,6 +166,7 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream { remaining, .. } => *remaining == 0,
+            Kind::Unsized { done, .. } => *done,
         }
     }
 
@@ -129,6 +174,7 @@ impl http_body::Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
+            Kind::Unsized { .. } => SizeHint::default(),
         }
     }
 }

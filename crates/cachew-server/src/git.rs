@@ -35,6 +35,9 @@
 //!   are accepted: the Go CLI sends SHAs as given); 400 for an empty or
 //!   invalid request,
 //!   502 when the fetch fails.
+//! - `GET …/info/refs?service=git-upload-pack` and `POST …/git-upload-pack`:
+//!   git's smart HTTP protocol over the mirror (fetch and clone; pushes get
+//!   403), in `git_http.rs`.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -62,7 +65,7 @@ use crate::request_body::RequestBody;
 type Resp = Response<ResponseBody>;
 
 /// A status and a message, answered as `text/plain`.
-type Failure = (StatusCode, String);
+pub(crate) type Failure = (StatusCode, String);
 
 /// Largest ensure-refs request body accepted.
 const MAX_REQUEST: usize = 1 << 20;
@@ -86,15 +89,15 @@ struct Snapshot {
 }
 
 /// A repository addressed by a request.
-struct Repo {
+pub(crate) struct Repo {
     /// `{host}/{path}`.
-    name: String,
+    pub(crate) name: String,
     upstream: PathBuf,
     dir: PathBuf,
 }
 
 impl Repo {
-    fn mirror(&self) -> PathBuf {
+    pub(crate) fn mirror(&self) -> PathBuf {
         self.dir.join("mirror.git")
     }
 }
@@ -118,9 +121,22 @@ impl GitState {
         repos.entry(name.to_owned()).or_default().clone()
     }
 
+    /// Clones the mirror if needed and, with `refresh`, fetches into it,
+    /// under the repository's lock as a snapshot request does; smart HTTP
+    /// serves the mirror once this returns.
+    pub(crate) async fn freshen(&self, repo: &Repo, refresh: bool) -> Result<(), String> {
+        let lock = self.lock_for(&repo.name);
+        let _guard = lock.lock().await;
+        ensure_mirror(repo).await?;
+        if refresh {
+            fetch(repo).await?;
+        }
+        Ok(())
+    }
+
     /// Maps `{host}/{path}` to the upstream repository, refusing anything
     /// that could leave the root.
-    fn repo(&self, name: &str) -> Result<Repo, Failure> {
+    pub(crate) fn repo(&self, name: &str) -> Result<Repo, Failure> {
         let bad = || {
             (
                 StatusCode::BAD_REQUEST,
@@ -158,6 +174,9 @@ impl GitState {
 
 /// Handles a request under `/git/`; `rest` is the path after `/git/`.
 pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBody>) -> Resp {
+    if let Some((name, service)) = crate::git_http::split(rest) {
+        return crate::git_http::handle(state, name, service, req).await;
+    }
     let Some((name, endpoint)) = rest.rsplit_once('/') else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
@@ -625,7 +644,7 @@ fn empty(status: StatusCode) -> Resp {
     resp
 }
 
-fn not_allowed(allow: &'static str) -> Resp {
+pub(crate) fn not_allowed(allow: &'static str) -> Resp {
     let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     resp.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allow));

@@ -50,6 +50,7 @@ mod auth;
 mod body;
 mod connection;
 mod git;
+mod git_http;
 mod handler;
 mod limits;
 mod request_body;
