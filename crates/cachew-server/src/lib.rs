@@ -54,6 +54,7 @@ mod handler;
 mod limits;
 mod request_body;
 mod shutdown;
+#[cfg(feature = "bench")]
 mod throttle;
 mod tls;
 mod watchdog;
@@ -227,7 +228,9 @@ impl ServerBuilder {
 
     /// Limits what the server sends on each connection to `bytes_per_sec`,
     /// like a network whose single TCP streams are slow. For benchmarks and
-    /// tests of parallel downloads (`cargo xtask bench parallel`).
+    /// tests of parallel downloads (`cargo xtask bench parallel`); only with
+    /// the `bench` feature.
+    #[cfg(feature = "bench")]
     pub fn rate_limit_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.rate_limit = Some(bytes_per_sec);
         self
