@@ -112,7 +112,13 @@ async fn run<I>(
                     activity.set_http2();
                 }
                 let received = Arc::new(AtomicU64::new(0));
-                let entry = Entry::start(req.method(), req.uri().path(), peer, received.clone());
+                let entry = Entry::start(
+                    req.method(),
+                    req.uri().path(),
+                    peer,
+                    received.clone(),
+                    shared.state.metrics.clone(),
+                );
                 let limits = &shared.limits;
                 let req = req.map(|body| {
                     RequestBody::new(body, limits.body_timeout, limits.max_object_size, received)
