@@ -1,7 +1,9 @@
 //! `cachew serve` as a child process with real peers (curl, openssl, the
 //! `cachew` client): refusing an open server off loopback, tokens and the
 //! access log, TLS, a slowloris attack at a lowered file-descriptor limit,
-//! and SIGTERM with an upload in flight. Loopback only; every wait is
+//! SIGTERM with an upload in flight, and space: `--max-size` eviction
+//! across a restart, the start-up and periodic sweeps, `--max-ttl` and the
+//! `/metrics` counters. Loopback only; every wait is
 //! bounded and every child is killed on the way out.
 
 mod support;
@@ -627,4 +629,29 @@ fn max_ttl_caps_a_requested_ttl() {
     );
     assert_eq!(metric(&serve.url, "cachew_misses_total"), 1);
     assert_eq!(metric(&serve.url, "cachew_hits_total"), 1);
+}
+
+#[test]
+fn the_periodic_sweep_removes_objects_that_expire_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, b"short-lived").unwrap();
+    let key = hex_key(7);
+    let serve = Serve::start(&dir, &["--sweep-interval", "200ms"], None);
+    upload(
+        &format!("{}/api/v1/object/ci/{key}", serve.url),
+        &blob,
+        &["Time-To-Live: 1s"],
+    );
+    let started = Instant::now();
+    while object_path(&dir, "ci", &key).exists() {
+        assert!(started.elapsed() < PATIENCE, "not swept: {}", serve.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "swept before it expired"
+    );
+    assert_eq!(metric(&serve.url, "cachew_expired_total"), 1);
 }
