@@ -34,11 +34,21 @@ const SMALL: u64 = 4 << 10;
 const LARGE: u64 = 64 << 20;
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
-/// A child process killed (and reaped) when dropped.
+/// A child process stopped with SIGTERM (then SIGKILL after 5 s) and
+/// reaped when dropped. SIGTERM matters for nginx: a SIGKILLed master
+/// leaves its workers running, still listening.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..250 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -167,8 +167,18 @@ fn ci() -> Result<(), String> {
     for krate in TESTED_CRATES {
         run(cargo().args(["test", "--package", krate]))?;
     }
-    // What only the optional features compile (the transport's otel test).
+    // What only the optional features compile (the transport's otel test,
+    // the server's bench-only throttle).
     run(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;
+    run(cargo().args([
+        "test",
+        "--package",
+        "cachew-server",
+        "--features",
+        "bench",
+        "--lib",
+        "throttle",
+    ]))?;
     eprintln!("xtask: ci passed");
     Ok(())
 }
