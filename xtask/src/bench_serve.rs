@@ -333,18 +333,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let section = format!(
         "{SECTION}\n\n\
 Command: `{COMMAND}` ({seconds} s per cell; measured {date}).\n\n\
-`cachew serve` (release build, disk backend, access log off) against Debian's\n\
-nginx {nginx} serving the same bytes as static files (`sendfile on`, `worker_processes\n\
-auto`, no access log), both on loopback. Load: Debian's `wrk` ({wrk}), `-t\n\
-min(connections, cores) -c connections`, plain `GET` of one object over\n\
-keep-alive connections; MB/s is requests/s × body size (10⁶ bytes).\n\n\
+`cachew serve` (release build, disk backend, access log off) against\n\
+Debian's nginx {nginx} serving the same bytes as static files (`sendfile on`,\n\
+`worker_processes auto`, no access log), both on loopback. Load: Debian's\n\
+`wrk` {wrk}, `-t min(connections, cores) -c connections`, plain `GET` of one\n\
+object over keep-alive connections; MB/s is requests/s × body size (10⁶\n\
+bytes).\n\n\
 {table}\n\
-Machine: {cores} cores, Linux {kernel}; load average before / after: {load_before} /\n\
-{load_after}. wrk, the server and other work on a shared build machine compete\n\
-for the same cores, so compare the two servers within a row, not across runs.\n",
+Machine: {cores} cores, Linux {kernel}; load average before / after:\n\
+{load_before} / {load_after}. wrk, the server and other work on a shared\n\
+build machine compete for the same cores, so compare the two servers within\n\
+a row, not across runs. wrk counts only completed requests: at 64 MiB and\n\
+64 connections a {seconds} s cell completes a handful, so that row is noisy\n\
+(`--seconds 20` steadies it).\n",
         date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         nginx = nginx_version(),
-        wrk = command_output("sh", &["-c", "wrk -v 2>&1 | head -1"]),
+        wrk = command_output("sh", &["-c", "wrk -v 2>&1 | head -1 | cut -d' ' -f2"]),
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel = command_output("uname", &["-r"]),
     );
