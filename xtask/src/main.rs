@@ -14,6 +14,7 @@ mod bench_archive;
 mod bench_e2e;
 mod bench_http;
 mod bench_parallel;
+mod bench_serve;
 mod conformance;
 mod demo;
 mod release;
@@ -40,6 +41,9 @@ fn main() -> ExitCode {
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("http") => {
             bench_http::run(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("serve") => {
+            bench_serve::run(&args[2..])
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("parallel") => {
             bench_parallel::run(&args[2..])
@@ -76,6 +80,9 @@ commands:
               against the reference server (default) or a live server
   bench http [--runs N] [--size BYTES] [--no-write]
               1 GiB download/upload, our client vs curl; writes docs/benchmarks.md
+  bench serve [--seconds N] [--no-write]
+              cachew serve vs nginx, 4 KiB and 64 MiB GETs at 1/8/64 connections
+              (wrk); writes docs/benchmarks.md
   bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-rt] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
   bench archive [--runs N] [--no-write] [--frames]
@@ -160,8 +167,18 @@ fn ci() -> Result<(), String> {
     for krate in TESTED_CRATES {
         run(cargo().args(["test", "--package", krate]))?;
     }
-    // What only the optional features compile (the transport's otel test).
+    // What only the optional features compile (the transport's otel test,
+    // the server's bench-only throttle).
     run(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;
+    run(cargo().args([
+        "test",
+        "--package",
+        "cachew-server",
+        "--features",
+        "bench",
+        "--lib",
+        "throttle",
+    ]))?;
     eprintln!("xtask: ci passed");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cachew serve`: its flags (each also read from `CACHEW_<FLAG>`), the
 //! start-up checks that keep an open server off the network, and running
-//! the reference server over a directory until SIGTERM or SIGINT.
+//! the reference server over a directory — with its capacity, TTL cap,
+//! periodic sweep and eviction metrics — until SIGTERM or SIGINT.
 //!
 //! The flags live here, not in `cli.rs`, so the server's surface can grow
 //! without touching the Go-compatible client grammar.
@@ -10,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachew_server::{Limits, Right, TlsConfig, Tokens};
+use cachew_client::{DiskCache, DiskCacheOptions};
+use cachew_server::{Limits, MetricKind, Right, TlsConfig, Tokens};
 use clap::builder::FalseyValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory};
@@ -99,10 +101,27 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CACHEW_MAX_CONNECTIONS_PER_CLIENT", default_value_t = cachew_server::DEFAULT_MAX_CONNECTIONS_PER_CLIENT, value_name = "N")]
     pub(crate) max_connections_per_client: usize,
 
-    /// Largest object an upload may create, e.g. 512M, 10G (binary units;
-    /// 0 = no limit). Larger uploads get 413 and are discarded.
+    /// Largest object an upload may create, e.g. 512MiB, 10GB (0 = no
+    /// limit). Larger uploads get 413 and are discarded.
     #[arg(long, env = "CACHEW_MAX_OBJECT_SIZE", default_value = "0", value_parser = parse_size, value_name = "SIZE")]
     pub(crate) max_object_size: u64,
+
+    /// Bytes the cache may hold on disk, e.g. 3MiB or 20GB (`KiB`, `MiB`,
+    /// `GiB`, `TiB` and bare `K`, `M`, `G`, `T` are binary; `KB`, `MB`, `GB`,
+    /// `TB` decimal; 0 = no limit). Least recently read objects are evicted
+    /// to make room.
+    #[arg(long, env = "CACHEW_MAX_SIZE", default_value = "0", value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_size: u64,
+
+    /// Longest time to live an object may have; longer requested TTLs
+    /// (and the 7-day default) are cut to it (0 = no cap).
+    #[arg(long, env = "CACHEW_MAX_TTL", default_value = "0", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) max_ttl: Duration,
+
+    /// How often to remove expired objects and abandoned uploads from the
+    /// directory (also done at start-up; 0 = only at start-up).
+    #[arg(long, env = "CACHEW_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) sweep_interval: Duration,
 
     /// Log every request at info level (method, path, status, bytes, ms,
     /// client, token id), whatever --log-level says.
@@ -181,7 +200,11 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
     if let Some(token) = authorization.and_then(cachew_server::bearer_token) {
         tokens.add("--authorization", token, Right::Write, "*");
     }
-    let cache = cachew_client::DiskCache::open(&args.dir)?;
+    let options = DiskCacheOptions::default()
+        .with_capacity(args.max_size)
+        .with_max_ttl(args.max_ttl);
+    let cache = DiskCache::open_with(&args.dir, options)?;
+    let sweeper = tokio::spawn(sweep(cache.clone(), args.sweep_interval));
     let limits = Limits::default()
         .with_header_timeout(args.header_timeout)
         .with_idle_timeout(args.idle_timeout)
@@ -189,9 +212,22 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
         .with_max_connections(args.max_connections)
         .with_max_connections_per_client(args.max_connections_per_client)
         .with_max_object_size((args.max_object_size > 0).then_some(args.max_object_size));
+    let (evicted, expired) = (cache.clone(), cache.clone());
     let mut builder = cachew_server::Server::builder(Arc::new(cache))
         .limits(limits)
-        .grace_period(args.shutdown_timeout);
+        .grace_period(args.shutdown_timeout)
+        .metric(
+            "cachew_evictions_total",
+            "Objects evicted to stay under --max-size.",
+            MetricKind::Counter,
+            move || evicted.counters().evictions,
+        )
+        .metric(
+            "cachew_expired_total",
+            "Expired objects removed (by the sweep or when requested).",
+            MetricKind::Counter,
+            move || expired.counters().expired,
+        );
     let access = if tokens.is_empty() {
         "anonymous access".to_owned()
     } else {
@@ -221,34 +257,69 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
         "cachew: {signal}: shutting down; in-flight requests get {}",
         cachew_proto::duration::format(args.shutdown_timeout)
     );
+    sweeper.abort();
     server.shutdown().await;
     Ok(Exit::Success)
+}
+
+/// Sweeps `cache` now and then every `every` (never again if zero); a
+/// failed sweep is logged and retried at the next interval.
+async fn sweep(cache: DiskCache, every: Duration) {
+    loop {
+        let handle = cache.clone();
+        match tokio::task::spawn_blocking(move || handle.sweep()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the cache failed"),
+            Err(e) => tracing::warn!(error = %e, "the cache sweep stopped"),
+        }
+        if every.is_zero() {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     cachew_proto::duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// A byte count: digits with an optional binary unit `K`, `M`, `G`, `T`
-/// (also written `KiB`, `KB`, …; case-insensitive).
-fn parse_size(s: &str) -> Result<u64, String> {
+/// A byte count: digits with an optional unit, case-insensitive. `KiB`,
+/// `MiB`, `GiB`, `TiB` and the bare `K`, `M`, `G`, `T` are binary (1024ⁿ);
+/// `KB`, `MB`, `GB`, `TB` are decimal (1000ⁿ), as written on disks.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(digits);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a size such as 1048576, 512M or 10G"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M, G or T)")),
+        .map_err(|_| format!("`{s}` is not a size such as 1048576, 512MiB or 20GB"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let (power, binary) = match unit.as_bytes() {
+        [] | [b'b'] => (Some(0), true),
+        [p] | [p, b'i', b'b'] => (power_of(*p), true),
+        [p, b'b'] => (power_of(*p), false),
+        _ => (None, true),
     };
+    let Some(power) = power else {
+        return Err(format!(
+            "`{s}`: unknown unit `{unit}` (use KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
+        ));
+    };
+    let base: u64 = if binary { 1024 } else { 1000 };
     number
-        .checked_mul(1u64 << shift)
+        .checked_mul(base.pow(power))
         .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// The power of a unit's prefix letter (`k` is 1, `m` 2, …).
+fn power_of(prefix: u8) -> Option<u32> {
+    match prefix {
+        b'k' => Some(1),
+        b'm' => Some(2),
+        b'g' => Some(3),
+        b't' => Some(4),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -266,9 +337,16 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(1024));
         assert_eq!(parse_size("512M"), Ok(512 << 20));
         assert_eq!(parse_size("10GiB"), Ok(10 << 30));
-        assert_eq!(parse_size("2kb"), Ok(2048));
+        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
+        assert_eq!(parse_size("3mib"), Ok(3 << 20));
+        assert_eq!(parse_size("20GB"), Ok(20_000_000_000));
+        assert_eq!(parse_size("2kb"), Ok(2000));
+        assert_eq!(parse_size("1 TB"), Ok(1_000_000_000_000));
+        assert_eq!(parse_size("7b"), Ok(7));
         assert!(parse_size("1.5G").is_err());
         assert!(parse_size("G").is_err());
+        assert!(parse_size("3MiBs").is_err());
+        assert!(parse_size("3x").is_err());
         assert!(parse_size("99999999999T").is_err());
     }
 
@@ -306,6 +384,8 @@ mod tests {
         assert_eq!(args.body_timeout, cachew_server::DEFAULT_BODY_TIMEOUT);
         assert_eq!(args.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(args.max_object_size, 0);
+        assert_eq!((args.max_size, args.max_ttl), (0, Duration::ZERO));
+        assert_eq!(args.sweep_interval, Duration::from_secs(600));
         assert!(args.access_log);
     }
 }

@@ -1,7 +1,9 @@
 //! `cachew serve` as a child process with real peers (curl, openssl, the
 //! `cachew` client): refusing an open server off loopback, tokens and the
 //! access log, TLS, a slowloris attack at a lowered file-descriptor limit,
-//! and SIGTERM with an upload in flight. Loopback only; every wait is
+//! SIGTERM with an upload in flight, and space: `--max-size` eviction
+//! across a restart, the start-up and periodic sweeps, `--max-ttl` and the
+//! `/metrics` counters. Loopback only; every wait is
 //! bounded and every child is killed on the way out.
 
 mod support;
@@ -503,4 +505,153 @@ fn sigterm_cuts_a_stalled_upload_at_the_deadline_and_leaves_nothing() {
         serve.log()
     );
     assert_eq!(stored_size(&dir, "default"), None, "never half-visible");
+}
+
+/// The 64-hex key `n`, so object files have a known name.
+fn hex_key(n: u8) -> String {
+    format!("{n:064x}")
+}
+
+fn object_path(dir: &Path, ns: &str, key: &str) -> PathBuf {
+    dir.join("objects").join(ns).join(&key[..2]).join(key)
+}
+
+/// `curl` with `args` and then `url`, answering the HTTP status and body.
+fn curl_status(url: &str, args: &[&str]) -> (String, String) {
+    let out = curl(&[args, &["-w", "\n%{http_code}", url]].concat()).1;
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.to_owned(), body.to_owned())
+}
+
+fn upload(url: &str, file: &Path, headers: &[&str]) {
+    let data = format!("@{}", file.display());
+    let mut args = vec!["--data-binary", &data];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    let (code, body) = curl_status(url, &args);
+    assert_eq!(code, "200", "{body}");
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` answer.
+fn metric(base: &str, name: &str) -> u64 {
+    let (code, text) = curl_status(&format!("{base}/metrics"), &[]);
+    assert_eq!(code, "200", "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn max_size_evicts_the_least_recently_read_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, vec![7u8; 40 * 1024]).unwrap();
+    let (a, b, c) = (hex_key(1), hex_key(2), hex_key(3));
+    // 40 KiB bodies plus trailers: two fit in 100 KiB, three do not.
+    let args = ["--max-size", "100KiB"];
+    let mut serve = Serve::start(&dir, &args, None);
+    let url = |base: &str, key: &str| format!("{base}/api/v1/object/ci/{key}");
+    upload(&url(&serve.url, &a), &blob, &[]);
+    std::thread::sleep(Duration::from_millis(20));
+    upload(&url(&serve.url, &b), &blob, &[]);
+    std::thread::sleep(Duration::from_millis(20));
+    // Reading `a` makes `b` the oldest-accessed, and that must survive
+    // the restart.
+    assert_eq!(
+        curl_status(&url(&serve.url, &a), &["-o", "/dev/null"]).0,
+        "200"
+    );
+    let (code, stats) = curl_status(&format!("{}/api/v1/stats", serve.url), &[]);
+    assert_eq!(code, "200");
+    assert!(stats.contains("\"capacity\":102400"), "{stats}");
+    assert!(stats.contains("\"objects\":2"), "{stats}");
+    serve.signal(libc::SIGTERM);
+    assert_eq!(serve.wait(PATIENCE), 0, "{}", serve.log());
+
+    let serve = Serve::start(&dir, &args, None);
+    upload(&url(&serve.url, &c), &blob, &[]);
+    let status = |key: &str| curl_status(&url(&serve.url, key), &["-o", "/dev/null"]).0;
+    assert_eq!(status(&b), "404", "b was the least recently read");
+    assert!(!object_path(&dir, "ci", &b).exists(), "b's file is removed");
+    assert_eq!((status(&a), status(&c)), ("200".into(), "200".into()));
+    assert_eq!(metric(&serve.url, "cachew_evictions_total"), 1);
+    assert!(metric(&serve.url, "cachew_stored_bytes") <= 100 * 1024);
+    assert_eq!(metric(&serve.url, "cachew_capacity_bytes"), 100 * 1024);
+}
+
+#[test]
+fn the_start_up_sweep_removes_expired_objects_nobody_touches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, b"short-lived").unwrap();
+    let (short, long) = (hex_key(4), hex_key(5));
+    {
+        let serve = Serve::start(&dir, &[], None);
+        let url = |key: &str| format!("{}/api/v1/object/ci/{key}", serve.url);
+        upload(&url(&short), &blob, &["Time-To-Live: 1s"]);
+        upload(&url(&long), &blob, &[]);
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(object_path(&dir, "ci", &short).exists());
+    // A sweep interval far longer than the test: only the start-up sweep
+    // can remove it.
+    let serve = Serve::start(&dir, &["--sweep-interval", "1h"], None);
+    let started = Instant::now();
+    while object_path(&dir, "ci", &short).exists() {
+        assert!(started.elapsed() < PATIENCE, "not swept: {}", serve.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(object_path(&dir, "ci", &long).exists());
+    assert_eq!(metric(&serve.url, "cachew_expired_total"), 1);
+    assert_eq!(metric(&serve.url, "cachew_objects"), 1);
+}
+
+#[test]
+fn max_ttl_caps_a_requested_ttl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, b"wants an hour").unwrap();
+    let serve = Serve::start(&tmp.path().join("cache"), &["--max-ttl", "1s"], None);
+    let url = format!("{}/api/v1/object/ci/{}", serve.url, hex_key(6));
+    upload(&url, &blob, &["Time-To-Live: 1h"]);
+    assert_eq!(
+        curl_status(&url, &[]),
+        ("200".into(), "wants an hour".into())
+    );
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(
+        curl_status(&url, &["-o", "/dev/null"]).0,
+        "404",
+        "expired at the cap"
+    );
+    assert_eq!(metric(&serve.url, "cachew_misses_total"), 1);
+    assert_eq!(metric(&serve.url, "cachew_hits_total"), 1);
+}
+
+#[test]
+fn the_periodic_sweep_removes_objects_that_expire_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, b"short-lived").unwrap();
+    let key = hex_key(7);
+    let serve = Serve::start(&dir, &["--sweep-interval", "200ms"], None);
+    upload(
+        &format!("{}/api/v1/object/ci/{key}", serve.url),
+        &blob,
+        &["Time-To-Live: 1s"],
+    );
+    let started = Instant::now();
+    while object_path(&dir, "ci", &key).exists() {
+        assert!(started.elapsed() < PATIENCE, "not swept: {}", serve.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "swept before it expired"
+    );
+    assert_eq!(metric(&serve.url, "cachew_expired_total"), 1);
 }

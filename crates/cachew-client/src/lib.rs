@@ -42,7 +42,7 @@ pub use cachew_proto::{
     ByteRange, CreateOptions, EntityTag, EtagCondition, Key, Namespace, OpenOptions, Stats,
 };
 pub use digest::{tree_digest, TreeDigest};
-pub use disk::{DiskCache, DiskCacheOptions};
+pub use disk::{DiskCache, DiskCacheOptions, DiskCounters, SweepReport};
 pub use error::{Error, Result};
 pub use hashfiles::{hash_files, matched_files};
 pub use memory::MemoryCache;

@@ -583,3 +583,67 @@ fn two_processes_on_one_root_never_corrupt_each_other() {
     });
     assert!(temp_files(dir.path()).is_empty());
 }
+
+#[tokio::test]
+async fn a_sweep_removes_what_a_previous_process_left_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = CreateOptions::default().with_ttl(Duration::from_millis(300));
+    let (gone1, gone2, kept) = (Key::new("gone-1"), Key::new("gone-2"), Key::new("kept"));
+    {
+        let cache = DiskCache::open(dir.path()).unwrap();
+        for k in [&gone1, &gone2] {
+            cache
+                .put_bytes(
+                    k,
+                    Bytes::from_static(b"short-lived"),
+                    HeaderMap::new(),
+                    &short,
+                )
+                .await
+                .unwrap();
+        }
+        put(&cache, &kept, b"kept for a week").await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let cache = DiskCache::open(dir.path()).unwrap();
+    // A writer that died after open's own clean-up left this one.
+    let stale = dir.path().join("tmp/cachew-tmp-1-2-3");
+    fs::write(&stale, b"half an upload").unwrap();
+    let live = new_writer(&cache, "in-progress").await;
+    let report = cache.sweep().unwrap();
+    assert_eq!((report.expired, report.temp_files), (2, 1), "{report:?}");
+    assert!(report.bytes > 22, "{report:?}");
+    for k in [&gone1, &gone2] {
+        assert!(
+            !object_file(dir.path(), "default", k).exists(),
+            "untouched yet removed"
+        );
+    }
+    assert!(!stale.exists());
+    assert_eq!(
+        temp_files(dir.path()).len(),
+        1,
+        "the live upload's file stays"
+    );
+    drop(live);
+    assert_eq!(cache.stats().await.unwrap().objects, 1);
+    assert_eq!(cache.get_bytes(&kept).await.unwrap(), "kept for a week");
+    assert_eq!(cache.counters().expired, 2);
+    assert_eq!(
+        cache.sweep().unwrap(),
+        Default::default(),
+        "nothing left to do"
+    );
+}
+
+#[tokio::test]
+async fn evictions_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DiskCacheOptions::default().with_capacity(25_000);
+    let cache = DiskCache::open_with(dir.path(), options).unwrap();
+    for i in 0..4u8 {
+        put(&cache, &Key::new([i]), &pattern(10_000, i)).await;
+    }
+    assert_eq!(cache.counters().evictions, 2);
+    assert_eq!(cache.stats().await.unwrap().objects, 2);
+}

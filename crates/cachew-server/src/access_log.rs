@@ -18,6 +18,7 @@ use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::auth::TokenId;
+use crate::metrics::Metrics;
 use crate::watchdog::Busy;
 
 /// A request being served, logged when dropped.
@@ -34,16 +35,18 @@ pub(crate) struct Entry {
     token: Option<TokenId>,
     sent: u64,
     complete: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Entry {
     /// Starts the entry of a request from `peer`; `received` counts its
-    /// body bytes.
+    /// body bytes. When done it is also counted in `metrics`.
     pub(crate) fn start(
         method: &Method,
         path: &str,
         peer: SocketAddr,
         received: Arc<AtomicU64>,
+        metrics: Arc<Metrics>,
     ) -> Entry {
         Entry {
             method: method.clone(),
@@ -55,12 +58,16 @@ impl Entry {
             token: None,
             sent: 0,
             complete: false,
+            metrics,
         }
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
+        let received = self.received.load(Ordering::Relaxed);
+        self.metrics
+            .record(&self.method, &self.path, self.status, received, self.sent);
         let token = self.token.as_ref().map_or("-", TokenId::as_str);
         let status = self
             .status
@@ -70,7 +77,7 @@ impl Drop for Entry {
             method = %self.method,
             path = %self.path,
             status = %status,
-            received = self.received.load(Ordering::Relaxed),
+            received,
             sent = self.sent,
             ms = self.started.elapsed().as_millis() as u64,
             client = %self.peer,

@@ -21,6 +21,7 @@ use crate::handler::{self, State};
 use crate::limits::{Admission, Limits};
 use crate::request_body::RequestBody;
 use crate::shutdown::Stopping;
+#[cfg(feature = "bench")]
 use crate::throttle::Throttled;
 use crate::tls::TlsConfig;
 use crate::watchdog::{Activity, Expired, Timeouts, Watched};
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) state: Arc<State>,
     pub(crate) limits: Limits,
     pub(crate) tls: Option<TlsConfig>,
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
     pub(crate) rate_limit: Option<u64>,
     pub(crate) http: auto::Builder<TokioExecutor>,
 }
@@ -62,7 +64,9 @@ pub(crate) async fn serve(
     let _admission = admission;
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
-    let io = Watched::new(Throttled::new(stream, shared.rate_limit), activity.clone());
+    #[cfg(feature = "bench")]
+    let stream = Throttled::new(stream, shared.rate_limit);
+    let io = Watched::new(stream, activity.clone());
     let Some(tls) = shared.tls.clone() else {
         return run(shared, io, peer, activity, stopping).await;
     };
@@ -108,7 +112,13 @@ async fn run<I>(
                     activity.set_http2();
                 }
                 let received = Arc::new(AtomicU64::new(0));
-                let entry = Entry::start(req.method(), req.uri().path(), peer, received.clone());
+                let entry = Entry::start(
+                    req.method(),
+                    req.uri().path(),
+                    peer,
+                    received.clone(),
+                    shared.state.metrics.clone(),
+                );
                 let limits = &shared.limits;
                 let req = req.map(|body| {
                     RequestBody::new(body, limits.body_timeout, limits.max_object_size, received)

@@ -28,9 +28,13 @@ pub(crate) struct State {
     pub(crate) max_ttl: Option<Duration>,
     pub(crate) max_object_size: Option<u64>,
     pub(crate) git: Option<crate::git::GitState>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 type Resp = Response<ResponseBody>;
+
+/// The Prometheus endpoint; with tokens it needs one (any right).
+const METRICS_PATH: &str = "/metrics";
 
 /// Request headers that describe the connection or the caller rather than the
 /// object. The Go server stores them, but storing `Authorization` would hand
@@ -93,6 +97,20 @@ async fn route(state: Arc<State>, parts: http::request::Parts, body: RequestBody
         return match method {
             Method::GET | Method::HEAD => text(StatusCode::OK, "OK"),
             _ => not_allowed("GET, HEAD"),
+        };
+    }
+    if path == METRICS_PATH {
+        return match method {
+            Method::GET => {
+                let body = crate::metrics::render(&state).await;
+                let mut resp = Response::new(ResponseBody::full(body));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            _ => not_allowed("GET"),
         };
     }
     if let (Some(git), Some(rest)) = (&state.git, path.strip_prefix("/git/")) {

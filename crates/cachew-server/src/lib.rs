@@ -14,8 +14,9 @@
 //! address and an object size cap ([`Limits`]), TLS ([`TlsConfig`]), an
 //! access log line per request (target `cachew_server::access`), and a
 //! graceful shutdown that finishes in-flight requests up to a deadline
-//! ([`signal`], [`RunningServer::shutdown`]). `docs/SERVER.md` describes
-//! them for operators.
+//! ([`signal`], [`RunningServer::shutdown`]), and Prometheus metrics at
+//! `GET /metrics` ([`ServerBuilder::metric`] adds the backend's own).
+//! `docs/SERVER.md` describes them for operators.
 //!
 //! An upload is streamed into the backend's
 //! [`CacheWriter`](cachew_client::CacheWriter) and committed only when the
@@ -42,8 +43,8 @@
 //! ```
 //!
 //! **API boundary:** [`Server`], [`ServerBuilder`], [`RunningServer`],
-//! [`Tokens`], [`Limits`], [`TlsConfig`], [`signal`], [`Policy`] and
-//! [`Rejection`].
+//! [`Tokens`], [`Limits`], [`TlsConfig`], [`signal`], [`Policy`],
+//! [`Rejection`] and [`MetricKind`].
 
 mod access_log;
 mod auth;
@@ -53,8 +54,10 @@ mod git;
 mod git_http;
 mod handler;
 mod limits;
+mod metrics;
 mod request_body;
 mod shutdown;
+#[cfg(feature = "bench")]
 mod throttle;
 mod tls;
 mod watchdog;
@@ -78,6 +81,7 @@ pub use limits::{
     Limits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 };
+pub use metrics::MetricKind;
 pub use shutdown::signal;
 pub use tls::TlsConfig;
 
@@ -148,6 +152,7 @@ pub struct ServerBuilder {
     rate_limit: Option<u64>,
     limits: Limits,
     tls: Option<TlsConfig>,
+    metrics: Vec<metrics::Extra>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -228,9 +233,31 @@ impl ServerBuilder {
 
     /// Limits what the server sends on each connection to `bytes_per_sec`,
     /// like a network whose single TCP streams are slow. For benchmarks and
-    /// tests of parallel downloads (`cargo xtask bench parallel`).
+    /// tests of parallel downloads (`cargo xtask bench parallel`); only with
+    /// the `bench` feature.
+    #[cfg(feature = "bench")]
     pub fn rate_limit_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.rate_limit = Some(bytes_per_sec);
+        self
+    }
+
+    /// Adds a metric to `GET /metrics`, read by `read` at every scrape:
+    /// e.g. the disk cache's evictions, which the [`Cache`] trait does not
+    /// report. `name` must be a valid Prometheus name (`cachew_…_total`
+    /// for a counter).
+    pub fn metric(
+        mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: MetricKind,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.metrics.push(metrics::Extra {
+            name,
+            help,
+            kind,
+            read: Box::new(read),
+        });
         self
     }
 
@@ -243,6 +270,7 @@ impl ServerBuilder {
             max_ttl: self.max_ttl,
             max_object_size: self.limits.max_object_size,
             git: self.git_root.map(git::GitState::new),
+            metrics: metrics::Metrics::new(self.metrics),
         });
         Server {
             shared: Arc::new(Shared {
@@ -276,6 +304,7 @@ impl Server {
             rate_limit: None,
             limits: Limits::default(),
             tls: None,
+            metrics: Vec::new(),
         }
     }
 

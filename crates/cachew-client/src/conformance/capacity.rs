@@ -7,7 +7,7 @@ use crate::{CreateOptions, OpenOptions};
 use futures_util::future::join_all;
 use http::HeaderMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::helpers::*;
 use super::{Harness, SMALL_CAPACITY, STATS_CAPACITY};
@@ -52,6 +52,40 @@ pub async fn eviction_is_lru(cache: &dyn Cache) {
     put(cache, &c, &pattern(third, 3)).await;
     assert_absent(cache, &b, "the least recently used object is evicted").await;
     assert_eq!(get(cache, &a).await.len(), third, "a was used recently");
+    assert_eq!(get(cache, &c).await.len(), third, "c is the newest");
+}
+
+/// An object whose body is being read when eviction picks it keeps
+/// streaming, whole and unchanged, to that reader (a backend may also keep
+/// it until the read ends). Capacity [`SMALL_CAPACITY`].
+pub async fn eviction_spares_open_readers(cache: &dyn Cache) {
+    let third = (SMALL_CAPACITY * 3 / 8) as usize;
+    let (a, b, c) = (key("reading-a"), key("reading-b"), key("reading-c"));
+    let body = pattern(third, 4);
+    put(cache, &a, &body).await;
+    let mut object = cache
+        .open(&a, &OpenOptions::default())
+        .await
+        .expect("open a");
+    let mut got = vec![0u8; 1024];
+    object
+        .body
+        .read_exact(&mut got)
+        .await
+        .expect("read a's start");
+    // `a` is now the least recently used: these two take it over capacity.
+    put(cache, &b, &pattern(third, 5)).await;
+    put(cache, &c, &pattern(third, 6)).await;
+    object
+        .body
+        .read_to_end(&mut got)
+        .await
+        .expect("read the rest of a");
+    assert!(
+        got == body,
+        "a reader of an evicted object got {} bytes, or other bytes",
+        got.len()
+    );
     assert_eq!(get(cache, &c).await.len(), third, "c is the newest");
 }
 

@@ -10,10 +10,13 @@
 //! - `lock.rs`: temporary upload files, their `flock`, file identity and the
 //!   removal of abandoned ones.
 //! - `index.rs`: the LRU index, its rebuild from the files and eviction.
+//! - `sweep.rs`: removing expired objects and abandoned uploads in bulk,
+//!   and the eviction and expiry counters.
 
 mod index;
 mod lock;
 mod read;
+mod sweep;
 mod trailer;
 mod writer;
 
@@ -31,7 +34,9 @@ use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use self::index::{scan, Index};
-use self::lock::{clean_temp, remove_if_same};
+use self::lock::clean_temp;
+use self::sweep::Counters;
+pub use self::sweep::{DiskCounters, SweepReport};
 use self::writer::{DiskWriter, WRITE_BUFFER};
 use crate::cache::{Cache, CacheWriter, Object, ObjectMeta};
 use crate::error::{Error, Result};
@@ -126,11 +131,27 @@ impl DiskCacheOptions {
 ///
 /// The capacity counts bytes on disk, trailers included. Each `DiskCache`
 /// keeps an index of objects in least-recently-used order, rebuilt from the
-/// files' sizes and modification times when the root is opened; reading an
-/// object sets its modification time, so the order survives restarts. A
-/// commit that takes the total over capacity evicts least recently used
-/// objects; an object bigger than the capacity is refused. Expired objects
-/// behave as absent and are removed when touched. Objects that another
+/// files' sizes and modification times when the root is opened.
+///
+/// **Last access is the object file's modification time.** Opening an
+/// object sets it to now (`futimens` on the open handle); publishing sets
+/// it too. The body and metadata never change after publishing, and
+/// `Last-Modified` lives in the trailer, so the file's own mtime is free to
+/// record use — and unlike the access time it is not subject to
+/// `relatime`/`noatime`, so the order survives restarts with no extra file
+/// or write-back index. (A file this process may not change keeps its old
+/// time: it only looks older.) A commit that takes the total over capacity
+/// evicts least recently used objects; an object bigger than the capacity
+/// is refused. Eviction unlinks the file: a reader that has it open keeps
+/// reading the whole, unchanged body (the conformance check
+/// `eviction_spares_open_readers`), and its space is freed when the reader
+/// closes it.
+///
+/// Expired objects behave as absent and are removed when touched;
+/// [`DiskCache::sweep`] removes all of them, and abandoned uploads, in one
+/// pass over the files (their expiry is read from each trailer, so it finds
+/// what a previous process wrote). [`DiskCache::counters`] counts
+/// evictions and expiries. Objects that another
 /// process writes enter this process's index when read, so with several
 /// processes the capacity is enforced approximately, never by deleting an
 /// object this process has not seen (removals check the file's identity).
@@ -169,6 +190,7 @@ struct Shared {
     tmp: PathBuf,
     options: DiskCacheOptions,
     index: Mutex<Index>,
+    counters: Counters,
 }
 
 type ObjectId = (Namespace, Key);
@@ -231,6 +253,7 @@ impl DiskCache {
             tmp,
             options,
             index: Mutex::new(index),
+            counters: Counters::default(),
         });
         // Fail now, naming the directory, if uploads cannot be created.
         let (probe, probe_path) = shared.create_temp()?;
@@ -241,9 +264,7 @@ impl DiskCache {
         drop(probe);
         removed.map_err(|e| Error::io("remove temporary file", &probe_path, e))?;
         let victims = shared.index().evict(shared.options.capacity);
-        for ((ns, key), file) in victims {
-            let _ = remove_if_same(&shared.object_path(&ns, &key), file);
-        }
+        shared.remove_victims(victims);
         Ok(DiskCache {
             shared,
             namespace: Namespace::default(),

@@ -53,7 +53,9 @@ impl Shared {
                     .expires_ms
                     .is_some_and(|at| at <= unix_ms(SystemTime::now()))
                 {
-                    self.discard(&id, &path, file_id);
+                    if self.discard(&id, &path, file_id) {
+                        self.counters.expired(1);
+                    }
                     return Err(Error::NotFound);
                 }
                 Ok(Loaded {
@@ -89,12 +91,15 @@ impl Shared {
         }
     }
 
-    /// Removes the object file if it still is `file`, and forgets it.
-    pub(super) fn discard(&self, id: &ObjectId, path: &Path, file: FileId) {
+    /// Removes the object file if it still is `file`, and forgets it;
+    /// whether this call removed the file.
+    pub(super) fn discard(&self, id: &ObjectId, path: &Path, file: FileId) -> bool {
         let mut index = self.index();
-        if let Err(e) = remove_if_same(path, file) {
+        let removed = remove_if_same(path, file).unwrap_or_else(|e| {
             tracing::warn!(path = %path.display(), error = %e, "could not remove a cache object");
-        }
+            false
+        });
         index.forget_file(id, file);
+        removed
     }
 }

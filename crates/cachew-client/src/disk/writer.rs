@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use cachew_proto::{Key, Namespace};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::lock::{remove_if_same, FileId};
+use super::lock::FileId;
 use super::trailer::encode_trailer;
 use super::{blocking, Shared};
 use crate::cache::{AbortCause, CacheWriter};
@@ -55,15 +55,7 @@ impl Shared {
             index.upsert((namespace.clone(), *key), len, file_id);
             index.evict(self.options.capacity)
         };
-        for ((ns, key), file) in victims {
-            let path = self.object_path(&ns, &key);
-            match remove_if_same(&path, file) {
-                Ok(_) => tracing::debug!(path = %path.display(), "evicted cache object"),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not evict a cache object");
-                }
-            }
-        }
+        self.remove_victims(victims);
         Ok(())
     }
 }
