@@ -11,14 +11,19 @@
 mod backend;
 mod cli;
 mod commands;
+mod completions;
 mod envars;
+mod errors;
+mod gha;
 mod git_restore;
+mod json;
 mod keys;
 mod kong;
 #[cfg(test)]
 mod kong_oracle;
 mod output;
 mod progress;
+mod read_only;
 mod serve;
 mod url;
 
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Miss) => ExitCode::from(EXIT_MISS),
         Err(e) => {
+            let e = errors::explain(e);
             eprintln!("cachew: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
@@ -105,17 +111,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on stderr, above any progress bar. `RUST_LOG`, when set, replaces
+/// `--log-level`; colour only on a terminal and without `NO_COLOR`.
 fn init_logging(level: &str, extra: Option<&str>) {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
-        filter = filter.add_directive(directive);
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let mut filter = rust_log
+        .as_deref()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        });
+    if rust_log.is_none() {
+        if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
+            filter = filter.add_directive(directive);
+        }
     }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         // Colour codes only for a terminal: server logs go to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
