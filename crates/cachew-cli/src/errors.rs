@@ -31,20 +31,23 @@ pub(crate) fn object(e: Error, namespace: &str, key_text: &str, key: &Key) -> an
     }
 }
 
+/// The hint for https:// spoken to a plain-http port.
+const NOT_TLS: &str = "the server does not speak TLS on this port: it looks like an http:// \
+     server; use http:// in --url";
+
 /// Adds a plain-words hint to transport errors users commonly hit.
 pub(crate) fn explain(e: anyhow::Error) -> anyhow::Error {
     let text = format!("{e:#}");
     let lower = text.to_ascii_lowercase();
+    if text.contains(NOT_TLS) {
+        return e;
+    }
     if lower.contains("invalidcontenttype")
         || lower.contains("corrupt message")
         || lower.contains("wrong version number")
         || lower.contains("received corrupt")
-        || lower.contains("http request")
     {
-        return e.context(
-            "the server does not speak TLS on this port: it looks like an http:// server; \
-             use http:// in --url",
-        );
+        return e.context(NOT_TLS);
     }
     e
 }

@@ -399,3 +399,48 @@ fn steps(yaml: &str) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn logs_say_what_the_key_is_made_of_and_show_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    fs::write(tmp.path().join("Cargo.lock"), "x\n").unwrap();
+    fs::write(tmp.path().join("tree/Cargo.lock"), "y\n").unwrap();
+    let url = file_url(&tmp.path().join("cache"));
+    let c = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = cachew(&url);
+        cmd.current_dir(tmp.path()).env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd.args(args))
+    };
+    let save = ["save", "ns", "tree", "-H", "**/Cargo.lock"];
+    let (code, _, err) = c(&save, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("key from 2 file(s) matching **/Cargo.lock"),
+        "{err}"
+    );
+    assert!(!err.contains("key file:"), "{err}");
+    let (_, _, err) = c(&[&["--log-level", "debug"][..], &save].concat(), &[]);
+    assert!(
+        err.contains("key file: Cargo.lock") && err.contains("key file: tree/Cargo.lock"),
+        "{err}"
+    );
+    // RUST_LOG wins over --log-level; no colour codes off a terminal.
+    let (_, _, err) = c(
+        &[&["--log-level", "debug"][..], &save].concat(),
+        &[("RUST_LOG", "error")],
+    );
+    assert!(!err.contains("key from"), "{err}");
+    assert!(!err.contains('\x1b'), "{err}");
+
+    // A server that is down: each retry is one warning with its attempt.
+    let (code, _, err) = run(cachew(&support::dead_url()).args(["stat", "ns", "k"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("WARN") && err.contains("retrying in") && err.contains("(attempt 2 of "),
+        "{err}"
+    );
+}

@@ -192,10 +192,10 @@ where
                         let delay = policy.delay(retry, retry_after);
                         // One line at the default level: a CI log should
                         // show that a request needed retries, and how many.
+                        // (The request span names the method and path.)
                         tracing::warn!(
-                            "{} {}: {reason}; retrying in {delay:?} (attempt {} of {})",
-                            next.method(),
-                            next.uri().path(),
+                            "{reason}; retrying in {:.1}s (attempt {} of {})",
+                            delay.as_secs_f64(),
                             retry + 2,
                             policy.max_retries + 1
                         );
