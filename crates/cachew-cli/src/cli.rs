@@ -74,6 +74,7 @@ pub(crate) struct Global {
 
     /// Log level on stderr: debug, info, warn or error (Go's levels), or
     /// a tracing filter such as "cachew_transport=debug" (extension).
+    /// RUST_LOG, when set, replaces it; NO_COLOR turns colour off.
     #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     pub(crate) log_level: String,
 
@@ -151,7 +152,8 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
         ttl: Option<Duration>,
         /// Headers to store with the object, NAME=VALUE; several are
-        /// separated by ";" (repeatable).
+        /// separated by ";" (repeatable). -H is --headers here, as in the
+        /// Go CLI; on save and restore it is --hash-files.
         #[arg(short = 'H', long = "headers", visible_alias = "header", value_name = "NAME=VALUE", value_parser = crate::kong::map_occurrence)]
         headers: Vec<String>,
     },
