@@ -530,7 +530,17 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         }
         _ => {
             output::miss(ctx.mode, &texts.join(", "));
-            let tried: Vec<String> = keys.iter().map(Key::to_hex).collect();
+            let tried: Vec<String> = keys
+                .iter()
+                .zip(&texts)
+                .map(|(k, t)| {
+                    if *t == k.to_hex() {
+                        t.clone()
+                    } else {
+                        format!("{t} ({k})")
+                    }
+                })
+                .collect();
             let summary = format!(
                 "miss: no object for {}/{}",
                 args.namespace,

@@ -88,8 +88,12 @@ fn json_results_and_github_outputs() {
     );
 
     fs::write(&gh_out, "").unwrap();
-    let (code, out, _) = c(&["restore", "ns", "miss", "--key", "nope", "--json"]);
+    let (code, out, err) = c(&["restore", "ns", "miss", "--key", "nope", "--json"]);
     assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("ns/nope ({})", cachew_client::Key::new("nope"))),
+        "{err}"
+    );
     let v = json(&out);
     assert_eq!(v["result"], "miss");
     assert!(v["matched_key"].is_null());
