@@ -202,9 +202,11 @@ async fn draw_bar(
 pub(crate) enum Layout {
     /// Known total, wide terminal: label, bar, sizes, %, rate, ETA.
     Wide,
-    /// Known total, 40–79 columns: %, sizes, rate.
+    /// Known total, 56–79 columns: %, sizes, rate, ETA.
     Medium,
-    /// 25–39 columns: % and bytes.
+    /// Known total, 44–55 columns: %, sizes, rate.
+    Compact,
+    /// 25–43 columns: % and bytes.
     Narrow,
     /// Under 25 columns: % alone (bytes when the total is unknown).
     Tiny,
@@ -222,8 +224,10 @@ impl Layout {
             Layout::Finishing
         } else if total == 0 && width >= 64 {
             Layout::Open
-        } else if width < 40 || total == 0 {
+        } else if width < 44 || total == 0 {
             Layout::Narrow
+        } else if width < 56 {
+            Layout::Compact
         } else if width < 80 {
             Layout::Medium
         } else {
@@ -239,7 +243,10 @@ impl Layout {
             Layout::Tiny => "{bytes}",
             Layout::Narrow if !known_total => "{bytes} {binary_bytes_per_sec}",
             Layout::Wide => "{prefix:.bold} [{wide_bar}] {bytes}/{total_bytes} {percent:>3}% {binary_bytes_per_sec} ETA {eta}",
-            Layout::Medium => "{percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec}",
+            Layout::Medium => {
+                "{percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            }
+            Layout::Compact => "{percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec}",
             Layout::Narrow => "{percent:>3}% {bytes}",
             Layout::Open => "{prefix:.bold} {spinner} {bytes} sent, {binary_bytes_per_sec}, {elapsed}",
             Layout::Finishing => "{spinner} {msg} {elapsed}",
@@ -411,9 +418,13 @@ mod tests {
     /// in-memory terminal, and checks it stays on one row.
     #[test]
     fn bars_fit_narrow_terminals() {
-        for width in [10u16, 20, 39, 40, 60, 79, 80, 120] {
+        for width in [
+            10u16, 20, 24, 25, 39, 40, 43, 44, 55, 56, 63, 64, 79, 80, 120,
+        ] {
             for (phase, done, total) in [
                 (Phase::Restore, 30 << 20, 123 << 20),
+                // The longest sizes: "1023.90 MiB/1023.90 GiB".
+                (Phase::Restore, 1_073_636_966, 1_099_404_253_593),
                 (Phase::Save, 7 << 30, 0),
                 (Phase::RestoreVerify, 5 << 20, 5 << 20),
             ] {
