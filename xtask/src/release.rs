@@ -1,5 +1,7 @@
 //! `cargo xtask release`: an optimised, stripped `cachew` binary and its
-//! SHA-256 checksum under `dist/`.
+//! SHA-256 checksum under `dist/`, with the man page (`cachew.1`) and shell
+//! completions (`completions/`) that the built binary prints (its hidden
+//! `cachew man` and `cachew completions SHELL`), so they match its grammar.
 //!
 //! The `dist` cargo profile (workspace `Cargo.toml`) is `release` with fat
 //! LTO, one codegen unit, no debug info and `strip = true`. The checksum file
@@ -49,8 +51,32 @@ pub(crate) fn release() -> Result<(), String> {
         }
     }
 
+    let mut shipped = vec![name.clone()];
+    let generated = [
+        (vec!["man"], "cachew.1"),
+        (vec!["completions", "bash"], "completions/cachew.bash"),
+        (vec!["completions", "zsh"], "completions/_cachew"),
+        (vec!["completions", "fish"], "completions/cachew.fish"),
+        (vec!["completions", "powershell"], "completions/_cachew.ps1"),
+        (vec!["completions", "elvish"], "completions/cachew.elv"),
+    ];
+    fs::create_dir_all(dist.join("completions"))
+        .map_err(|e| format!("create {}: {e}", dist.join("completions").display()))?;
+    for (args, file) in generated {
+        let printed = Command::new(&out)
+            .args(&args)
+            .output()
+            .map_err(|e| format!("run {} {}: {e}", out.display(), args.join(" ")))?;
+        if !printed.status.success() || printed.stdout.is_empty() {
+            return Err(format!("{} {} failed", out.display(), args.join(" ")));
+        }
+        let path = dist.join(file);
+        fs::write(&path, &printed.stdout).map_err(|e| format!("write {}: {e}", path.display()))?;
+        shipped.push(file.to_owned());
+    }
+
     let sums = Command::new("sha256sum")
-        .arg(&name)
+        .args(&shipped)
         .current_dir(&dist)
         .output()
         .map_err(|e| format!("run sha256sum: {e}"))?;
@@ -66,7 +92,11 @@ pub(crate) fn release() -> Result<(), String> {
         "dist/{name} ({:.1} MiB, stripped)",
         size as f64 / (1 << 20) as f64
     );
-    print!("dist/SHA256SUMS: {}", String::from_utf8_lossy(&sums.stdout));
+    println!("dist/cachew.1, dist/completions/ (bash, zsh, fish, powershell, elvish)");
+    print!(
+        "dist/SHA256SUMS:\n{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
     Ok(())
 }
 

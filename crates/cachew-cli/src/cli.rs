@@ -21,7 +21,7 @@ use crate::envars::{self, Sources};
 #[derive(Debug, Parser)]
 #[command(
     name = "cachew",
-    version,
+    version = crate::completions::VERSION,
     about = "Save and restore CI caches with a Cachew server or a local directory",
     long_about = "Save and restore CI caches with a Cachew server or a local directory.\n\n\
         Objects live under a namespace and a key. Keys given as text are hashed \
@@ -44,6 +44,7 @@ pub(crate) struct Cli {
 
 /// Flags every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// Cache to use: a Cachew server URL (http:// or https://), or
     /// file:///path (or a path starting with /, ./, ../ or ~) for the
@@ -73,6 +74,7 @@ pub(crate) struct Global {
 
     /// Log level on stderr: debug, info, warn or error (Go's levels), or
     /// a tracing filter such as "cachew_transport=debug" (extension).
+    /// RUST_LOG, when set, replaces it; NO_COLOR turns colour off.
     #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     pub(crate) log_level: String,
 
@@ -86,6 +88,25 @@ pub(crate) struct Global {
 
     #[command(flatten)]
     pub(crate) observe: crate::observe::ObserveArgs,
+
+    /// Restore only: save, put, delete and invalidate are skipped with a
+    /// warning and exit 0 (e.g. for pull-request builds). Extension.
+    #[arg(long, global = true)]
+    pub(crate) read_only: bool,
+
+    /// No progress bar (terminal) or progress lines (every 10 s otherwise);
+    /// status lines stay. Sizes and rates there, on save and restore alike,
+    /// are compressed bytes over the wire. Extension.
+    #[arg(long, global = true)]
+    pub(crate) no_progress: bool,
+}
+
+/// `--json`, on the commands that report a result.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct JsonFlag {
+    /// Print the result as one JSON object on stdout (docs/JSON.md). Extension.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// The commands.
@@ -112,6 +133,8 @@ pub(crate) enum Command {
         namespace: String,
         /// Key text.
         key: String,
+        #[command(flatten)]
+        json: JsonFlag,
     },
 
     /// Upload an object from FILE or stdin.
@@ -131,7 +154,8 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_ttl, value_name = "DURATION")]
         ttl: Option<Duration>,
         /// Headers to store with the object, NAME=VALUE; several are
-        /// separated by ";" (repeatable).
+        /// separated by ";" (repeatable). -H is --headers here, as in the
+        /// Go CLI; on save and restore it is --hash-files.
         #[arg(short = 'H', long = "headers", visible_alias = "header", value_name = "NAME=VALUE", value_parser = crate::kong::map_occurrence)]
         headers: Vec<String>,
     },
@@ -158,11 +182,11 @@ pub(crate) enum Command {
 
     /// List the namespaces that hold objects, one per line.
     #[command(after_help = "Example:\n  cachew namespaces")]
-    Namespaces,
+    Namespaces(JsonFlag),
 
     /// Print the cache's usage statistics. Extension.
     #[command(after_help = "Example:\n  cachew stats")]
-    Stats,
+    Stats(JsonFlag),
 
     /// Archive paths of DIR (tar + zstd) and upload them under a key.
     #[command(after_help = "Examples:\n  \
@@ -189,6 +213,20 @@ pub(crate) enum Command {
         --tls-cert /etc/cachew/cert.pem --tls-key /etc/cachew/key.pem\n\n\
         See docs/SERVER.md for the token file format, limits and the access log.")]
     Serve(crate::serve::ServeArgs),
+
+    /// Print a shell completion script on stdout. Extension.
+    #[command(after_help = "Examples:\n  \
+        cachew completions bash > /etc/bash_completion.d/cachew\n  \
+        cachew completions zsh > \"${fpath[1]}/_cachew\"\n  \
+        cachew completions fish > ~/.config/fish/completions/cachew.fish")]
+    Completions {
+        /// The shell.
+        shell: crate::completions::Shell,
+    },
+
+    /// Print the man page (roff) on stdout.
+    #[command(hide = true)]
+    Man,
 }
 
 /// `save NS DIR [PATHS…] (--key K | -H GLOB…)`.
@@ -229,6 +267,8 @@ pub(crate) struct SaveArgs {
     /// restore --verify cannot use this object). Extension.
     #[arg(long)]
     pub(crate) no_digest: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
 }
 
 /// `restore NS DIR (--key K | -H GLOB…)`.
@@ -241,8 +281,9 @@ pub(crate) struct RestoreArgs {
     pub(crate) dir: PathBuf,
     #[command(flatten)]
     pub(crate) key: KeySource,
-    /// Keys to try if the primary key misses, in order; several are
-    /// separated by "," (repeatable). Extension.
+    /// Exact keys to try if the primary key misses, in order; several are
+    /// separated by "," (repeatable). Not prefixes: the server stores
+    /// hashed keys and cannot list them. Extension.
     #[arg(long = "fallback-key", value_name = "KEY")]
     pub(crate) fallback_keys: Vec<String>,
     /// Only check whether a key exists: exit 0 hit, 2 miss; nothing is
@@ -263,6 +304,8 @@ pub(crate) struct RestoreArgs {
     /// them are held in memory. Extension.
     #[arg(long, default_value_t = 2, value_name = "MIB")]
     pub(crate) download_chunk_size_mb: u64,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
 }
 
 /// Where a save/restore key comes from: `--key K` or `-H GLOB…`.
@@ -317,14 +360,36 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let (mut cmd, sources) =
-        envars::apply(Cli::command(), lookup).map_err(|e| ParseFailure::Usage(e.message))?;
+    let (mut cmd, sources) = envars::apply(hide_unused_globals(Cli::command()), lookup)
+        .map_err(|e| ParseFailure::Usage(e.message))?;
     let matches = cmd
         .try_get_matches_from_mut(argv)
         .map_err(ParseFailure::Clap)?;
     let cli = Cli::from_arg_matches(&matches).map_err(ParseFailure::Clap)?;
     check_groups(&cli, &matches, &sources).map_err(ParseFailure::Usage)?;
     Ok(cli)
+}
+
+/// Global flags `serve` ignores (it serves whatever is asked; no keys, no
+/// `--url`): hidden from `serve --help`, still accepted.
+const NOT_FOR_SERVE: [&str; 6] = [
+    "url",
+    "platform",
+    "daily",
+    "hourly",
+    "read_only",
+    "no_progress",
+];
+
+fn hide_unused_globals(cmd: clap::Command) -> clap::Command {
+    // clap copies a global flag into a subcommand only where the subcommand
+    // has no argument of that id: a hidden local copy takes its place.
+    let copies: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| NOT_FOR_SERVE.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().global(false).hide(true))
+        .collect();
+    cmd.mut_subcommand("serve", |s| s.args(copies))
 }
 
 /// Whether flag `id` was set, in kong's sense: on the command line, or by
@@ -421,6 +486,7 @@ mod tests {
     #[test]
     fn grammar_is_consistent() {
         Cli::command().debug_assert();
+        hide_unused_globals(Cli::command()).debug_assert();
         let (cmd, _) = envars::apply(Cli::command(), &|_| None).unwrap();
         cmd.debug_assert();
     }

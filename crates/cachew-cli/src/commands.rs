@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use crate::backend::Target;
 use crate::cli::{expand_dir, Cli, Command, RestoreArgs, SaveArgs};
 use crate::keys::Prefixes;
-use crate::progress::{self, Live, Mode};
+use crate::progress::{self, Live, Mode, Phase};
 use crate::{output, Exit, UsageError};
 
 type Outcome = anyhow::Result<Exit>;
@@ -29,6 +29,8 @@ struct Ctx {
     authorization: Option<String>,
     prefixes: Prefixes,
     mode: Mode,
+    /// How live progress is drawn: `mode`, or `Quiet` with `--no-progress`.
+    live: Mode,
 }
 
 impl Ctx {
@@ -37,6 +39,29 @@ impl Ctx {
         let ns = Namespace::new(namespace)?;
         let cache = self.target.open(self.authorization.as_deref())?;
         Ok(cache.with_namespace(ns))
+    }
+
+    /// [`Ctx::cache`] for commands that only read: a `file://` cache
+    /// directory that does not exist is an error, not created.
+    fn cache_read(&self, namespace: &str) -> anyhow::Result<Arc<dyn Cache>> {
+        let ns = Namespace::new(namespace)?;
+        Ok(self.open_existing()?.with_namespace(ns))
+    }
+
+    /// The backend, refusing a missing `file://` directory.
+    fn open_existing(&self) -> anyhow::Result<Arc<dyn Cache>> {
+        crate::errors::check_disk_exists(&self.target)?;
+        Ok(self.target.open(self.authorization.as_deref())?)
+    }
+
+    /// For lookups whose answer can be "nothing" (`restore`, `namespaces`,
+    /// `stats`): a missing `file://` directory is an empty cache, so a
+    /// first CI run's restore is a miss (exit 2); it is not created.
+    fn open_or_empty(&self) -> anyhow::Result<Arc<dyn Cache>> {
+        if crate::errors::check_disk_exists(&self.target).is_err() {
+            return Ok(Arc::new(cachew_client::MemoryCache::new(0)));
+        }
+        Ok(self.target.open(self.authorization.as_deref())?)
     }
 }
 
@@ -48,19 +73,40 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         authorization: cli.global.authorization.clone(),
         prefixes: Prefixes::from_flags(&cli.global),
         mode: Mode::detect(cli.global.quiet),
+        live: Mode::detect(cli.global.quiet || cli.global.no_progress),
     };
+    if cli.global.read_only {
+        if let Some(done) = crate::read_only::skip(&cli.command, ctx.mode) {
+            return Ok(done);
+        }
+    }
     match cli.command {
         Command::Get {
             namespace,
             key,
             output,
         } => get(&ctx, &namespace, &key, output.as_deref()).await,
-        Command::Stat { namespace, key } => {
-            let cache = ctx.cache(&namespace)?;
+        Command::Stat {
+            namespace,
+            key,
+            json,
+        } => {
+            let cache = ctx.cache_read(&namespace)?;
+            let k = ctx.prefixes.key(&key);
             let meta = cache
-                .stat(&ctx.prefixes.key(&key), &OpenOptions::default())
-                .await?;
-            print!("{}", output::headers(&meta.headers));
+                .stat(&k, &OpenOptions::default())
+                .await
+                .map_err(|e| crate::errors::object(e, &namespace, &ctx.prefixes.text(&key), &k))?;
+            if json.json {
+                crate::json::print(&crate::json::stat(
+                    &namespace,
+                    &ctx.prefixes.text(&key),
+                    &k,
+                    &meta,
+                ));
+            } else {
+                print!("{}", output::headers(&meta.headers));
+            }
             Ok(Exit::Success)
         }
         Command::Put {
@@ -71,9 +117,12 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             headers,
         } => put(&ctx, &namespace, &key, file.as_deref(), ttl, &headers).await,
         Command::Delete { namespace, key } => {
-            let cache = ctx.cache(&namespace)?;
+            let cache = ctx.cache_read(&namespace)?;
             let k = ctx.prefixes.key(&key);
-            cache.delete(&k).await?;
+            cache
+                .delete(&k)
+                .await
+                .map_err(|e| crate::errors::object(e, &namespace, &ctx.prefixes.text(&key), &k))?;
             ctx.mode.status(&format!("deleted {namespace}/{k}"));
             Ok(Exit::Success)
         }
@@ -84,15 +133,24 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             ctx.mode.status(&format!("invalidated {namespace}/{k}"));
             Ok(Exit::Success)
         }
-        Command::Namespaces => {
-            let cache = ctx.target.open(ctx.authorization.as_deref())?;
+        Command::Namespaces(json) => {
+            let cache = ctx.open_or_empty()?;
             let names = cache.list_namespaces().await?;
-            print!("{}", output::namespaces(&names));
+            if json.json {
+                crate::json::print(&crate::json::namespaces(&names));
+            } else {
+                print!("{}", output::namespaces(&names));
+            }
             Ok(Exit::Success)
         }
-        Command::Stats => {
-            let cache = ctx.target.open(ctx.authorization.as_deref())?;
+        Command::Stats(json) => {
+            let cache = ctx.open_or_empty()?;
             let stats = cache.stats().await?;
+            if json.json {
+                let v = crate::json::stats(stats.objects, stats.size, stats.capacity);
+                crate::json::print(&v);
+                return Ok(Exit::Success);
+            }
             println!("objects: {}", stats.objects);
             println!(
                 "size: {} ({})",
@@ -112,6 +170,14 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             Ok(Exit::Success)
         }
         Command::Save(args) => save_cmd(&ctx, args).await,
+        Command::Completions { shell } => {
+            crate::completions::completions(shell)?;
+            Ok(Exit::Success)
+        }
+        Command::Man => {
+            crate::completions::man()?;
+            Ok(Exit::Success)
+        }
         Command::Restore(args) => restore_cmd(&ctx, args).await,
         Command::Serve(args) => crate::serve::run(args, cli.global.authorization.as_deref()).await,
         Command::Git(git) => {
@@ -137,10 +203,12 @@ fn short(key: &Key) -> String {
 }
 
 async fn get(ctx: &Ctx, namespace: &str, key: &str, output: Option<&str>) -> Outcome {
-    let cache = ctx.cache(namespace)?;
+    let cache = ctx.cache_read(namespace)?;
+    let k = ctx.prefixes.key(key);
     let object = cache
-        .open(&ctx.prefixes.key(key), &OpenOptions::default())
-        .await?;
+        .open(&k, &OpenOptions::default())
+        .await
+        .map_err(|e| crate::errors::object(e, namespace, &ctx.prefixes.text(key), &k))?;
     if ctx.mode != Mode::Quiet {
         eprint!("{}", output::headers(&object.meta.headers));
     }
@@ -204,6 +272,7 @@ async fn put(
         None | Some("-") => Box::new(tokio::io::stdin()),
         Some(path) => {
             let path = Path::new(path);
+            crate::errors::check_put_file(path)?;
             let f = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Error::io("open", path, e))?;
@@ -278,7 +347,8 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     output::archiving(ctx.mode, &dir);
     let started = Instant::now();
     let live = Live::start(
-        ctx.mode,
+        ctx.live,
+        Phase::Save,
         format!("save {}/{}", args.namespace, short(&key)),
         progress,
     );
@@ -294,32 +364,65 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
     let elapsed = started.elapsed();
     let outcome = result?;
     output::saved(ctx.mode, &key_text);
-    match outcome {
+    let named = format!("{}/{key_text} ({key})", args.namespace);
+    let mut report = crate::json::SaveReport {
+        namespace: &args.namespace,
+        key_text: &key_text,
+        key: Some(&key),
+        seconds: elapsed,
+        ..Default::default()
+    };
+    let summary = match outcome {
         SaveOutcome::Uploaded {
             entries,
             uncompressed_bytes,
             compressed_bytes,
             ..
-        } => ctx.mode.status(&format!(
-            "saved {} to {}/{key}: {} compressed from {} ({entries} entries) in {} ({})",
-            dir.display(),
-            args.namespace,
-            progress::bytes(compressed_bytes),
-            progress::bytes(uncompressed_bytes),
-            progress::duration(elapsed),
-            progress::rate(uncompressed_bytes, elapsed),
-        )),
-        SaveOutcome::Unchanged { digest, .. } => ctx.mode.status(&format!(
-            "unchanged: {}/{key} already holds this tree (digest {digest}); nothing uploaded",
-            args.namespace
-        )),
-        other => ctx.mode.status(&format!("saved: {other:?}")),
+        } => {
+            report.result = "uploaded";
+            report.bytes = compressed_bytes;
+            report.uncompressed_bytes = uncompressed_bytes;
+            report.entries = entries;
+            format!(
+                "saved {} to {named}: {} compressed from {} ({entries} entries) in {} ({})",
+                dir.display(),
+                progress::bytes(compressed_bytes),
+                progress::bytes(uncompressed_bytes),
+                progress::duration(elapsed),
+                progress::rate(compressed_bytes, elapsed),
+            )
+        }
+        SaveOutcome::Unchanged { digest, .. } => {
+            report.result = "unchanged";
+            format!(
+                "unchanged: {named} already holds this tree (digest {digest}); nothing uploaded"
+            )
+        }
+        other => {
+            report.result = "uploaded";
+            format!("saved: {other:?}")
+        }
+    };
+    ctx.mode.status(&summary);
+    let unchanged = report.result == "unchanged";
+    crate::gha::write(
+        &crate::gha::Outputs {
+            cache_hit: unchanged,
+            primary_key: &key_text,
+            matched_key: if unchanged { &key_text } else { "" },
+        },
+        &format!("cachew: {summary}"),
+    );
+    if args.json.json {
+        crate::json::print(&report.to_json());
     }
     Ok(Exit::Success)
 }
 
 async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
-    let cache = ctx.cache(&args.namespace)?;
+    let cache = ctx
+        .open_or_empty()?
+        .with_namespace(Namespace::new(&args.namespace)?);
     let (primary, primary_text) = ctx.prefixes.key_from(&args.key)?;
     let fallbacks = crate::kong::list(&args.fallback_keys);
     let mut keys = vec![primary];
@@ -352,8 +455,18 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         output::restoring(ctx.mode, &dir);
     }
     let started = Instant::now();
+    let phase = if args.verify {
+        Phase::RestoreVerify
+    } else {
+        Phase::Restore
+    };
     let live = Live::start(
-        ctx.mode,
+        if args.lookup_only {
+            Mode::Quiet
+        } else {
+            ctx.live
+        },
+        phase,
         format!("restore {}/{}", args.namespace, short(&keys[0])),
         progress,
     );
@@ -368,7 +481,15 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     };
     live.finish().await;
     let elapsed = started.elapsed();
-    match result? {
+    let mut report = crate::json::RestoreReport {
+        namespace: &args.namespace,
+        key_text: &texts[0],
+        key: Some(&keys[0]),
+        seconds: elapsed,
+        lookup_only: args.lookup_only,
+        ..Default::default()
+    };
+    let (exit, summary) = match result? {
         RestoreOutcome::Hit {
             key,
             index,
@@ -383,36 +504,62 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             } else {
                 format!(" (fallback key {:?})", fallbacks[index - 1])
             };
-            if args.lookup_only {
-                ctx.mode.status(&format!(
-                    "hit: {}/{key}{which} exists ({})",
-                    args.namespace,
-                    progress::bytes(size)
-                ));
+            let named = format!("{}/{} ({key}){which}", args.namespace, texts[index]);
+            report.index = Some(index);
+            report.matched_text = Some(&texts[index]);
+            report.matched = Some(&keys[index]);
+            report.bytes = size;
+            report.file_bytes = bytes;
+            report.entries = entries;
+            report.verified = verified.is_some();
+            let summary = if args.lookup_only {
+                format!("hit: {named} exists ({})", progress::bytes(size))
             } else {
                 output::restored(ctx.mode, &texts[index]);
                 let check = if verified.is_some() { ", verified" } else { "" };
-                ctx.mode.status(&format!(
-                    "restored {}/{key}{which} into {}: {} compressed, {} in {entries} entries{check} in {} ({})",
-                    args.namespace,
+                format!(
+                    "restored {named} into {}: {} compressed, {} in {entries} entries{check} in {} ({})",
                     dir.display(),
                     progress::bytes(size),
                     progress::bytes(bytes),
                     progress::duration(elapsed),
                     progress::rate(size, elapsed),
-                ));
-            }
-            Ok(Exit::Success)
+                )
+            };
+            (Exit::Success, summary)
         }
         _ => {
             output::miss(ctx.mode, &texts.join(", "));
-            let tried: Vec<String> = keys.iter().map(Key::to_hex).collect();
-            ctx.mode.status(&format!(
+            let tried: Vec<String> = keys
+                .iter()
+                .zip(&texts)
+                .map(|(k, t)| {
+                    if *t == k.to_hex() {
+                        t.clone()
+                    } else {
+                        format!("{t} ({k})")
+                    }
+                })
+                .collect();
+            let summary = format!(
                 "miss: no object for {}/{}",
                 args.namespace,
                 tried.join(", ")
-            ));
-            Ok(Exit::Miss)
+            );
+            (Exit::Miss, summary)
         }
+    };
+    ctx.mode.status(&summary);
+    crate::gha::write(
+        &crate::gha::Outputs {
+            cache_hit: report.index == Some(0),
+            primary_key: &texts[0],
+            matched_key: report.matched_text.unwrap_or(""),
+        },
+        &format!("cachew: {summary}"),
+    );
+    if args.json.json {
+        crate::json::print(&report.to_json());
     }
+    Ok(exit)
 }

@@ -54,10 +54,30 @@ impl Prefixes {
     ) -> Result<(Key, String), cachew_client::Error> {
         let raw = match &source.key {
             Some(raw) => raw.clone(),
-            None => hash_files(&crate::kong::list(&source.hash_files), None)?.to_hex(),
+            None => {
+                let patterns = crate::kong::list(&source.hash_files);
+                let key = hash_files(&patterns, None)?;
+                log_matched(&patterns);
+                key.to_hex()
+            }
         };
         let text = self.text(&raw);
         Ok((Key::parse(&text), text))
+    }
+}
+
+/// How many files `-H` hashed (info), and which (debug).
+fn log_matched(patterns: &[String]) {
+    let Ok(files) = cachew_client::matched_files(patterns, None) else {
+        return;
+    };
+    tracing::info!(
+        "key from {} file(s) matching {}",
+        files.len(),
+        patterns.join(",")
+    );
+    for f in &files {
+        tracing::debug!("key file: {}", f.display());
     }
 }
 

@@ -455,7 +455,7 @@ fn compare(case: &[&str], kong: &Value, cli: &Cli) {
                 "{ctx}"
             );
         }
-        Command::Stat { namespace, key } | Command::Delete { namespace, key } => {
+        Command::Stat { namespace, key, .. } | Command::Delete { namespace, key } => {
             assert!(name == "stat" || name == "delete", "{ctx}");
             assert_eq!(
                 k[name.as_str()]["namespace"].as_str(),
@@ -468,7 +468,7 @@ fn compare(case: &[&str], kong: &Value, cli: &Cli) {
                 "{ctx}"
             );
         }
-        Command::Namespaces => assert_eq!(name, "namespaces", "{ctx}"),
+        Command::Namespaces(_) => assert_eq!(name, "namespaces", "{ctx}"),
         Command::Git(GitCommand::Restore(a)) => {
             assert_eq!(name, "git restore", "{ctx}");
             let k = &k["git"]["restore"];

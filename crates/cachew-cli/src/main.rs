@@ -11,8 +11,12 @@
 mod backend;
 mod cli;
 mod commands;
+mod completions;
 mod envars;
+mod errors;
+mod gha;
 mod git_restore;
+mod json;
 mod keys;
 mod kong;
 #[cfg(test)]
@@ -21,6 +25,7 @@ mod net;
 mod observe;
 mod output;
 mod progress;
+mod read_only;
 mod serve;
 mod url;
 
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Miss) => ExitCode::from(EXIT_MISS),
         Err(e) => {
+            let e = errors::explain(e);
             eprintln!("cachew: error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)

@@ -37,18 +37,29 @@ impl Drop for Telemetry {
     }
 }
 
-/// Installs the global subscriber; an unparsable level falls back to
-/// `info`. `extra` is one more filter directive (serve's access log).
+/// Installs the global subscriber, writing on stderr above any progress
+/// bar. `RUST_LOG`, when set, replaces `--log-level` (and `extra`, one more
+/// directive such as serve's access log); an unparsable level falls back
+/// to `info`. Colour only on a terminal and without `NO_COLOR`.
 pub(crate) fn init_logging(level: &str, extra: Option<&str>, args: &ObserveArgs) -> Telemetry {
-    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
-        filter = filter.add_directive(directive);
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let mut filter = rust_log
+        .as_deref()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        });
+    if rust_log.is_none() {
+        if let Some(directive) = extra.and_then(|d| d.parse().ok()) {
+            filter = filter.add_directive(directive);
+        }
     }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(crate::progress::LogWriter)
         // Colour codes only for a terminal: server logs go to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if args.log_json {
         fmt.json()
             .with_current_span(true)

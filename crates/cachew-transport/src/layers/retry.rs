@@ -195,7 +195,15 @@ where
                 match (verdict, next) {
                     (Some((retry_after, reason)), Some(next)) => {
                         let delay = policy.delay(retry, retry_after);
-                        tracing::debug!(retry = retry + 1, ?delay, %reason, "retrying request");
+                        // One line at the default level: a CI log should
+                        // show that a request needed retries, and how many.
+                        // (The request span names the method and path.)
+                        tracing::warn!(
+                            "{reason}; retrying in {:.1}s (attempt {} of {})",
+                            delay.as_secs_f64(),
+                            retry + 2,
+                            policy.max_retries + 1
+                        );
                         // Drop the failed response (and its connection, if the
                         // body was not read) before waiting.
                         drop(result);
