@@ -17,6 +17,7 @@ use crate::backend::Target;
 use crate::cli::{Cli, Command, RestoreArgs, SaveArgs};
 use crate::keys::Prefixes;
 use crate::progress::{self, Live, Mode};
+use crate::signals::{Interrupted, Signals};
 use crate::Exit;
 
 /// A command's failure, shown as `cachew: error: …`.
@@ -30,6 +31,7 @@ struct Ctx {
     authorization: Option<String>,
     prefixes: Prefixes,
     mode: Mode,
+    best_effort: bool,
 }
 
 impl Ctx {
@@ -48,6 +50,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         authorization: cli.global.authorization.clone(),
         prefixes: Prefixes::from_flags(&cli.global),
         mode: Mode::detect(cli.global.quiet),
+        best_effort: cli.global.best_effort,
     };
     match cli.command {
         Command::Get {
@@ -130,6 +133,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             bind,
             git_root,
         } => serve(&ctx, &dir, &bind, git_root).await,
+        Command::Gc { dir, max_depth } => crate::gc::run(&dir, max_depth, ctx.mode),
         Command::Git(git) => {
             let git_ctx = crate::git_restore::GitContext {
                 url: &cli.global.url,
@@ -311,16 +315,24 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
         format!("save {}/{}", args.namespace, short(&key)),
         progress,
     );
-    // Ctrl-C drops the save: its writer aborts, so nothing is uploaded.
+    // A signal drops the save: its writer aborts, so nothing is uploaded.
+    let mut signals = Signals::install()?;
     let result = tokio::select! {
         r = save(&*cache, &key, &args.dir, &paths, &options) => r,
-        _ = tokio::signal::ctrl_c() => {
+        signal = signals.recv() => {
             live.finish().await;
-            return Err("interrupted: nothing was uploaded".into());
+            return Err(Box::new(Interrupted { signal, outcome: "nothing was uploaded" }));
         }
     };
     live.finish().await;
     let elapsed = started.elapsed();
+    let result = match result {
+        Err(e) if ctx.best_effort && is_cache_error(&e) => {
+            best_effort_warning(&e);
+            return Ok(Exit::Success);
+        }
+        r => r,
+    };
     match result? {
         SaveOutcome::Uploaded {
             entries,
@@ -354,6 +366,7 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         .with_zstd_threads(args.zstd_threads)
         .with_verify(args.verify)
         .with_lookup_only(args.lookup_only)
+        .with_max_size(args.max_size)
         .with_progress(progress.clone());
     if matches!(ctx.target, Target::Remote(_)) && args.download_concurrency > 1 {
         // Objects of 64 MiB and more come from a server in parallel ranged
@@ -374,17 +387,25 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         format!("restore {}/{}", args.namespace, short(&keys[0])),
         progress,
     );
-    // Ctrl-C drops the restore: a staged restore removes its staging
-    // directory, so a new directory never appears half-written.
+    // A signal drops the restore: it removes its staging directory (main
+    // waits for the extractor thread), so the target stays as it was.
+    let mut signals = Signals::install()?;
     let result = tokio::select! {
         r = restore(&*cache, &keys, &args.dir, &options) => r,
-        _ = tokio::signal::ctrl_c() => {
+        signal = signals.recv() => {
             live.finish().await;
-            return Err("interrupted".into());
+            return Err(Box::new(Interrupted { signal, outcome: "the directory was left as it was" }));
         }
     };
     live.finish().await;
     let elapsed = started.elapsed();
+    let result = match result {
+        Err(e) if ctx.best_effort && is_cache_error(&e) => {
+            best_effort_warning(&e);
+            return Ok(Exit::Miss);
+        }
+        r => r,
+    };
     match result? {
         RestoreOutcome::Hit {
             key,
@@ -430,6 +451,19 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             Ok(Exit::Miss)
         }
     }
+}
+
+/// Whether `--best-effort` turns `e` into a warning: anything but a
+/// usage error (bad input or a protocol rule broken by the arguments).
+fn is_cache_error(e: &Error) -> bool {
+    !matches!(e, Error::InvalidInput(_) | Error::Protocol(_))
+}
+
+fn best_effort_warning(e: &Error) {
+    eprintln!(
+        "cachew: warning: {} (--best-effort: not failing the job)",
+        describe(e)
+    );
 }
 
 async fn serve(ctx: &Ctx, dir: &Path, bind: &str, git_root: Option<PathBuf>) -> Outcome {

@@ -9,9 +9,11 @@
 mod backend;
 mod cli;
 mod commands;
+mod gc;
 mod git_restore;
 mod keys;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
         Ok(Exit::Miss) => ExitCode::from(EXIT_MISS),
         Err(e) => {
             eprintln!("cachew: error: {}", commands::describe(&*e));
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(signals::exit_code(&*e).unwrap_or(EXIT_ERROR))
         }
     }
 }

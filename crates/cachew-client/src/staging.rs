@@ -401,7 +401,7 @@ fn set_mtime(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
         .map_err(|e| Error::io("set times of", path, e))
 }
 
-/// What [`recover`] and [`gc`] did.
+/// What [`gc`] (or the recovery before a restore) did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Cleanup {
