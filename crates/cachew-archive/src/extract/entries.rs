@@ -372,4 +372,6 @@ impl<R: BufRead> Input<R> {
 }
 
 #[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
 mod tests;
