@@ -473,3 +473,31 @@ fn a_full_disk_leaves_the_target() {
     assert_eq!(code, 1);
     assert!(beside(&mnt, &["filler"]).is_empty());
 }
+
+#[test]
+fn a_mount_inside_the_target_is_restored_in_place_and_never_removed() {
+    let f = Fixture::new();
+    let (_parent, target, _) = f.place("mounted", true);
+    let mnt = target.join("m");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED a_mount_inside_the_target_...: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    fs::write(mnt.join("precious"), b"p").unwrap();
+    let (code, _, err) = run(cachew(&f.server.url())
+        .args(["restore", "ns"])
+        .arg(&target)
+        .args(["--key", "k"]));
+    let precious = fs::read(mnt.join("precious"));
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("mount point"), "{err}");
+    assert_eq!(precious.unwrap(), b"p");
+    assert!(target.join("d0/f1").exists());
+}

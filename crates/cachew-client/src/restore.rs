@@ -139,8 +139,9 @@ pub enum RestoreOutcome {
 /// with the existing `dir`. So any failure leaves `dir` as it was, and
 /// removes the parents of `dir` that the restore created. Stale staging
 /// left by a killed restore of the same `dir` is removed first. A trailing
-/// slash on `dir` does not change this. (Where `dir` is a mount point, it
-/// cannot be swapped: it is then extracted into in place, with a warning.)
+/// slash on `dir` does not change this. (Where `dir` is or holds a mount
+/// point, it cannot be swapped: it is then extracted into in place, with a
+/// warning.)
 pub async fn restore(
     cache: &dyn Cache,
     keys: &[Key],
@@ -285,24 +286,24 @@ async fn extract_object(
     } else {
         dir.to_path_buf()
     };
-    if existing && is_mount_point(&dir) {
-        tracing::warn!(
-            "{} is a mount point, which cannot be swapped: restoring into it in place, \
-             not all or nothing",
-            dir.display()
-        );
-        let summary = extract_stream(body, dir.clone(), extract_options, None).await?;
-        let verified = match expected {
-            Some(expected) => Some(verify(dir, summary.tree_digest, expected, options).await?),
-            None => None,
-        };
-        return Ok((summary.entries, summary.bytes, verified));
+    // A mount point cannot be swapped, and one inside must not end up in
+    // an old tree that is removed.
+    let mut in_place = existing && is_mount_point(&dir);
+    let staging = if in_place {
+        None
+    } else {
+        Some(Staging::create(&dir)?)
+    };
+    if let (Some(s), true) = (&staging, existing) {
+        in_place = !s.clone_from(&dir).await?;
     }
+    let staging = match staging {
+        Some(s) if !in_place => s,
+        _ => {
+            return extract_in_place(body, dir, extract_options, expected, options).await;
+        }
+    };
 
-    let staging = Staging::create(&dir)?;
-    if existing {
-        staging.clone_from(&dir).await?;
-    }
     let summary = extract_stream(
         body,
         staging.path.clone(),
@@ -317,6 +318,28 @@ async fn extract_object(
         None => None,
     };
     staging.commit(&dir, existing).await?;
+    Ok((summary.entries, summary.bytes, verified))
+}
+
+/// The fallback for a target that is or holds a mount point: extraction
+/// straight into it, as before all-or-nothing restores.
+async fn extract_in_place<R: AsyncRead + Unpin + Send>(
+    body: R,
+    dir: PathBuf,
+    extract_options: ExtractOptions,
+    expected: Option<Expected>,
+    options: &RestoreOptions,
+) -> Result<(u64, u64, Option<TreeDigest>)> {
+    tracing::warn!(
+        "{} is or holds a mount point, which cannot be swapped: restoring into it in place, \
+         not all or nothing",
+        dir.display()
+    );
+    let summary = extract_stream(body, dir.clone(), extract_options, None).await?;
+    let verified = match expected {
+        Some(expected) => Some(verify(dir, summary.tree_digest, expected, options).await?),
+        None => None,
+    };
     Ok((summary.entries, summary.bytes, verified))
 }
 

@@ -230,8 +230,10 @@ impl Staging {
     /// Fills the (empty) staging directory with a clone of `target`:
     /// directories copied with their modes, owners and times, everything
     /// else hard linked (copied where linking is not permitted). Runs on a
-    /// blocking thread; stops early if the restore is dropped.
-    pub(crate) async fn clone_from(&self, target: &Path) -> Result<()> {
+    /// blocking thread; stops early if the restore is dropped. `false`
+    /// when `target` holds a mount point: it cannot be staged (and its old
+    /// tree must never be removed with a mount inside).
+    pub(crate) async fn clone_from(&self, target: &Path) -> Result<bool> {
         let (src, dst, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
         self.worker.start();
         tokio::task::spawn_blocking(move || {
@@ -328,15 +330,19 @@ fn exchange(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Clones `src` into the existing empty directory `dst` (see
 /// [`Staging::clone_from`]), without recursion and without following
-/// symlinks.
-fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<()> {
+/// symlinks; `false` if a mount point is found below `src`.
+fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<bool> {
     // SAFETY: no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     // Directories whose metadata is applied once their entries are in.
     let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
     let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
+    let mut dev = None;
     while let Some((from, to)) = todo.pop() {
         let meta = std::fs::symlink_metadata(&from).map_err(|e| Error::io("stat", &from, e))?;
+        if *dev.get_or_insert(meta.dev()) != meta.dev() {
+            return Ok(false);
+        }
         dirs.push((to.clone(), meta));
         let rd = std::fs::read_dir(&from).map_err(|e| Error::io("read directory", &from, e))?;
         for ent in rd {
@@ -359,6 +365,8 @@ fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<()> {
                 // protected_hardlinks: another user's file may not be
                 // linked by an ordinary user; copy it instead.
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => copy_entry(&a, &b, ft)?,
+                // A file bind-mounted into the tree.
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
                 Err(e) => return Err(Error::io("link into staging", &b, e)),
             }
         }
@@ -372,7 +380,7 @@ fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<()> {
             .map_err(|e| Error::io("change mode of", &path, e))?;
         set_mtime(&path, &meta)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn copy_entry(a: &Path, b: &Path, ft: std::fs::FileType) -> Result<()> {
