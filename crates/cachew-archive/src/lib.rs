@@ -73,7 +73,8 @@
 //!   long names and pax headers are limited to 1 MiB.
 //! - Memory is bounded whatever the number of entries: repeated entries
 //!   for the same directory cost nothing more, the cache of directories
-//!   known to be real is emptied when it reaches 64 Ki entries, links are
+//!   known to be real is emptied at 64 Ki entries or 16 MiB of names, files
+//!   remembered as queued are waited for at 64 Ki or 16 MiB, links are
 //!   created in batches of at most 16 Ki entries or 16 MiB of names, and
 //!   what must be remembered until the end (each distinct directory's mode
 //!   and times, and each pre-existing read-only directory) is limited to

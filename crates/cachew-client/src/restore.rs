@@ -37,10 +37,13 @@ pub struct RestoreOptions {
     /// Threads creating files during extraction; 0 means one per core.
     pub zstd_threads: usize,
     /// Check that the restored tree has the tree digest stored with the
-    /// object; a mismatch (or an object without a digest) is an error. For
-    /// a staged restore the check runs before the rename, so a mismatch
-    /// leaves nothing behind. Files that were already in an existing target
-    /// under the saved paths count as differences.
+    /// object; a mismatch (or an object without a digest) is an error. The
+    /// check runs on the staging tree before it is published, so a mismatch
+    /// leaves the target as it was. Files that were already in an existing
+    /// target under the saved paths count as differences. Without this, a
+    /// restore into a new directory is still verified when the object
+    /// announces a digest trailer (objects saved by cachew-rs), since the
+    /// staging tree then holds exactly the archive.
     pub verify: bool,
     /// Only look the keys up (a Stat each): report the first hit without
     /// downloading or touching the directory.
@@ -250,6 +253,14 @@ async fn extract_object(
     } else {
         None
     };
+    // An object that announces a digest trailer is verified even without
+    // `verify` when the staging tree holds only the archive (a new target),
+    // before it becomes visible; see below.
+    let announced = if options.verify {
+        None
+    } else {
+        expected_digest(&object).ok()
+    };
     if let Some(p) = &options.progress {
         p.set_total(object.meta.size);
     }
@@ -311,6 +322,11 @@ async fn extract_object(
         Some(staging.worker.clone()),
     )
     .await?;
+    let expected = match (expected, announced) {
+        (Some(e), _) => Some(e),
+        (None, Some(e)) if !existing => Some(e),
+        _ => None,
+    };
     let verified = match expected {
         Some(expected) => {
             Some(verify(staging.path.clone(), summary.tree_digest, expected, options).await?)

@@ -279,3 +279,53 @@ fn own_start() -> u64 {
     let rest = &stat[stat.rfind(')').unwrap() + 1..];
     rest.split_whitespace().nth(19).unwrap().parse().unwrap()
 }
+
+#[tokio::test]
+async fn a_new_directory_is_verified_before_it_becomes_visible() {
+    use cachew_client::{Cache, OpenOptions};
+    let src = source();
+    let cache = MemoryCache::new(0);
+    let key = Key::new("good");
+    saved(&cache, &key, src.path()).await;
+    let object = cache.open(&key, &OpenOptions::default()).await.unwrap();
+    let headers = object.meta.headers.clone();
+    let mut body = object.bytes().await.unwrap().to_vec();
+    // The archive is intact; its trailer's digest is not.
+    let last = body.len() - 1;
+    body[last] ^= 0xff;
+    let tampered = Key::new("tampered");
+    cache
+        .put_bytes(&tampered, body.into(), headers, &CreateOptions::default())
+        .await
+        .unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let err = restore(
+        &cache,
+        &[tampered],
+        &parent.path().join("out"),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("verification failed"), "{err}");
+    assert!(leftovers(parent.path(), &[]).is_empty());
+    // The good object is verified on the way, without asking.
+    let hit = restore(
+        &cache,
+        &[key],
+        &parent.path().join("out"),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            hit,
+            RestoreOutcome::Hit {
+                verified: Some(_),
+                ..
+            }
+        ),
+        "{hit:?}"
+    );
+}
