@@ -63,7 +63,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
     /// A file-system operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {source}", cachew_archive::escape_path(path))]
     Io {
         /// What was being done, e.g. "create directory".
         op: &'static str,

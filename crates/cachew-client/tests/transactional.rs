@@ -329,3 +329,41 @@ async fn a_new_directory_is_verified_before_it_becomes_visible() {
         "{hit:?}"
     );
 }
+
+#[tokio::test]
+async fn names_from_the_archive_are_escaped_in_client_errors() {
+    // A file entry below a directory that exists as a non-empty directory
+    // in the way of a file: the error names the entry's path.
+    let mut tar = Vec::new();
+    let mut b = tar::Builder::new(&mut tar);
+    for (name, kind) in [
+        ("evil\x1b[2J\r\n", tar::EntryType::Directory),
+        ("evil\x1b[2J\r\n/x", tar::EntryType::Regular),
+        ("evil\x1b[2J\r\n", tar::EntryType::Regular),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+    b.finish().unwrap();
+    drop(b);
+    let cache = MemoryCache::new(0);
+    let key = Key::new("evil");
+    put(&cache, &key, zstd::encode_all(tar.as_slice(), 3).unwrap()).await;
+    let parent = tempfile::tempdir().unwrap();
+    let err = restore(
+        &cache,
+        &[key],
+        &parent.path().join("out"),
+        &RestoreOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("evil\\x1b[2J\\r\\n"), "{text}");
+    assert!(!text.bytes().any(|b| b < 0x20), "{text:?}");
+}
