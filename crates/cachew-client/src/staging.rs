@@ -41,8 +41,6 @@ const OLD: &str = ".old";
 #[derive(Debug)]
 pub(crate) struct Staging {
     pub(crate) path: PathBuf,
-    /// Parents of the target created for this restore, top first.
-    created_parents: Vec<PathBuf>,
     committed: bool,
     pub(crate) worker: Arc<Worker>,
 }
@@ -52,6 +50,8 @@ pub(crate) struct Staging {
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     state: Mutex<WorkerState>,
+    /// Parents of the target created for this restore, top first.
+    created_parents: Vec<PathBuf>,
     /// Set when the restore is dropped: a clone in progress stops early.
     stop: AtomicBool,
 }
@@ -76,6 +76,7 @@ impl Worker {
         if state.abandoned {
             drop(state);
             remove_tree(path);
+            remove_parents(&self.created_parents);
         }
     }
 }
@@ -208,9 +209,11 @@ impl Staging {
                 Ok(()) => {
                     return Ok(Staging {
                         path,
-                        created_parents,
                         committed: false,
-                        worker: Arc::default(),
+                        worker: Arc::new(Worker {
+                            created_parents,
+                            ..Worker::default()
+                        }),
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -292,7 +295,7 @@ impl Drop for Staging {
         }
         drop(state);
         remove_tree(&self.path);
-        remove_parents(&self.created_parents);
+        remove_parents(&self.worker.created_parents);
     }
 }
 
