@@ -1,7 +1,11 @@
-//! The crate's error type.
+//! The crate's error type, and [`escape_name`], the one function that makes
+//! archive-controlled bytes (entry names, link targets, paths derived from
+//! them) safe to put in a message.
 
+use std::fmt::Write as _;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while archiving or extracting.
 ///
@@ -28,7 +32,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A file system operation on a named path failed.
-    #[error("cannot {op} `{path}`: {error}")]
+    #[error("cannot {op} `{}`: {error}", escape_path(path))]
     Io {
         /// What was being done, e.g. "open", "create directory".
         op: &'static str,
@@ -80,7 +84,7 @@ pub enum Error {
         what: String,
     },
     /// Something in the target is in the way and will not be replaced.
-    #[error("cannot extract `{path}`: {reason}")]
+    #[error("cannot extract `{}`: {reason}", escape_path(path))]
     Conflict {
         /// The path in the target.
         path: PathBuf,
@@ -89,7 +93,8 @@ pub enum Error {
     },
     /// A file changed size while it was being archived.
     #[error(
-        "file `{path}` changed while being archived: expected {expected} bytes, read {actual}"
+        "file `{}` changed while being archived: expected {expected} bytes, read {actual}",
+        escape_path(path)
     )]
     FileChanged {
         /// The file.
@@ -98,6 +103,17 @@ pub enum Error {
         expected: u64,
         /// What was read.
         actual: u64,
+    },
+    /// The archive goes beyond a limit that keeps a hostile archive from
+    /// exhausting memory, disk or stack: [`ExtractOptions::max_size`]
+    /// (a zstd bomb), the name depth limit, or the bookkeeping budget (see
+    /// the crate docs, "Extraction policy").
+    ///
+    /// [`ExtractOptions::max_size`]: crate::ExtractOptions::max_size
+    #[error("archive exceeds a limit: {what}")]
+    LimitExceeded {
+        /// Which limit, with the numbers, e.g. "unpacked size over 1000 bytes".
+        what: String,
     },
     /// The operation was cancelled (its future was dropped or the consumer went away).
     #[error("archive operation cancelled")]
@@ -121,10 +137,55 @@ impl Error {
 
     pub(crate) fn unsafe_entry(entry: &[u8], reason: impl Into<String>) -> Self {
         Error::UnsafeEntry {
-            entry: String::from_utf8_lossy(entry).into_owned(),
+            entry: escape_name(entry),
             reason: reason.into(),
         }
     }
+
+    pub(crate) fn limit(what: impl Into<String>) -> Self {
+        Error::LimitExceeded { what: what.into() }
+    }
+}
+
+/// Makes an archive-controlled name printable: every byte that could move
+/// the cursor, ring the bell, rewrite a terminal line or a CI log (control
+/// characters such as ESC, CR, LF, NUL, DEL and the C1 range) or reorder
+/// text (Unicode bidirectional overrides) is shown as an escape (`\x1b`,
+/// `\r`, `\n`, `\0`, `\u{202e}`), invalid UTF-8 as `\xNN`, and `\`
+/// itself as `\\`, so the escaped text names exactly one byte string.
+/// Every error message and summary name that contains such bytes goes
+/// through here.
+pub fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\0' => out.push_str("\\0"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if (0x80..0xa0).contains(&(c as u32))
+                    || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// [`escape_name`] for a path.
+pub fn escape_path(path: &Path) -> String {
+    escape_name(path.as_os_str().as_bytes())
 }
 
 #[cfg(test)]
@@ -157,5 +218,31 @@ mod tests {
             e.to_string(),
             "archive entry `../x` escapes the target directory"
         );
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        assert_eq!(escape_name(b"plain/name.txt"), "plain/name.txt");
+        assert_eq!(escape_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape_name(b"a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(escape_name(b"a\rb\nc\0d\te\x7f"), "a\\rb\\nc\\0d\\te\\x7f");
+        assert_eq!(escape_name(b"bad\xff\xfeutf8"), "bad\\xff\\xfeutf8");
+        assert_eq!(escape_name(b"back\\slash"), "back\\\\slash");
+        assert_eq!(
+            escape_name("\u{202e}txt.exe".as_bytes()),
+            "\\u{202e}txt.exe"
+        );
+        assert_eq!(escape_name("\u{85}".as_bytes()), "\\u{85}");
+        // Escaping is injective: distinct names never print the same.
+        assert_ne!(escape_name(b"\\x1b"), escape_name(b"\x1b"));
+        let e = Error::unsafe_entry(b"/\x1b]0;pwned\x07\n", "is an absolute path");
+        let text = e.to_string();
+        assert!(!text.bytes().any(|b| b < 0x20), "{text:?}");
+        let e = Error::io(
+            "create file",
+            Path::new("t/\r\x1bx"),
+            io::ErrorKind::Other.into(),
+        );
+        assert!(!e.to_string().bytes().any(|b| b < 0x20), "{e}");
     }
 }

@@ -70,8 +70,32 @@
 //! - Memory is bounded whatever the compression ratio: file data is streamed
 //!   in chunks through bounded queues, pzstd frames decoded ahead are limited
 //!   in number and size (a frame decoding to over 32 MiB is streamed), and
-//!   long names and pax headers are limited to 1 MiB. (Bookkeeping grows
-//!   with the number of directory and link entries, not with data.)
+//!   long names and pax headers are limited to 1 MiB.
+//! - Memory is bounded whatever the number of entries: repeated entries
+//!   for the same directory cost nothing more, the cache of directories
+//!   known to be real is emptied at 64 Ki entries or 16 MiB of names, files
+//!   remembered as queued are waited for at 64 Ki or 16 MiB, links are
+//!   created in batches of at most 16 Ki entries or 16 MiB of names, and
+//!   what must be remembered until the end (each distinct directory's mode
+//!   and times, and each pre-existing read-only directory) is limited to
+//!   a budget of 128 MiB, about a million directories with 60-byte names;
+//!   an archive beyond it fails with [`Error::LimitExceeded`]. All
+//!   together, extraction holds at most about 200 MiB of bookkeeping plus
+//!   the queues above, whatever the archive.
+//! - Names are limited to 512 components ([`Error::LimitExceeded`]), and
+//!   nothing recurses per component, so a tiny archive with one very deep
+//!   name cannot overflow the stack.
+//! - [`ExtractOptions::max_size`] limits the decompressed size (zstd bombs).
+//! - Entries are applied in archive order, whatever their kinds: a later
+//!   entry with the same name as an earlier file, directory, symlink or
+//!   hard link replaces it, as GNU `tar -x` does, and a hard link sees the
+//!   data its source had when the link entry came. (An empty directory is
+//!   replaced; a non-empty one in the way of a non-directory is an error,
+//!   as with GNU tar.) Where GNU tar would follow a symlink that an
+//!   earlier entry created, to write below it, this crate replaces the
+//!   symlink by a real directory instead.
+//! - Names in error messages and summaries are escaped ([`escape_name`]):
+//!   an entry name cannot put control characters on a terminal or a CI log.
 //!
 //! Extraction into an existing tree replaces files (they are unlinked, not
 //! written through). Existing directories without owner write or search
@@ -134,7 +158,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use digest::{tree_digest, TreeDigest};
-pub use error::{Error, Result};
+pub use error::{escape_name, escape_path, Error, Result};
 pub use exclude::ExcludeSet;
 pub use frames::SkippableFrame;
 
@@ -201,6 +225,12 @@ pub struct ExtractOptions {
     /// pzstd-format frames, up to 4); 0 means one per available core, 1
     /// means everything on the calling thread.
     pub threads: usize,
+    /// Most bytes the decompressed tar stream may have (headers, names and
+    /// data together); a longer stream stops with
+    /// [`Error::LimitExceeded`]. `None` (the default) means no limit. This
+    /// is the guard against zstd bombs: a few kilobytes that decompress to
+    /// terabytes of zeros would otherwise fill the disk.
+    pub max_size: Option<u64>,
 }
 
 impl ExtractOptions {
@@ -208,6 +238,13 @@ impl ExtractOptions {
     #[must_use]
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// Limits the decompressed size of the archive (see [`ExtractOptions::max_size`]).
+    #[must_use]
+    pub fn with_max_size(mut self, max_size: Option<u64>) -> Self {
+        self.max_size = max_size;
         self
     }
 }

@@ -99,6 +99,12 @@ pub(crate) struct Global {
     /// are compressed bytes over the wire. Extension.
     #[arg(long, global = true)]
     pub(crate) no_progress: bool,
+
+    /// Cache errors (server down, corrupt object, failed upload) are
+    /// warnings: save exits 0, restore exits 2 (miss). Never usage errors.
+    /// Extension.
+    #[arg(long, global = true)]
+    pub(crate) best_effort: bool,
 }
 
 /// `--json`, on the commands that report a result.
@@ -227,6 +233,15 @@ pub(crate) enum Command {
     /// Print the man page (roff) on stdout.
     #[command(hide = true)]
     Man,
+
+    /// Remove stale staging that killed restores left under DIR.
+    Gc {
+        /// Directory to clean (and its subdirectories).
+        dir: PathBuf,
+        /// How many levels of subdirectories to look in.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        max_depth: usize,
+    },
 }
 
 /// `save NS DIR [PATHS…] (--key K | -H GLOB…)`.
@@ -306,6 +321,10 @@ pub(crate) struct RestoreArgs {
     pub(crate) download_chunk_size_mb: u64,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
+    /// Refuse archives that unpack to more than SIZE (e.g. 20G; K/M/G/T
+    /// are powers of 1024): a guard against zstd bombs.
+    #[arg(long, env = "CACHEW_MAX_SIZE", value_parser = parse_size, value_name = "SIZE")]
+    pub(crate) max_size: Option<u64>,
 }
 
 /// Where a save/restore key comes from: `--key K` or `-H GLOB…`.
@@ -318,6 +337,21 @@ pub(crate) struct KeySource {
     /// the current directory); several are separated by "," (repeatable).
     #[arg(short = 'H', long = "hash-files", alias = "hash", value_name = "GLOB")]
     pub(crate) hash_files: Vec<String>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if "kKmMgGtT".contains(c) => (
+            &t[..i],
+            10 * (1 + "kmgt".find(c.to_ascii_lowercase()).unwrap_or(0) as u32),
+        ),
+        _ => (t, 0),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("invalid size {s:?}: want bytes, or a number with K, M, G or T"))
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

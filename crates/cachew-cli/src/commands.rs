@@ -19,6 +19,7 @@ use crate::backend::Target;
 use crate::cli::{expand_dir, Cli, Command, RestoreArgs, SaveArgs};
 use crate::keys::Prefixes;
 use crate::progress::{self, Live, Mode, Phase};
+use crate::signals::{Interrupted, Signals};
 use crate::{output, Exit, UsageError};
 
 type Outcome = anyhow::Result<Exit>;
@@ -31,6 +32,8 @@ struct Ctx {
     mode: Mode,
     /// How live progress is drawn: `mode`, or `Quiet` with `--no-progress`.
     live: Mode,
+    /// `--best-effort`: cache errors become warnings.
+    best_effort: bool,
 }
 
 impl Ctx {
@@ -74,6 +77,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         prefixes: Prefixes::from_flags(&cli.global),
         mode: Mode::detect(cli.global.quiet),
         live: Mode::detect(cli.global.quiet || cli.global.no_progress),
+        best_effort: cli.global.best_effort,
     };
     if cli.global.read_only {
         if let Some(done) = crate::read_only::skip(&cli.command, ctx.mode) {
@@ -180,6 +184,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Restore(args) => restore_cmd(&ctx, args).await,
         Command::Serve(args) => crate::serve::run(args, cli.global.authorization.as_deref()).await,
+        Command::Gc { dir, max_depth } => crate::gc::run(&dir, max_depth, ctx.mode),
         Command::Git(git) => {
             let git_ctx = crate::git_restore::GitContext {
                 url: &cli.global.url,
@@ -352,13 +357,21 @@ async fn save_cmd(ctx: &Ctx, args: SaveArgs) -> Outcome {
         format!("save {}/{}", args.namespace, short(&key)),
         progress,
     );
-    // Ctrl-C drops the save: its writer aborts, so nothing is uploaded.
+    // A signal drops the save: its writer aborts, so nothing is uploaded.
+    let mut signals = Signals::install()?;
     let result = tokio::select! {
         r = save(&*cache, &key, &dir, &paths, &options) => r,
-        _ = tokio::signal::ctrl_c() => {
+        signal = signals.recv() => {
             live.finish().await;
-            return Err(anyhow!("interrupted: nothing was uploaded"));
+            return Err(Interrupted { signal, outcome: "nothing was uploaded" }.into());
         }
+    };
+    let result = match result {
+        Err(e) if ctx.best_effort && is_cache_error(&e) => {
+            best_effort_warning(e);
+            return Ok(Exit::Success);
+        }
+        r => r,
     };
     live.finish().await;
     let elapsed = started.elapsed();
@@ -437,7 +450,8 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         .with_zstd_threads(args.zstd_threads)
         .with_verify(args.verify)
         .with_lookup_only(args.lookup_only)
-        .with_progress(progress.clone());
+        .with_progress(progress.clone())
+        .with_max_size(args.max_size);
     if matches!(ctx.target, Target::Remote(_)) && args.download_concurrency > 1 {
         // Objects of 64 MiB and more come from a server in parallel ranged
         // requests (PROTOCOL.md §6). Buffering is about 2 x concurrency x
@@ -470,14 +484,22 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         format!("restore {}/{}", args.namespace, short(&keys[0])),
         progress,
     );
-    // Ctrl-C drops the restore: a staged restore removes its staging
-    // directory, so a new directory never appears half-written.
+    // A signal drops the restore: it removes its staging directory (main
+    // waits for the extractor thread), so the target stays as it was.
+    let mut signals = Signals::install()?;
     let result = tokio::select! {
         r = restore(&*cache, &keys, &dir, &options) => r,
-        _ = tokio::signal::ctrl_c() => {
+        signal = signals.recv() => {
             live.finish().await;
-            return Err(anyhow!("interrupted"));
+            return Err(Interrupted { signal, outcome: "the directory was left as it was" }.into());
         }
+    };
+    let result = match result {
+        Err(e) if ctx.best_effort && is_cache_error(&e) => {
+            best_effort_warning(e);
+            return Ok(Exit::Miss);
+        }
+        r => r,
     };
     live.finish().await;
     let elapsed = started.elapsed();
@@ -562,4 +584,17 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         crate::json::print(&report.to_json());
     }
     Ok(exit)
+}
+
+/// Whether `--best-effort` turns `e` into a warning: anything but a
+/// usage error (bad input or a protocol rule broken by the arguments).
+fn is_cache_error(e: &Error) -> bool {
+    !matches!(e, Error::InvalidInput(_) | Error::Protocol(_))
+}
+
+fn best_effort_warning(e: Error) {
+    eprintln!(
+        "cachew: warning: {:#} (--best-effort: not failing the job)",
+        anyhow::Error::from(e)
+    );
 }

@@ -14,6 +14,7 @@ mod commands;
 mod completions;
 mod envars;
 mod errors;
+mod gc;
 mod gha;
 mod git_restore;
 mod json;
@@ -27,6 +28,7 @@ mod output;
 mod progress;
 mod read_only;
 mod serve;
+mod signals;
 mod url;
 
 use std::process::ExitCode;
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
-                ExitCode::from(EXIT_ERROR)
+                ExitCode::from(signals::exit_code(e.as_ref()).unwrap_or(EXIT_ERROR))
             }
         }
     }

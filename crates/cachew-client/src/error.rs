@@ -63,7 +63,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
     /// A file-system operation failed.
-    #[error("{op} {}: {error}", path.display())]
+    #[error("{op} {}: {error}", cachew_archive::escape_path(path))]
     Io {
         /// What was being done, e.g. "create directory".
         op: &'static str,
@@ -80,6 +80,10 @@ pub enum Error {
     /// A backend-specific failure described in text.
     #[error("{0}")]
     Backend(String),
+    /// A restored tree does not have the digest saved with the object, or
+    /// the object announces a digest trailer it does not have.
+    #[error("{0}")]
+    Verification(String),
     /// The HTTP exchange with a remote server failed: connect, timeout,
     /// broken connection. Its text names the server (never credentials) and
     /// the underlying causes, so it is not repeated as `source()`;
@@ -113,6 +117,26 @@ fn display_transport(err: &cachew_transport::Error) -> String {
 }
 
 impl Error {
+    /// Whether this says the object itself is bad: a corrupt, truncated,
+    /// hostile or oversized archive, or a failed verification. A restore
+    /// tries the next fallback key after such an error.
+    pub fn is_corrupt_object(&self) -> bool {
+        use cachew_archive::Error as A;
+        match self {
+            Error::Verification(_) => true,
+            Error::Archive(a) => matches!(
+                a,
+                A::Read(_)
+                    | A::Truncated { .. }
+                    | A::Corrupt { .. }
+                    | A::UnsafeEntry { .. }
+                    | A::Unsupported { .. }
+                    | A::LimitExceeded { .. }
+            ),
+            _ => false,
+        }
+    }
+
     /// A file-system error naming the operation and the path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {

@@ -35,6 +35,7 @@ mod record;
 mod remote;
 mod restore;
 mod save;
+mod staging;
 
 pub use cache::{AbortCause, Body, Cache, CacheExt, CacheWriter, Object, ObjectMeta};
 pub use cachew_proto as proto;
@@ -49,3 +50,4 @@ pub use memory::MemoryCache;
 pub use remote::{RemoteCache, RemoteCacheBuilder};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
 pub use save::{save, Progress, SaveOptions, SaveOutcome};
+pub use staging::{gc, Cleanup};

@@ -1,20 +1,23 @@
 //! Restoring a saved directory tree from any [`Cache`] (`PROTOCOL.md` §4).
 //!
-//! When the target directory does not exist, the archive is extracted into a
-//! staging directory beside it — on the same file system, so a small `/tmp`
-//! cannot run out of space (LESSONS 2) — and renamed into place only when
-//! extraction (and verification) succeeded, so a failure leaves nothing
-//! behind. An existing target is extracted into in place; the extractor
-//! makes read-only directories writable and restores them (LESSONS 1). The
-//! target path is cleaned first, so `dir/` is staged like `dir` (LESSONS 3).
+//! Every restore is all or nothing (`staging.rs`): the
+//! archive is extracted into a staging directory beside the target — on the
+//! same file system, so a small `/tmp` cannot run out of space (LESSONS 2)
+//! — which for an existing target starts as a hard-linked clone of it, and
+//! the result is published (renamed, or atomically exchanged with the
+//! existing target) only when extraction and verification succeeded. A
+//! failure, a cancellation or a signal leaves the target as it was. The
+//! extractor makes read-only directories writable and restores them
+//! (LESSONS 1). The target path is cleaned first, so `dir/` is staged like
+//! `dir` (LESSONS 3). A corrupt object under one key falls through to the
+//! next key with a warning.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cachew_archive::ExtractOptions;
@@ -24,6 +27,7 @@ use crate::digest::{self, TreeDigest};
 use crate::hashfiles::clean;
 use crate::parallel::ParallelOptions;
 use crate::save::{from_archive, Progress};
+use crate::staging::{self, Staging, Worker};
 use crate::{Cache, Error, Key, Object, OpenOptions, Result};
 
 /// Options for [`restore`].
@@ -33,10 +37,13 @@ pub struct RestoreOptions {
     /// Threads creating files during extraction; 0 means one per core.
     pub zstd_threads: usize,
     /// Check that the restored tree has the tree digest stored with the
-    /// object; a mismatch (or an object without a digest) is an error. For
-    /// a staged restore the check runs before the rename, so a mismatch
-    /// leaves nothing behind. Files that were already in an existing target
-    /// under the saved paths count as differences.
+    /// object; a mismatch (or an object without a digest) is an error. The
+    /// check runs on the staging tree before it is published, so a mismatch
+    /// leaves the target as it was. Files that were already in an existing
+    /// target under the saved paths count as differences. Without this, a
+    /// restore into a new directory is still verified when the object
+    /// announces a digest trailer (objects saved by cachew-rs), since the
+    /// staging tree then holds exactly the archive.
     pub verify: bool,
     /// Only look the keys up (a Stat each): report the first hit without
     /// downloading or touching the directory.
@@ -48,6 +55,9 @@ pub struct RestoreOptions {
     /// `parallel_reader`); `None` (the default) reads every object with one
     /// request. Meant for remote caches.
     pub parallel: Option<ParallelOptions>,
+    /// Most bytes an archive may unpack to (its tar stream); a larger one
+    /// is treated as a corrupt object. `None` (the default): no limit.
+    pub max_size: Option<u64>,
 }
 
 impl RestoreOptions {
@@ -85,6 +95,13 @@ impl RestoreOptions {
         self.parallel = Some(parallel);
         self
     }
+
+    /// Limits what an archive may unpack to (see [`RestoreOptions::max_size`]).
+    #[must_use]
+    pub fn with_max_size(mut self, max_size: Option<u64>) -> Self {
+        self.max_size = max_size;
+        self
+    }
 }
 
 /// What [`restore`] found.
@@ -114,14 +131,21 @@ pub enum RestoreOutcome {
 
 /// Restores the first of `keys` found in `cache` into `dir`: fallback keys
 /// are tried in order, and a miss on all of them is
-/// [`RestoreOutcome::Miss`], not an error. A corrupt archive, a failed
-/// download or a failed verification is an error.
+/// [`RestoreOutcome::Miss`], not an error. A corrupt object (see
+/// [`Error::is_corrupt_object`]) is skipped with a warning for the next
+/// key; when it was the last key, it is the error. A failed download or a
+/// failure to write the tree is an error.
 ///
-/// When `dir` does not exist, the archive is extracted into a staging
-/// directory beside it (same file system) and renamed into place only when
-/// extraction and verification succeeded, so a failure leaves nothing
-/// behind; an existing `dir` is extracted into in place, read-only
-/// directories included. A trailing slash on `dir` does not change this.
+/// The archive is extracted into a staging directory beside `dir` (same
+/// file system) — a hard-linked clone of `dir` when it exists, whose
+/// inodes are never written through — and published only when extraction
+/// and verification succeeded: renamed into place, or atomically exchanged
+/// with the existing `dir`. So any failure leaves `dir` as it was, and
+/// removes the parents of `dir` that the restore created. Stale staging
+/// left by a killed restore of the same `dir` is removed first. A trailing
+/// slash on `dir` does not change this. (Where `dir` is or holds a mount
+/// point, it cannot be swapped: it is then extracted into in place, with a
+/// warning.)
 pub async fn restore(
     cache: &dyn Cache,
     keys: &[Key],
@@ -135,6 +159,7 @@ pub async fn restore(
         return Err(Error::InvalidInput("empty target directory".into()));
     }
     let dir = clean(dir);
+    let mut skipped: Option<Error> = None;
     for (index, key) in keys.iter().enumerate() {
         if options.lookup_only {
             match cache.stat(key, &OpenOptions::default()).await {
@@ -162,7 +187,15 @@ pub async fn restore(
             Err(e) => return Err(e),
         };
         let size = object.meta.size.unwrap_or(0);
-        let (entries, bytes, verified) = extract_object(object, &dir, options).await?;
+        let (entries, bytes, verified) = match extract_object(object, &dir, options).await {
+            Ok(done) => done,
+            Err(e) if e.is_corrupt_object() && index + 1 < keys.len() => {
+                tracing::warn!("the object for key {key} is unusable ({e}); trying the next key");
+                skipped.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         return Ok(RestoreOutcome::Hit {
             key: *key,
             index,
@@ -172,7 +205,11 @@ pub async fn restore(
             verified,
         });
     }
-    Ok(RestoreOutcome::Miss)
+    match skipped {
+        // Later keys missed: the corrupt object is the answer.
+        Some(e) => Err(e),
+        None => Ok(RestoreOutcome::Miss),
+    }
 }
 
 /// What a verification needs from the object's headers: what the digest
@@ -217,6 +254,14 @@ async fn extract_object(
     } else {
         None
     };
+    // An object that announces a digest trailer is verified even without
+    // `verify` when the staging tree holds only the archive (a new target),
+    // before it becomes visible; see below.
+    let announced = if options.verify {
+        None
+    } else {
+        expected_digest(&object).ok()
+    };
     if let Some(p) = &options.progress {
         if let Some(size) = object.meta.size {
             p.set_total(size);
@@ -226,8 +271,15 @@ async fn extract_object(
         inner: object.body,
         progress: options.progress.clone(),
     };
-    let extract_options = ExtractOptions::default().with_threads(options.zstd_threads);
+    let extract_options = ExtractOptions::default()
+        .with_threads(options.zstd_threads)
+        .with_max_size(options.max_size);
 
+    // What a killed restore of this target left: removed, or rolled back.
+    {
+        let d = dir.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || staging::recover(&d)).await;
+    }
     let existing = match tokio::fs::metadata(dir).await {
         Ok(meta) if meta.is_dir() => true,
         Ok(_) => {
@@ -240,38 +292,83 @@ async fn extract_object(
         Err(e) => return Err(Error::io("stat", dir, e)),
     };
 
-    if existing {
-        let summary = extract_stream(body, dir.to_path_buf(), extract_options, None).await?;
-        let verified = match expected {
-            Some(expected) => {
-                Some(verify(dir.to_path_buf(), summary.tree_digest, expected, options).await?)
-            }
-            None => None,
-        };
-        return Ok((summary.entries, summary.bytes, verified));
+    // A symlink to a directory: the directory it names is restored.
+    let dir = if existing {
+        tokio::fs::canonicalize(dir)
+            .await
+            .map_err(|e| Error::io("resolve", dir, e))?
+    } else {
+        dir.to_path_buf()
+    };
+    // A mount point cannot be swapped, and one inside must not end up in
+    // an old tree that is removed.
+    let mut in_place = existing && is_mount_point(&dir);
+    let staging = if in_place {
+        None
+    } else {
+        Some(Staging::create(&dir)?)
+    };
+    if let (Some(s), true) = (&staging, existing) {
+        in_place = !s.clone_from(&dir).await?;
     }
+    let staging = match staging {
+        Some(s) if !in_place => s,
+        _ => {
+            return extract_in_place(body, dir, extract_options, expected, options).await;
+        }
+    };
 
-    let staging = Staging::create(dir)?;
-    let result = async {
-        let summary = extract_stream(
-            body,
-            staging.path.clone(),
-            extract_options,
-            Some(staging.extractor.clone()),
-        )
-        .await?;
-        let verified = match expected {
-            Some(expected) => {
-                Some(verify(staging.path.clone(), summary.tree_digest, expected, options).await?)
-            }
-            None => None,
-        };
-        Ok::<_, Error>((summary, verified))
-    }
-    .await;
-    let (summary, verified) = result?;
-    staging.commit(dir)?;
+    let summary = extract_stream(
+        body,
+        staging.path.clone(),
+        extract_options,
+        Some(staging.worker.clone()),
+    )
+    .await?;
+    let expected = match (expected, announced) {
+        (Some(e), _) => Some(e),
+        (None, Some(e)) if !existing => Some(e),
+        _ => None,
+    };
+    let verified = match expected {
+        Some(expected) => {
+            Some(verify(staging.path.clone(), summary.tree_digest, expected, options).await?)
+        }
+        None => None,
+    };
+    staging.commit(&dir, existing).await?;
     Ok((summary.entries, summary.bytes, verified))
+}
+
+/// The fallback for a target that is or holds a mount point: extraction
+/// straight into it, as before all-or-nothing restores.
+async fn extract_in_place<R: AsyncRead + Unpin + Send>(
+    body: R,
+    dir: PathBuf,
+    extract_options: ExtractOptions,
+    expected: Option<Expected>,
+    options: &RestoreOptions,
+) -> Result<(u64, u64, Option<TreeDigest>)> {
+    tracing::warn!(
+        "{} is or holds a mount point, which cannot be swapped: restoring into it in place, \
+         not all or nothing",
+        dir.display()
+    );
+    let summary = extract_stream(body, dir.clone(), extract_options, None).await?;
+    let verified = match expected {
+        Some(expected) => Some(verify(dir, summary.tree_digest, expected, options).await?),
+        None => None,
+    };
+    Ok((summary.entries, summary.bytes, verified))
+}
+
+/// Whether `dir` is on another file system than its parent.
+fn is_mount_point(dir: &Path) -> bool {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev() || a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Checks the restored tree in `dir` against `trailer`, the digest the
@@ -283,7 +380,7 @@ async fn verify(
     options: &RestoreOptions,
 ) -> Result<TreeDigest> {
     let digest = trailer.ok_or_else(|| {
-        Error::Backend(
+        Error::Verification(
             "cannot verify: the object's headers announce a tree digest but the archive has no \
              digest trailer (truncated or rewritten object?)"
                 .into(),
@@ -293,143 +390,11 @@ async fn verify(
     let Expected { paths, excludes } = expected;
     let actual = digest::tree_digest_async(dir, paths, excludes, threads).await?;
     if actual != digest {
-        return Err(Error::Backend(format!(
+        return Err(Error::Verification(format!(
             "verification failed: the restored tree has digest {actual}, the saved tree had {digest}"
         )));
     }
     Ok(digest)
-}
-
-/// A staging directory beside the target; removed on drop unless committed.
-///
-/// If the restore is cancelled (its future dropped) while the extractor
-/// thread still writes into the directory, removing it at once would race
-/// that thread; the removal is then left to the thread when it stops.
-struct Staging {
-    path: PathBuf,
-    committed: bool,
-    extractor: Arc<Mutex<ExtractorState>>,
-}
-
-/// Who removes an abandoned staging directory.
-#[derive(Debug, Default)]
-struct ExtractorState {
-    /// The extractor thread is writing into the directory.
-    running: bool,
-    /// The restore was dropped meanwhile: the thread removes the directory.
-    abandoned: bool,
-}
-
-static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
-
-impl Staging {
-    fn create(target: &Path) -> Result<Staging> {
-        let name = target.file_name().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "cannot restore into {}: it has no final name",
-                target.display()
-            ))
-        })?;
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
-        let seed = std::process::id() as u64 ^ nanos();
-        for attempt in 0..100u64 {
-            let n = seed
-                .wrapping_add(STAGING_SEQ.fetch_add(1, Ordering::Relaxed))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(attempt);
-            let mut staged = std::ffi::OsString::from(".");
-            staged.push(name);
-            staged.push(format!(".cachew-staging-{:08x}", n as u32));
-            let path = parent.join(staged);
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    return Ok(Staging {
-                        path,
-                        committed: false,
-                        extractor: Arc::default(),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("create staging directory", &path, e)),
-            }
-        }
-        Err(Error::InvalidInput(format!(
-            "cannot create a staging directory beside {}",
-            target.display()
-        )))
-    }
-
-    fn commit(mut self, target: &Path) -> Result<()> {
-        std::fs::rename(&self.path, target)
-            .map_err(|e| Error::io("rename into place", target, e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        let mut state = self.extractor.lock().unwrap_or_else(|p| p.into_inner());
-        if state.running {
-            state.abandoned = true;
-            return;
-        }
-        drop(state);
-        remove_tree(&self.path);
-    }
-}
-
-fn nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Removes a staged tree, first making read-only directories writable so
-/// their entries can be removed (a saved tree may hold 0555 directories).
-fn remove_tree(path: &Path) {
-    fn make_writable(dir: &Path) {
-        let Ok(meta) = std::fs::symlink_metadata(dir) else {
-            return;
-        };
-        if !meta.is_dir() {
-            return;
-        }
-        let mode = meta.permissions().mode();
-        if mode & 0o700 != 0o700 {
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
-        }
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for ent in rd.flatten() {
-                if ent.file_type().is_ok_and(|t| t.is_dir()) {
-                    make_writable(&ent.path());
-                }
-            }
-        }
-    }
-    if std::fs::remove_dir_all(path).is_ok() {
-        return;
-    }
-    // When a restore is cancelled, the extractor may still be finishing a
-    // file for a moment: retry briefly before giving up.
-    for attempt in 0..5 {
-        make_writable(path);
-        match std::fs::remove_dir_all(path) {
-            Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) if attempt == 4 => {
-                tracing::warn!("could not remove staging directory {}: {e}", path.display());
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-    }
 }
 
 /// Bytes handed from the download to the extractor per message.
@@ -449,7 +414,7 @@ async fn extract_stream<R>(
     mut body: R,
     target: PathBuf,
     options: ExtractOptions,
-    staging: Option<Arc<Mutex<ExtractorState>>>,
+    staging: Option<Arc<Worker>>,
 ) -> Result<cachew_archive::ExtractSummary>
 where
     R: AsyncRead + Unpin + Send,
@@ -458,8 +423,8 @@ where
     use tokio::io::AsyncReadExt;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(BRIDGE_DEPTH);
-    if let Some(state) = &staging {
-        state.lock().unwrap_or_else(|p| p.into_inner()).running = true;
+    if let Some(worker) = &staging {
+        worker.start();
     }
     let task = tokio::task::spawn_blocking(move || {
         let reader = BridgeReader {
@@ -467,13 +432,8 @@ where
             current: Bytes::new(),
         };
         let result = cachew_archive::extract(reader, &target, &options);
-        if let Some(state) = staging {
-            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-            state.running = false;
-            if state.abandoned {
-                drop(state);
-                remove_tree(&target);
-            }
+        if let Some(worker) = staging {
+            worker.done(&target);
         }
         result
     });

@@ -47,16 +47,31 @@ pub(super) struct Entries<R: BufRead> {
     long_name: Option<Vec<u8>>,
     long_link: Option<Vec<u8>>,
     pax: HashMap<Vec<u8>, Vec<u8>>,
+    /// Bytes of pax records held: several pax headers in a row share the
+    /// [`META_MAX`] limit, so a run of them cannot grow memory.
+    pax_bytes: u64,
 }
 
 impl<R: BufRead> Entries<R> {
+    #[cfg(test)]
     pub(super) fn new(r: R) -> Self {
+        Entries::with_limit(r, None)
+    }
+
+    /// Like [`Entries::new`], stopping with [`Error::LimitExceeded`] once
+    /// more than `max_size` bytes have been read.
+    pub(super) fn with_limit(r: R, max_size: Option<u64>) -> Self {
         Entries {
-            input: Input { r, pos: 0 },
+            input: Input {
+                r,
+                pos: 0,
+                limit: max_size.unwrap_or(u64::MAX),
+            },
             block: [0u8; BLOCK],
             long_name: None,
             long_link: None,
             pax: HashMap::new(),
+            pax_bytes: 0,
         }
     }
 
@@ -93,6 +108,7 @@ impl<R: BufRead> Entries<R> {
         let input = &mut self.input;
         let block = &mut self.block;
         let (long_name, long_link, pax) = (&mut self.long_name, &mut self.long_link, &mut self.pax);
+        let pax_bytes = &mut self.pax_bytes;
         let offset = input.pos;
         input.read_exact(block, "a tar header or the end-of-archive marker")?;
         if tarfmt::is_zero_block(block) {
@@ -147,6 +163,16 @@ impl<R: BufRead> Entries<R> {
                     }
                 }
                 b'x' => {
+                    *pax_bytes += size;
+                    if *pax_bytes > META_MAX {
+                        return Err(Error::Corrupt {
+                            offset,
+                            reason: format!(
+                                "pax headers of {pax_bytes} bytes for one entry exceed the \
+                                 {META_MAX}-byte limit"
+                            ),
+                        });
+                    }
                     let recs = tarfmt::parse_pax(&data)
                         .map_err(|reason| Error::Corrupt { offset, reason })?;
                     pax.extend(recs);
@@ -194,11 +220,12 @@ impl<R: BufRead> Entries<R> {
         }
         if pax.keys().any(|k| k.starts_with(b"GNU.sparse")) {
             return Err(Error::Unsupported {
-                entry: String::from_utf8_lossy(&name).into_owned(),
+                entry: crate::escape_name(&name),
                 what: "pax sparse file".into(),
             });
         }
         pax.clear();
+        *pax_bytes = 0;
         Ok(Some(Some(Entry {
             offset,
             typ,
@@ -219,10 +246,23 @@ pub(super) struct Input<R: BufRead> {
     r: R,
     /// Bytes consumed so far.
     pub(super) pos: u64,
+    /// Most bytes that may be consumed (`ExtractOptions::max_size`).
+    limit: u64,
 }
 
 impl<R: BufRead> Input<R> {
+    fn check_limit(&self) -> Result<()> {
+        if self.pos > self.limit {
+            return Err(Error::limit(format!(
+                "the unpacked archive is over the {}-byte limit (max size)",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) fn fill(&mut self, expected: &'static str) -> Result<&[u8]> {
+        self.check_limit()?;
         let pos = self.pos;
         loop {
             match self.r.fill_buf() {
@@ -277,6 +317,7 @@ impl<R: BufRead> Input<R> {
         let mut v = vec![0u8; n];
         let mut done = 0;
         while done < n {
+            self.check_limit()?;
             match self.r.read(&mut v[done..]) {
                 Ok(0) => {
                     return Err(Error::Truncated {
@@ -316,6 +357,7 @@ impl<R: BufRead> Input<R> {
     /// Reads to the end, so a corrupt tail or a bad frame checksum is noticed.
     fn drain(&mut self) -> Result<()> {
         loop {
+            self.check_limit()?;
             match self.r.fill_buf() {
                 Ok([]) => return Ok(()),
                 Ok(b) => {
@@ -329,5 +371,7 @@ impl<R: BufRead> Input<R> {
     }
 }
 
+#[cfg(test)]
+mod corpus_tests;
 #[cfg(test)]
 mod tests;

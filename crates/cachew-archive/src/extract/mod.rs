@@ -17,6 +17,10 @@
 //!   `O_NOFOLLOW`, so a link can never reach outside the target.
 //! - Directory modes and times are applied at the end through descriptors
 //!   opened the same way.
+//! - Entries take effect in archive order: before an entry at a name (or
+//!   below a name) where a file may still be in a worker's queue or a link
+//!   is pending, the parser waits for the workers or flushes the links
+//!   ([`policy::Order`]).
 
 mod entries;
 mod policy;
@@ -34,7 +38,7 @@ use crate::tarfmt;
 use crate::{Error, ExtractOptions, ExtractSummary, Result};
 
 use entries::Entries;
-use policy::Extractor;
+use policy::{Extractor, Order};
 use pool::{FileJob, FileSink, Job, Pool, CHUNK};
 
 /// Files up to this size are read whole and handed to a worker in one message.
@@ -62,7 +66,7 @@ pub(crate) fn extract_impl<R: Read>(
     // small files.
     let decoder = FrameReader::new(r, threads.min(DECODE_THREADS_MAX));
     // Read in place through `BufRead`: no buffer copy in between.
-    let mut entries = Entries::new(decoder);
+    let mut entries = Entries::with_limit(decoder, opts.max_size);
     let mut ex = Extractor::new(target);
     let failed = AtomicBool::new(false);
     let first_error = Mutex::new(None);
@@ -139,6 +143,18 @@ fn parse<R: BufRead>(
         let input = entries.input();
         ex.summary.entries += 1;
         let rel = policy::sanitize(&name)?;
+        let order = match typ {
+            b'0' | 0 | b'7' => ex.order(&rel, false),
+            b'5' | b'D' => ex.order(&rel, true),
+            _ => Order::Now,
+        };
+        if order != Order::Now {
+            pool.barrier()?;
+            ex.files_done();
+            if order == Order::Flush {
+                ex.flush_links()?;
+            }
+        }
         match typ {
             b'0' | 0 | b'7' => {
                 policy::not_root(&rel, &name)?;
@@ -160,6 +176,10 @@ fn parse<R: BufRead>(
                     ex.summary.files += 1;
                     ex.summary.bytes += size;
                 } else {
+                    if ex.file_in_flight(&rel) {
+                        pool.barrier()?;
+                        ex.files_done();
+                    }
                     let w = pool::route(&rel, pool.workers());
                     let first = size.min(INLINE_MAX);
                     let data = if first as usize >= STREAM_BUFFER {
@@ -200,15 +220,14 @@ fn parse<R: BufRead>(
                 if target.is_empty() {
                     return Err(Error::Corrupt {
                         offset,
-                        reason: format!(
-                            "link `{}` has an empty target",
-                            String::from_utf8_lossy(&name)
-                        ),
+                        reason: format!("link `{}` has an empty target", crate::escape_name(&name)),
                     });
                 }
                 ex.defer_link(rel, name, typ == b'1', target, meta)?;
-                if ex.pending_links() >= LINK_BATCH {
+                let (count, bytes) = ex.pending_links();
+                if count >= LINK_BATCH || bytes >= policy::LINK_BYTES {
                     pool.barrier()?;
+                    ex.files_done();
                     ex.flush_links()?;
                 }
             }
@@ -218,9 +237,7 @@ fn parse<R: BufRead>(
                 input.skip(size + tarfmt::padding(size) as u64, "entry data")?;
                 ex.summary.skipped += 1;
                 if ex.summary.skipped_names.len() < SKIPPED_NAMES {
-                    ex.summary
-                        .skipped_names
-                        .push(String::from_utf8_lossy(&name).into_owned());
+                    ex.summary.skipped_names.push(crate::escape_name(&name));
                 }
             }
             b'V' => {
@@ -229,13 +246,13 @@ fn parse<R: BufRead>(
             }
             b'S' => {
                 return Err(Error::Unsupported {
-                    entry: String::from_utf8_lossy(&name).into_owned(),
+                    entry: crate::escape_name(&name),
                     what: "GNU sparse file".into(),
                 })
             }
             other => {
                 return Err(Error::Unsupported {
-                    entry: String::from_utf8_lossy(&name).into_owned(),
+                    entry: crate::escape_name(&name),
                     what: format!("entry type `{}`", other.escape_ascii()),
                 })
             }

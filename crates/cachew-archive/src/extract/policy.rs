@@ -7,9 +7,11 @@
 //! hard link sources resolved component by component without following
 //! symlinks; directory modes and times are applied last, through
 //! descriptors opened the same way, and pre-existing read-only directories
-//! get their modes back.
+//! get their modes back. Entries take effect in archive order whatever
+//! their kinds ([`Order`]), and what is remembered along the way is
+//! bounded (see the constants below and the crate docs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -19,6 +21,41 @@ use std::path::{Path, PathBuf};
 use super::entries::Meta;
 use crate::sys;
 use crate::{Error, ExtractSummary, Result};
+
+/// Most components an entry name may have. Nothing recurses per
+/// component, but each level of a directory costs a descriptor when modes
+/// are applied at the end, and real trees are far shallower.
+pub(crate) const MAX_DEPTH: usize = 512;
+/// The cache of directories known to be real is emptied when it holds
+/// this many entries or [`DIRS_CACHE_BYTES`] of names (a cache miss costs
+/// one `lstat`).
+const DIRS_CACHE_MAX: usize = 64 * 1024;
+const DIRS_CACHE_BYTES: usize = 16 << 20;
+/// Budget for what is kept until the end of the archive: each distinct
+/// directory entry's metadata and each pre-existing read-only directory,
+/// counted as name length plus [`KEPT_OVERHEAD`].
+pub(crate) const KEPT_MAX: usize = 128 << 20;
+const KEPT_OVERHEAD: usize = 80;
+/// Regular files handed to workers since the last barrier that are
+/// remembered (to order a later entry below one of them) before a barrier.
+const IN_FLIGHT_MAX: usize = 64 * 1024;
+const IN_FLIGHT_BYTES: usize = 16 << 20;
+/// Pending links are flushed at this many bytes of names and targets.
+pub(super) const LINK_BYTES: usize = 16 << 20;
+
+/// What must happen before an entry is applied so that it takes effect
+/// after every earlier entry (GNU tar's order: the last one wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// Nothing: no earlier entry is still pending at this name.
+    Now,
+    /// Wait for the workers: a file they may still be writing is at this
+    /// name or one of its parents.
+    Barrier,
+    /// Wait for the workers and create the pending links: one of them is
+    /// at this name or a parent, or is a hard link to this name.
+    Flush,
+}
 
 /// What must be done after a file is written, worked out by the parser so
 /// that workers make no more system calls than needed.
@@ -59,11 +96,19 @@ pub(crate) fn sanitize(name: &[u8]) -> Result<PathBuf> {
         return Err(Error::unsafe_entry(name, "is an absolute path"));
     }
     let mut out: Vec<u8> = Vec::with_capacity(name.len());
+    let mut depth = 0usize;
     for comp in name.split(|&c| c == b'/') {
         match comp {
             b"" | b"." => {}
             b".." => return Err(Error::unsafe_entry(name, "escapes the target directory")),
             c => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let shown = crate::escape_name(&name[..name.len().min(64)]);
+                    return Err(Error::limit(format!(
+                        "entry `{shown}…` has more than {MAX_DEPTH} name components"
+                    )));
+                }
                 if !out.is_empty() {
                     out.push(b'/');
                 }
@@ -109,15 +154,21 @@ pub(super) fn create_file(path: &Path, mode: u32) -> Result<File> {
     }
 }
 
-/// Removes a file or symlink in the way; a directory is a conflict.
+/// Removes a file, symlink or empty directory in the way of a
+/// non-directory entry (as GNU tar does); a non-empty directory is a
+/// conflict.
 pub(super) fn remove_non_dir(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(Error::Conflict {
-            path: path.to_path_buf(),
-            reason: "a directory is in the way of a non-directory entry",
-        }),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => match fs::remove_dir(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(_) => Err(Error::Conflict {
+                path: path.to_path_buf(),
+                reason: "a non-empty directory is in the way of a non-directory entry",
+            }),
+        },
         Err(e) => Err(Error::io("remove", path, e)),
     }
 }
@@ -131,24 +182,30 @@ struct DeferredLink {
     meta: Meta,
 }
 
-struct DirMeta {
-    rel: PathBuf,
-    meta: Meta,
-}
-
 /// What has been made of the target so far, and what is left to do.
 pub(super) struct Extractor<'a> {
     target: &'a Path,
     root: bool,
-    /// Directories (relative) known to be real directories inside the target.
+    /// Directories (relative) known to be real directories inside the
+    /// target: a cache, emptied when full.
     dirs: HashMap<PathBuf, DirInfo>,
+    dirs_bytes: usize,
     euid: u32,
     egid: u32,
     umask: Option<u32>,
     /// Pre-existing directories made owner-writable, with their original modes.
     loosened: Vec<(PathBuf, u32)>,
-    dir_meta: Vec<DirMeta>,
+    /// Each directory entry's metadata, the last one for a repeated name.
+    dir_meta: HashMap<PathBuf, Meta>,
+    /// Bytes counted against [`KEPT_MAX`].
+    kept_bytes: usize,
     links: Vec<DeferredLink>,
+    /// Names the pending links create, and hard link sources they read.
+    link_names: HashSet<PathBuf>,
+    link_bytes: usize,
+    /// Regular files handed to workers since the last barrier.
+    in_flight: HashSet<PathBuf>,
+    in_flight_bytes: usize,
     pub(super) summary: ExtractSummary,
 }
 
@@ -158,14 +215,20 @@ impl<'a> Extractor<'a> {
             target,
             root: sys::is_root(),
             dirs: HashMap::new(),
+            dirs_bytes: 0,
             // SAFETY: no preconditions.
             euid: unsafe { libc::geteuid() },
             // SAFETY: no preconditions.
             egid: unsafe { libc::getegid() },
             umask: current_umask(),
             loosened: Vec::new(),
-            dir_meta: Vec::new(),
+            dir_meta: HashMap::new(),
+            kept_bytes: 0,
             links: Vec::new(),
+            link_names: HashSet::new(),
+            link_bytes: 0,
+            in_flight: HashSet::new(),
+            in_flight_bytes: 0,
             summary: ExtractSummary::default(),
         }
     }
@@ -185,8 +248,66 @@ impl Extractor<'_> {
     /// applied at the end ([`Extractor::finish_dirs`]).
     pub(super) fn dir(&mut self, rel: PathBuf, meta: Meta) -> Result<()> {
         self.ensure_dir(&rel)?;
-        self.dir_meta.push(DirMeta { rel, meta });
+        let cost = rel.as_os_str().len() + KEPT_OVERHEAD;
+        match self.dir_meta.get_mut(&rel) {
+            Some(m) => *m = meta,
+            None => {
+                self.keep(cost)?;
+                self.dir_meta.insert(rel, meta);
+            }
+        }
         Ok(())
+    }
+
+    /// Counts `cost` bytes against the budget for what is kept to the end.
+    fn keep(&mut self, cost: usize) -> Result<()> {
+        self.kept_bytes += cost;
+        if self.kept_bytes > KEPT_MAX {
+            return Err(Error::limit(format!(
+                "over {} distinct directories: their metadata would take more than the \
+                 {KEPT_MAX}-byte bookkeeping budget",
+                self.dir_meta.len() + self.loosened.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What must happen before the entry `rel` is applied (`dir`: a
+    /// directory entry; links are ordered among themselves at the flush).
+    pub(super) fn order(&self, rel: &Path, dir: bool) -> Order {
+        if self.link_names.is_empty() && self.in_flight.is_empty() {
+            return Order::Now;
+        }
+        let mut order = Order::Now;
+        for (i, p) in rel.ancestors().enumerate() {
+            if p.as_os_str().is_empty() {
+                break;
+            }
+            if self.link_names.contains(p) {
+                return Order::Flush;
+            }
+            // A file at the entry's own name is in the same worker's queue,
+            // in order; only a directory entry must wait for it.
+            if (i > 0 || dir) && self.in_flight.contains(p) {
+                order = Order::Barrier;
+            }
+        }
+        order
+    }
+
+    /// Notes a regular file handed to a worker; true when enough are
+    /// remembered that the caller should wait for the workers now.
+    pub(super) fn file_in_flight(&mut self, rel: &Path) -> bool {
+        if self.in_flight.insert(rel.to_path_buf()) {
+            self.in_flight_bytes += rel.as_os_str().len();
+        }
+        self.in_flight.len() >= IN_FLIGHT_MAX || self.in_flight_bytes >= IN_FLIGHT_BYTES
+    }
+
+    /// The workers are idle: every file handed to them is written.
+    pub(super) fn files_done(&mut self) {
+        self.in_flight.clear();
+        self.in_flight_bytes = 0;
     }
 
     /// A symlink or hard link (`hard`) entry to `target` (not empty),
@@ -206,7 +327,7 @@ impl Extractor<'_> {
                     &name,
                     format!(
                         "is a hard link to `{}`, which escapes the target directory",
-                        String::from_utf8_lossy(&target)
+                        crate::escape_name(&target)
                     ),
                 )
             })?;
@@ -214,6 +335,11 @@ impl Extractor<'_> {
         } else {
             None
         };
+        self.link_bytes += rel.as_os_str().len() + name.len() + target.len();
+        if let Some(src) = &hard_source {
+            self.link_names.insert(src.clone());
+        }
+        self.link_names.insert(rel.clone());
         self.links.push(DeferredLink {
             rel,
             name,
@@ -224,9 +350,10 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    /// Links waiting for [`Extractor::flush_links`].
-    pub(super) fn pending_links(&self) -> usize {
-        self.links.len()
+    /// Links waiting for [`Extractor::flush_links`], and the bytes of
+    /// their names.
+    pub(super) fn pending_links(&self) -> (usize, usize) {
+        (self.links.len(), self.link_bytes)
     }
 }
 
@@ -237,6 +364,28 @@ impl Extractor<'_> {
         if let Some(info) = self.dirs.get(rel) {
             return Ok(*info);
         }
+        // Ancestors up to the nearest known one, checked top down: a loop,
+        // not recursion, since a name may have thousands of components.
+        let mut todo: Vec<&Path> = Vec::new();
+        for p in rel.ancestors() {
+            if self.dirs.contains_key(p) {
+                break;
+            }
+            todo.push(p);
+        }
+        if self.dirs.len() + todo.len() > DIRS_CACHE_MAX || self.dirs_bytes > DIRS_CACHE_BYTES {
+            self.dirs.clear();
+            self.dirs_bytes = 0;
+        }
+        let mut info = None;
+        for p in todo.into_iter().rev() {
+            info = Some(self.ensure_one_dir(p)?);
+        }
+        Ok(info.expect("rel is not in the cache, so it was checked"))
+    }
+
+    /// [`Extractor::ensure_dir`] for one directory whose parent is known real.
+    fn ensure_one_dir(&mut self, rel: &Path) -> Result<DirInfo> {
         if rel.as_os_str().is_empty() {
             // The target itself: never replaced, but loosened like the others.
             let m = fs::metadata(self.target).map_err(|e| Error::io("stat", self.target, e))?;
@@ -245,15 +394,13 @@ impl Extractor<'_> {
             self.dirs.insert(PathBuf::new(), info);
             return Ok(info);
         }
-        if let Some(parent) = rel.parent() {
-            self.ensure_dir(parent)?;
-        }
         let path = self.target.join(rel);
         for _attempt in 0..4 {
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {
                     self.loosen(rel, &m)?;
                     let info = DirInfo::of(&m);
+                    self.dirs_bytes += rel.as_os_str().len();
                     self.dirs.insert(rel.to_path_buf(), info);
                     return Ok(info);
                 }
@@ -288,6 +435,7 @@ impl Extractor<'_> {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
                 .map_err(|e| Error::io("make writable", &path, e))?;
             self.loosened.push((rel.to_path_buf(), mode));
+            self.keep(rel.as_os_str().len() + KEPT_OVERHEAD)?;
         }
         Ok(())
     }
@@ -312,6 +460,8 @@ impl Extractor<'_> {
     /// Must only run while no worker is writing.
     pub(super) fn flush_links(&mut self) -> Result<()> {
         let links = std::mem::take(&mut self.links);
+        self.link_names.clear();
+        self.link_bytes = 0;
         for l in links {
             self.ensure_parent(&l.rel)?;
             let path = self.target.join(&l.rel);
@@ -383,15 +533,16 @@ impl Extractor<'_> {
         // Pre-existing directories first get their own modes back; those in
         // the archive then get the archive's.
         self.restore_loosened()?;
-        let mut dirs = std::mem::take(&mut self.dir_meta);
+        let mut dirs: Vec<(PathBuf, Meta)> =
+            std::mem::take(&mut self.dir_meta).into_iter().collect();
         // Reverse component order visits every directory after all its
         // descendants (so a read-only mode or a time set on a parent is not
         // disturbed by work below it) and keeps ancestors' descriptors reusable.
-        dirs.sort_by(|a, b| b.rel.cmp(&a.rel));
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
         let mut opener = sys::BeneathOpener::new(self.target);
-        for d in dirs {
-            let path = self.target.join(&d.rel);
-            let fd = match opener.open(&d.rel) {
+        for (rel, meta) in dirs {
+            let path = self.target.join(&rel);
+            let fd = match opener.open(&rel) {
                 Ok(fd) => fd,
                 // Replaced by a later entry (a symlink or file): nothing to do.
                 Err(e)
@@ -404,12 +555,12 @@ impl Extractor<'_> {
                 Err(e) => return Err(Error::io("open directory", &path, e)),
             };
             if self.root {
-                sys::fchown(fd, d.meta.uid, d.meta.gid)
+                sys::fchown(fd, meta.uid, meta.gid)
                     .map_err(|e| Error::io("change owner of", &path, e))?;
             }
-            sys::fchmod(fd, d.meta.mode & 0o7777)
+            sys::fchmod(fd, meta.mode & 0o7777)
                 .map_err(|e| Error::io("change mode of", &path, e))?;
-            sys::futimens(fd, d.meta.mtime).map_err(|e| Error::io("set times of", &path, e))?;
+            sys::futimens(fd, meta.mtime).map_err(|e| Error::io("set times of", &path, e))?;
         }
         Ok(())
     }

@@ -1,0 +1,562 @@
+//! Staging directories for all-or-nothing restores: where a restore is
+//! built, how it is published, and how what a killed run left is found and
+//! removed or rolled back (`docs/ARCHITECTURE.md`, "Restores: staging,
+//! swap, recovery").
+//!
+//! A staging directory sits beside the target, on the same file system,
+//! and its name marks it as ours and names its owner:
+//! `.NAME.cachew-PID-START-RAND.staging`, where `START` is the owner's
+//! start time (clock ticks since boot, `/proc/PID/stat`), so a reused pid
+//! is not mistaken for the owner. For an existing target the staging tree
+//! starts as a clone of it — directories copied, every other entry hard
+//! linked — and the extractor never writes through an existing inode
+//! (it unlinks before creating), so the target is not modified. It is
+//! published with one atomic `renameat2(RENAME_EXCHANGE)`; where the file
+//! system lacks that, with two renames through `.NAME.cachew-…​.old`, whose
+//! name is the journal: a run that finds the target missing and such a
+//! directory of a dead owner renames it back.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::{Error, Result};
+
+/// What marks a staging directory's name as ours.
+const MARK: &str = ".cachew-";
+const STAGING: &str = ".staging";
+const OLD: &str = ".old";
+
+/// A staging directory beside the target; removed on drop unless committed,
+/// together with the target's parent directories that it created.
+///
+/// If the restore is cancelled (its future dropped) while a blocking
+/// thread still writes into the directory (cloning or extracting), removing
+/// it at once would race that thread; the removal is then left to the
+/// thread when it stops.
+#[derive(Debug)]
+pub(crate) struct Staging {
+    pub(crate) path: PathBuf,
+    committed: bool,
+    pub(crate) worker: Arc<Worker>,
+}
+
+/// Who removes an abandoned staging directory, shared with the thread
+/// that writes into it.
+#[derive(Debug, Default)]
+pub(crate) struct Worker {
+    state: Mutex<WorkerState>,
+    /// Parents of the target created for this restore, top first.
+    created_parents: Vec<PathBuf>,
+    /// Set when the restore is dropped: a clone in progress stops early.
+    stop: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct WorkerState {
+    running: bool,
+    abandoned: bool,
+}
+
+impl Worker {
+    /// A blocking thread starts writing into the staging directory.
+    pub(crate) fn start(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).running = true;
+    }
+
+    /// The thread stopped writing into `path`; removes it if the restore
+    /// was abandoned meanwhile.
+    pub(crate) fn done(&self, path: &Path) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.running = false;
+        if state.abandoned {
+            drop(state);
+            remove_tree(path);
+            remove_parents(&self.created_parents);
+        }
+    }
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// This process's start time in clock ticks since boot (0 if unknown).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields count
+    // from the last `)`. starttime is field 22, the 20th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `start` still runs.
+fn owner_alive(pid: u32, start: u64) -> bool {
+    if pid == std::process::id() {
+        // Ourselves only if it is our start time (a reused pid in a new
+        // container otherwise).
+        return start_time(pid).is_none_or(|s| s == start);
+    }
+    match start_time(pid) {
+        Some(s) => s == start,
+        None => {
+            // No /proc: ask the kernel whether the pid exists.
+            // SAFETY: signal 0 only checks for existence and permission.
+            let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+            r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+    }
+}
+
+/// A staging directory name parsed: the target name it belongs to, its
+/// owner, and whether it is an `.old` (a target moved aside mid-swap).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Stale {
+    pub(crate) target_name: OsString,
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    pub(crate) old: bool,
+}
+
+pub(crate) fn parse_name(name: &OsStr) -> Option<Stale> {
+    let b = name.as_bytes();
+    let b = b.strip_prefix(b".")?;
+    let (b, old) = if let Some(s) = b.strip_suffix(STAGING.as_bytes()) {
+        (s, false)
+    } else {
+        (b.strip_suffix(OLD.as_bytes())?, true)
+    };
+    let at = b.windows(MARK.len()).rposition(|w| w == MARK.as_bytes())?;
+    let (target, tail) = (&b[..at], &b[at + MARK.len()..]);
+    let mut parts = std::str::from_utf8(tail).ok()?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    let rand = parts.next()?;
+    if parts.next().is_some() || rand.len() != 8 || target.is_empty() {
+        return None;
+    }
+    Some(Stale {
+        target_name: OsString::from_vec(target.to_vec()),
+        pid,
+        start,
+        old,
+    })
+}
+
+/// The name of a staging (or `.old`) directory for `target_name`, owned
+/// by this process. Long target names are shortened to fit `NAME_MAX`.
+fn our_name(target_name: &OsStr, suffix: &str, n: u64) -> OsString {
+    let pid = std::process::id();
+    let tail = format!(
+        "{MARK}{pid}-{}-{:08x}{suffix}",
+        start_time(pid).unwrap_or(0),
+        n as u32
+    );
+    let mut name = target_name.as_bytes().to_vec();
+    name.truncate(255 - 1 - tail.len());
+    let mut out = b".".to_vec();
+    out.extend_from_slice(&name);
+    out.extend_from_slice(tail.as_bytes());
+    OsString::from_vec(out)
+}
+
+fn parent_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+impl Staging {
+    /// Creates an empty staging directory beside `target`, creating the
+    /// target's missing parents (removed again if the restore fails).
+    pub(crate) fn create(target: &Path) -> Result<Staging> {
+        let name = target.file_name().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "cannot restore into {}: it has no final name",
+                target.display()
+            ))
+        })?;
+        let parent = parent_of(target);
+        let mut created_parents = Vec::new();
+        let mut missing = Vec::new();
+        for p in parent.ancestors() {
+            if p.as_os_str().is_empty() || p.exists() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+        }
+        for p in missing.into_iter().rev() {
+            match std::fs::create_dir(&p) {
+                Ok(()) => created_parents.push(p),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    remove_parents(&created_parents);
+                    return Err(Error::io("create directory", &p, e));
+                }
+            }
+        }
+        let seed = u64::from(std::process::id()) ^ nanos();
+        for attempt in 0..100u64 {
+            let n = seed
+                .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(attempt);
+            let path = parent.join(our_name(name, STAGING, n >> 17));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    return Ok(Staging {
+                        path,
+                        committed: false,
+                        worker: Arc::new(Worker {
+                            created_parents,
+                            ..Worker::default()
+                        }),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    remove_parents(&created_parents);
+                    return Err(Error::io("create staging directory", &path, e));
+                }
+            }
+        }
+        remove_parents(&created_parents);
+        Err(Error::InvalidInput(format!(
+            "cannot create a staging directory beside {}",
+            target.display()
+        )))
+    }
+
+    /// Fills the (empty) staging directory with a clone of `target`:
+    /// directories copied with their modes, owners and times, everything
+    /// else hard linked (copied where linking is not permitted). Runs on a
+    /// blocking thread; stops early if the restore is dropped. `false`
+    /// when `target` holds a mount point: it cannot be staged (and its old
+    /// tree must never be removed with a mount inside).
+    pub(crate) async fn clone_from(&self, target: &Path) -> Result<bool> {
+        let (src, dst, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
+        self.worker.start();
+        tokio::task::spawn_blocking(move || {
+            let r = clone_tree(&src, &dst, &worker.stop);
+            worker.done(&dst);
+            r
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("staging task failed: {e}")))?
+    }
+
+    /// Publishes the staging tree as `target`: a rename for a new target,
+    /// an atomic exchange for an existing one (whose old tree is then
+    /// removed).
+    pub(crate) async fn commit(mut self, target: &Path, existing: bool) -> Result<()> {
+        if !existing {
+            std::fs::rename(&self.path, target)
+                .map_err(|e| Error::io("rename into place", target, e))?;
+            self.committed = true;
+            return Ok(());
+        }
+        let old = match exchange(&self.path, target) {
+            // The old tree is now at the staging path.
+            Ok(()) => self.path.clone(),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                // No RENAME_EXCHANGE here: two renames, the `.old` name
+                // being the journal a later run rolls back from.
+                let name = target.file_name().unwrap_or_default();
+                let old = parent_of(target).join(our_name(name, OLD, nanos()));
+                std::fs::rename(target, &old).map_err(|e| Error::io("move aside", target, e))?;
+                if let Err(e) = std::fs::rename(&self.path, target) {
+                    let _ = std::fs::rename(&old, target);
+                    return Err(Error::io("rename into place", target, e));
+                }
+                old
+            }
+            Err(e) => return Err(Error::io("swap into place", target, e)),
+        };
+        self.committed = true;
+        // The old tree is garbage now; removing it may take a while.
+        let _ = tokio::task::spawn_blocking(move || remove_tree(&old)).await;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        self.worker.stop.store(true, Ordering::SeqCst);
+        let mut state = self.worker.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.running {
+            state.abandoned = true;
+            return;
+        }
+        drop(state);
+        remove_tree(&self.path);
+        remove_parents(&self.worker.created_parents);
+    }
+}
+
+/// Removes created parent directories, deepest first, if they are empty.
+fn remove_parents(created: &[PathBuf]) {
+    for p in created.iter().rev() {
+        let _ = std::fs::remove_dir(p);
+    }
+}
+
+/// `renameat2(from, to, RENAME_EXCHANGE)`.
+fn exchange(from: &Path, to: &Path) -> io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(from)?, c(to)?);
+    // SAFETY: valid C strings; renameat2 has no other preconditions.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Clones `src` into the existing empty directory `dst` (see
+/// [`Staging::clone_from`]), without recursion and without following
+/// symlinks; `false` if a mount point is found below `src`.
+fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<bool> {
+    // SAFETY: no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Directories whose metadata is applied once their entries are in.
+    let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
+    let mut dev = None;
+    while let Some((from, to)) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&from).map_err(|e| Error::io("stat", &from, e))?;
+        if *dev.get_or_insert(meta.dev()) != meta.dev() {
+            return Ok(false);
+        }
+        dirs.push((to.clone(), meta));
+        let rd = std::fs::read_dir(&from).map_err(|e| Error::io("read directory", &from, e))?;
+        for ent in rd {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::Backend("restore cancelled".into()));
+            }
+            let ent = ent.map_err(|e| Error::io("read directory", &from, e))?;
+            let (a, b) = (ent.path(), to.join(ent.file_name()));
+            let ft = ent.file_type().map_err(|e| Error::io("stat", &a, e))?;
+            if ft.is_dir() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&b)
+                    .map_err(|e| Error::io("create directory", &b, e))?;
+                todo.push((a, b));
+                continue;
+            }
+            match std::fs::hard_link(&a, &b) {
+                Ok(()) => {}
+                // protected_hardlinks: another user's file may not be
+                // linked by an ordinary user; copy it instead.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => copy_entry(&a, &b, ft)?,
+                // A file bind-mounted into the tree.
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
+                Err(e) => return Err(Error::io("link into staging", &b, e)),
+            }
+        }
+    }
+    // Deepest first, so setting a parent's time is not undone below it.
+    for (path, meta) in dirs.into_iter().rev() {
+        if root {
+            let _ = std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid()));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| Error::io("change mode of", &path, e))?;
+        set_mtime(&path, &meta)?;
+    }
+    Ok(true)
+}
+
+fn copy_entry(a: &Path, b: &Path, ft: std::fs::FileType) -> Result<()> {
+    if ft.is_symlink() {
+        let t = std::fs::read_link(a).map_err(|e| Error::io("read link", a, e))?;
+        std::os::unix::fs::symlink(t, b).map_err(|e| Error::io("create symlink", b, e))?;
+        return Ok(());
+    }
+    if !ft.is_file() {
+        return Err(Error::InvalidInput(format!(
+            "cannot stage {}: a special file that cannot be linked",
+            a.display()
+        )));
+    }
+    std::fs::copy(a, b).map_err(|e| Error::io("copy into staging", b, e))?;
+    let meta = std::fs::symlink_metadata(a).map_err(|e| Error::io("stat", a, e))?;
+    set_mtime(b, &meta)
+}
+
+fn set_mtime(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let mtime = meta
+        .modified()
+        .map_err(|e| Error::io("read the time of", path, e))?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .map_err(|e| Error::io("set times of", path, e))
+}
+
+/// What [`gc`] (or the recovery before a restore) did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cleanup {
+    /// Stale staging directories (and finished `.old` trees) removed.
+    pub removed: Vec<PathBuf>,
+    /// Targets put back from a swap that was interrupted halfway.
+    pub rolled_back: Vec<PathBuf>,
+}
+
+/// Before restoring into `target`: removes the staging directories beside
+/// it whose owner process is gone, and if `target` is missing while a dead
+/// owner's `.old` directory holds it (a swap interrupted between its two
+/// renames), renames that back.
+pub(crate) fn recover(target: &Path) -> Cleanup {
+    let mut out = Cleanup::default();
+    let Some(name) = target.file_name() else {
+        return out;
+    };
+    scan_dir(&parent_of(target), Some(name), &mut out);
+    out
+}
+
+fn scan_dir(dir: &Path, only: Option<&OsStr>, out: &mut Cleanup) -> Vec<PathBuf> {
+    let mut subdirs = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return subdirs;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(stale) = parse_name(&name) else {
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                subdirs.push(ent.path());
+            }
+            continue;
+        };
+        if only.is_some_and(|o| o != stale.target_name) || owner_alive(stale.pid, stale.start) {
+            continue;
+        }
+        let path = ent.path();
+        let target = dir.join(&stale.target_name);
+        if stale.old && std::fs::symlink_metadata(&target).is_err() {
+            if std::fs::rename(&path, &target).is_ok() {
+                tracing::warn!("rolled back an interrupted restore of {}", target.display());
+                out.rolled_back.push(target);
+            }
+            continue;
+        }
+        remove_tree(&path);
+        tracing::info!("removed stale staging directory {}", path.display());
+        out.removed.push(path);
+    }
+    subdirs
+}
+
+/// Removes stale staging directories (of restores whose process is gone,
+/// e.g. killed with SIGKILL) in `dir` and its subdirectories down to
+/// `max_depth` levels, rolling back interrupted swaps; never follows
+/// symlinks and never enters a staging directory.
+pub fn gc(dir: &Path, max_depth: usize) -> Cleanup {
+    let mut out = Cleanup::default();
+    let mut todo = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = todo.pop() {
+        let subdirs = scan_dir(&d, None, &mut out);
+        if depth < max_depth {
+            todo.extend(subdirs.into_iter().map(|s| (s, depth + 1)));
+        }
+    }
+    out
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Removes a staged tree, first making read-only directories writable so
+/// their entries can be removed (a saved tree may hold 0555 directories).
+pub(crate) fn remove_tree(path: &Path) {
+    fn make_writable(root: &Path) {
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o700 != 0o700 {
+                let _ =
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700));
+            }
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for ent in rd.flatten() {
+                    if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                        todo.push(ent.path());
+                    }
+                }
+            }
+        }
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    // When a restore is cancelled, the extractor may still be finishing a
+    // file for a moment: retry briefly before giving up.
+    for attempt in 0..5 {
+        make_writable(path);
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if attempt == 4 => {
+                tracing::warn!("could not remove staging directory {}: {e}", path.display());
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_mark_ours_and_name_the_owner() {
+        let n = our_name(OsStr::new("node_modules"), STAGING, 0x1234_5678);
+        let s = parse_name(&n).unwrap();
+        assert_eq!(s.target_name, "node_modules");
+        assert_eq!(s.pid, std::process::id());
+        assert!(!s.old);
+        assert!(owner_alive(s.pid, s.start));
+        let long = OsString::from("x".repeat(300));
+        let n = our_name(&long, OLD, 1);
+        assert!(n.len() <= 255);
+        assert!(parse_name(&n).unwrap().old);
+        for other in [
+            ".git",
+            ".x.cachew-1-2-3.staging",
+            "x.cachew-1-2-12345678.staging",
+        ] {
+            assert_eq!(parse_name(OsStr::new(other)), None, "{other}");
+        }
+        // A reused pid with another start time is not the owner.
+        assert!(!owner_alive(std::process::id(), s.start + 1));
+    }
+}
