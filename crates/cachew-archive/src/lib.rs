@@ -40,6 +40,13 @@
 //! `linkpath`, `size`, `mtime`, `uid` and `gid` records are honoured on
 //! extraction. Files over 8 GiB use GNU base-256 sizes.
 //!
+//! Sparse files in archives from GNU tar (`-S`: old GNU `S` entries, pax
+//! `GNU.sparse` 0.1 and 1.0) and bsdtar (`--read-sparse`, pax 1.0) are
+//! restored as sparse files. Extended attributes, ACLs and file flags in pax
+//! records (`SCHILY.xattr.*`, `LIBARCHIVE.xattr.*`, `SCHILY.acl.*`, as macOS
+//! writes `com.apple.*` attributes) are not restored: they are left out
+//! with a `tracing` debug line, never an error.
+//!
 //! Ownership (numeric uid and gid) is restored only when the extracting
 //! process runs with effective uid 0, like GNU tar's default; otherwise files
 //! belong to the extracting user. Names are not mapped through the user

@@ -626,3 +626,79 @@ fn ordinary_user_child() {
     assert!(extract(broken.as_slice(), &target, &ExtractOptions::default()).is_err());
     println!("child checked");
 }
+
+/// One pax record, its length counting itself.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}").len() + body.len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+/// A pax 1.0 sparse file of `real_size` bytes whose data is `map` (the
+/// decimal map, padded here to a block) then `data`.
+fn pax_sparse(real_size: u64, map: &str, data: &[u8]) -> Vec<Vec<u8>> {
+    let recs = [
+        pax_record("GNU.sparse.major", "1"),
+        pax_record("GNU.sparse.minor", "0"),
+        pax_record("GNU.sparse.name", "sparse"),
+        pax_record("GNU.sparse.realsize", &real_size.to_string()),
+    ]
+    .concat();
+    let mut body = map.as_bytes().to_vec();
+    body.resize(body.len().div_ceil(512) * 512, 0);
+    body.extend_from_slice(data);
+    vec![
+        entry(b"PaxHeader/sparse", b'x', b"", &recs, 0o644),
+        entry(b"GNUSparseFile.0/sparse", b'0', b"", &body, 0o644),
+    ]
+}
+
+/// A sparse map must stay inside the file, in order, and cover exactly
+/// the data that follows; a map without end is not read into memory.
+#[test]
+fn bad_sparse_maps_are_refused() {
+    let ok = pax_sparse(100, "1\n50\n10\n", &[b'x'; 10]);
+    let dir = tempfile::tempdir().unwrap();
+    extract(pack(&ok).as_slice(), dir.path(), &ExtractOptions::default()).unwrap();
+    let got = fs::read(dir.path().join("sparse")).unwrap();
+    assert_eq!(got, [&[0u8; 50][..], &[b'x'; 10], &[0u8; 40]].concat());
+    for (what, entries) in [
+        ("past the end", pax_sparse(100, "1\n95\n10\n", &[b'x'; 10])),
+        (
+            "offset overflow",
+            pax_sparse(100, "1\n18446744073709551615\n10\n", &[b'x'; 10]),
+        ),
+        (
+            "out of order",
+            pax_sparse(100, "2\n50\n5\n10\n5\n", &[b'x'; 10]),
+        ),
+        (
+            "data longer than the map",
+            pax_sparse(100, "1\n0\n10\n", &[b'x'; 20]),
+        ),
+        (
+            "data shorter than the map",
+            pax_sparse(100, "1\n0\n600\n", &[b'x'; 10]),
+        ),
+        ("too many segments", pax_sparse(100, "99999999999\n", &[])),
+        (
+            "not a number",
+            pax_sparse(100, "1\nfifty\n10\n", &[b'x'; 10]),
+        ),
+        (
+            "no end",
+            pax_sparse(100, &format!("1000000\n{}", "0\n".repeat(2000)), &[]),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = extract(
+            pack(&entries).as_slice(),
+            dir.path(),
+            &ExtractOptions::default(),
+        );
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{what}: {r:?}");
+    }
+}

@@ -21,6 +21,7 @@
 mod entries;
 mod policy;
 mod pool;
+mod special;
 
 use std::fs;
 use std::io::{BufRead, Read};
@@ -135,10 +136,15 @@ fn parse<R: BufRead>(
             link,
             size,
             meta,
+            sparse,
         } = entry;
         let input = entries.input();
         ex.summary.entries += 1;
         let rel = policy::sanitize(&name)?;
+        if let Some(sp) = sparse {
+            special::sparse(input, ex, pool, &rel, &name, offset, meta, size, sp)?;
+            continue;
+        }
         match typ {
             b'0' | 0 | b'7' => {
                 policy::not_root(&rel, &name)?;
