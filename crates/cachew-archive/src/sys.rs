@@ -237,6 +237,19 @@ pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
     Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
+/// `mkfifo(path, mode)`: a FIFO, never through a final symlink (an
+/// existing entry is `EEXIST`). Through libc: rustix has no `mknodat` on
+/// macOS, which only gained `mkfifoat` in version 13.
+pub(crate) fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: a valid NUL-terminated path; mkfifo keeps no pointer to it.
+    if unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `fstat(fd)`.
 pub(crate) fn fstat(fd: impl AsFd) -> io::Result<Stat> {
     Ok(rustix::fs::fstat(fd)?)

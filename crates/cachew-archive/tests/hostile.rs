@@ -301,24 +301,39 @@ fn existing_hard_link_is_replaced_not_written_through() {
     s.assert_outside_untouched();
 }
 
+/// Device nodes are skipped and reported; FIFOs are created, as GNU tar
+/// does, with the archive's mode and time, in place of a file (not
+/// through it).
 #[test]
-fn devices_and_fifos_are_skipped_and_reported() {
+fn devices_are_skipped_and_fifos_created() {
+    use std::os::unix::fs::FileTypeExt;
     let s = Scene::new();
     let archive = pack(&[
         entry(b"chr", b'3', b"", b"", 0o666),
         entry(b"blk", b'4', b"", b"", 0o660),
-        entry(b"fifo", b'6', b"", b"", 0o644),
+        dir("sub"),
+        file("sub/over-file", b"replaced"),
+        entry(b"fifo", b'6', b"", b"", 0o640),
+        entry(b"sub/over-file", b'6', b"", b"", 0o600),
         file("ok", b"ok"),
     ]);
     for r in s.extract(&archive) {
         let sum = r.unwrap();
-        assert_eq!(sum.skipped, 3);
-        assert_eq!(sum.skipped_names, ["chr", "blk", "fifo"]);
-        assert_eq!(sum.files, 1);
-        for n in ["chr", "blk", "fifo"] {
-            assert!(fs::symlink_metadata(s.target.join(n)).is_err());
-        }
+        assert_eq!(sum.skipped, 2);
+        assert_eq!(sum.skipped_names, ["chr", "blk"]);
+        assert_eq!(sum.fifos, 2);
+        assert_eq!(sum.files, 2);
     }
+    for n in ["chr", "blk"] {
+        assert!(fs::symlink_metadata(s.target.join(n)).is_err());
+    }
+    let m = fs::symlink_metadata(s.target.join("fifo")).unwrap();
+    assert!(m.file_type().is_fifo());
+    assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(m.mtime(), 1_700_000_000);
+    let m = fs::symlink_metadata(s.target.join("sub/over-file")).unwrap();
+    assert!(m.file_type().is_fifo());
+    s.assert_outside_untouched();
 }
 
 #[test]

@@ -218,10 +218,15 @@ fn parse<R: BufRead>(
                     ex.flush_links()?;
                 }
             }
-            b'3' | b'4' | b'6' => {
-                // Policy: device nodes and FIFOs are never created; they are
+            b'6' => {
+                input.skip(size + tarfmt::padding(size) as u64, "FIFO data")?;
+                special::fifo(ex, pool, &rel, &name, meta)?;
+            }
+            b'3' | b'4' => {
+                // Policy: device nodes are never created; they are
                 // reported in the summary instead.
                 input.skip(size + tarfmt::padding(size) as u64, "entry data")?;
+                special::warn_device_once(&ex.summary, &name);
                 ex.summary.skipped += 1;
                 if ex.summary.skipped_names.len() < SKIPPED_NAMES {
                     ex.summary

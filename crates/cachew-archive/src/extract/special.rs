@@ -1,16 +1,19 @@
 //! Entry kinds beyond files, directories and links, kept apart from the
 //! dispatcher in `mod.rs`: sparse files (GNU `S` entries and pax
 //! `GNU.sparse` 0.1 and 1.0, which GNU tar `-S` and bsdtar `--read-sparse`
-//! write), restored as sparse files with the same contents.
+//! write), restored as sparse files with the same contents; FIFOs, created
+//! as GNU tar creates them; device nodes, skipped with one warning.
 
 use std::io::BufRead;
 use std::path::Path;
+
+use rustix::fs::OFlags;
 
 use super::entries::{Input, Meta, Sparse, SPARSE_SEGMENTS_MAX};
 use super::policy::{self, Extractor};
 use super::pool::{FileSink, Pool, CHUNK};
 use crate::tarfmt::{self, BLOCK};
-use crate::{Error, Result};
+use crate::{sys, Error, ExtractSummary, Result};
 
 /// Most bytes of a pax 1.0 sparse map (decimal text at the start of the data).
 const MAP_TEXT_MAX: u64 = 1 << 20;
@@ -125,4 +128,55 @@ fn pax1_map<R: BufRead>(input: &mut Input<R>, left: &mut u64) -> Result<Vec<(u64
         text.drain(..cut);
     }
     Ok(nums[1..].chunks(2).map(|p| (p[0], p[1])).collect())
+}
+
+/// Creates a FIFO where the policy puts a file: whatever was at its path
+/// removed first, its parents real directories. It is made private, then
+/// opened (without blocking, never through a symlink) to set owner, mode
+/// and time through the descriptor, as for files.
+pub(super) fn fifo(
+    ex: &mut Extractor<'_>,
+    pool: &mut Pool<'_>,
+    rel: &Path,
+    name: &[u8],
+    meta: Meta,
+) -> Result<()> {
+    policy::not_root(rel, name)?;
+    // A worker may still hold an earlier entry of the same name.
+    pool.barrier()?;
+    let (path, fixups) = ex.file(rel, &meta)?;
+    let err = |op, e| Error::io(op, &path, e);
+    // As `policy::create_file` does: whatever is in the way (never a
+    // directory) is removed, and the FIFO made in its place.
+    match sys::mkfifo(&path, 0o600) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            policy::remove_non_dir(&path)?;
+            sys::mkfifo(&path, 0o600).map_err(|e| err("create FIFO", e))?;
+        }
+        r => r.map_err(|e| err("create FIFO", e))?,
+    }
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY;
+    let fd = sys::with_cstr(path.as_os_str().as_encoded_bytes(), |c| {
+        sys::open_at(sys::cwd(), c, flags)
+    })
+    .map_err(|e| err("open FIFO", e))?;
+    if fixups.chown {
+        sys::fchown(&fd, meta.uid, meta.gid).map_err(|e| err("change owner of", e))?;
+    }
+    // After chown, which clears set-id bits; always, as it was made 0600.
+    sys::fchmod(&fd, meta.mode & 0o7777).map_err(|e| err("change mode of", e))?;
+    sys::futimens(&fd, meta.mtime).map_err(|e| err("set times of", e))?;
+    ex.summary.fifos += 1;
+    Ok(())
+}
+
+/// Warns about the first device node an extraction skips (the summary
+/// counts and names them all).
+pub(super) fn warn_device_once(summary: &ExtractSummary, name: &[u8]) {
+    if summary.skipped == 0 {
+        tracing::warn!(
+            entry = %String::from_utf8_lossy(name),
+            "device nodes in the archive are not created; skipping them"
+        );
+    }
 }
