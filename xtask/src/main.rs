@@ -167,6 +167,15 @@ fn ci() -> Result<(), String> {
     for krate in TESTED_CRATES {
         run(cargo().args(["test", "--package", krate]))?;
     }
+    // The portable directory reader (readdir, as on macOS and the BSDs)
+    // on Linux, where the default build takes getdents64.
+    run(cargo().args([
+        "test",
+        "--package",
+        "cachew-archive",
+        "--features",
+        "portable-dirs",
+    ]))?;
     // What only the optional features compile (the transport's otel test,
     // the server's bench-only throttle).
     run(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;

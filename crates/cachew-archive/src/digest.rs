@@ -37,6 +37,8 @@ use std::str::FromStr;
 use std::sync::mpsc::{channel, sync_channel};
 use std::sync::Mutex;
 
+use rustix::fs::OFlags;
+
 use crate::sys;
 use crate::walk::{self, Item, Sink, Stop};
 use crate::{Error, ExcludeSet, Result};
@@ -466,7 +468,7 @@ fn hash_item(item: &Item, buf: &mut [u8]) -> Result<[u8; 32]> {
     }
     // Opened relative to its directory; O_NONBLOCK: should it have become
     // a FIFO, do not wait for a writer.
-    let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     let file = item
         .at(|dir, name| sys::open_at(dir, name, flags))
         .map_err(|e| Error::io("open", item.path(), e))?;

@@ -40,6 +40,13 @@
 //! `linkpath`, `size`, `mtime`, `uid` and `gid` records are honoured on
 //! extraction. Files over 8 GiB use GNU base-256 sizes.
 //!
+//! Sparse files in archives from GNU tar (`-S`: old GNU `S` entries, pax
+//! `GNU.sparse` 0.1 and 1.0) and bsdtar (`--read-sparse`, pax 1.0) are
+//! restored as sparse files. Extended attributes, ACLs and file flags in pax
+//! records (`SCHILY.xattr.*`, `LIBARCHIVE.xattr.*`, `SCHILY.acl.*`, as macOS
+//! writes `com.apple.*` attributes) are not restored: they are left out
+//! with a `tracing` debug line, never an error.
+//!
 //! Ownership (numeric uid and gid) is restored only when the extracting
 //! process runs with effective uid 0, like GNU tar's default; otherwise files
 //! belong to the extracting user. Names are not mapped through the user
@@ -60,8 +67,11 @@
 //!   archive or already in the target, is replaced by a real directory, as
 //!   GNU tar does for directory entries), and files are created with
 //!   `O_EXCL | O_NOFOLLOW` after removing whatever was at their path.
-//! - Device nodes and FIFOs are never created: they are skipped and counted
-//!   in [`ExtractSummary::skipped`]. Sockets are not archived (as GNU tar).
+//! - Device nodes are never created: they are skipped, counted in
+//!   [`ExtractSummary::skipped`] and warned about once per extraction (a
+//!   device node restored from a poisoned cache would give whoever can
+//!   read the tree the device). FIFOs are created, as GNU tar does, with
+//!   the archive's mode and time. Sockets are not archived (as GNU tar).
 //! - A truncated stream (no end-of-archive block, or a zstd frame cut short),
 //!   a corrupt zstd frame or checksum, a pzstd size header that does not
 //!   match its frame, anything but a frame between frames, and a header with
@@ -113,8 +123,9 @@
 //!
 //! # Speed
 //!
-//! Archiving walks the tree (one `getdents64` pass per directory) and reads
-//! files on their own threads, handing items over in batches. Names are
+//! Archiving walks the tree (one `getdents64` pass per directory on Linux,
+//! `readdir` elsewhere) and reads files on their own threads, handing items
+//! over in batches. Names are
 //! looked up relative to their directory's descriptor, and regular files
 //! and directories only once: a small file costs `openat`, `fstat`, one
 //! `read` (into a batch buffer that is reused) and `close`, a directory
@@ -279,7 +290,9 @@ pub struct ExtractSummary {
     pub hard_links: u64,
     /// Bytes of regular-file data written.
     pub bytes: u64,
-    /// Device nodes and FIFOs skipped (see the crate docs for the policy).
+    /// FIFOs created.
+    pub fifos: u64,
+    /// Device nodes skipped (see the crate docs for the policy).
     pub skipped: u64,
     /// Names of the first few skipped entries.
     pub skipped_names: Vec<String>,

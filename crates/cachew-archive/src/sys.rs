@@ -1,10 +1,18 @@
-//! Thin wrappers over the few POSIX calls std does not offer.
+//! Thin wrappers over the POSIX calls std does not offer, on rustix where
+//! it has them (no `unsafe` here), on libc for the user and group
+//! database. The one directory reader has a Linux fast path and a
+//! portable one; see [`read_dir_at`].
 
 use std::ffi::{CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+use rustix::process::{Gid, Uid};
+
+pub(crate) use rustix::fs::{FileType, Stat};
 
 /// The error for a name with a NUL byte in it.
 fn invalid_input<E>(_: E) -> io::Error {
@@ -15,18 +23,24 @@ fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(invalid_input)
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// Retries `f` while it fails with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
     }
+}
+
+/// The descriptor that names the current directory in `*at` calls.
+pub(crate) fn cwd() -> BorrowedFd<'static> {
+    CWD
 }
 
 /// Whether ownership can and should be restored.
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// The user name of `uid`, if it has one.
@@ -61,62 +75,55 @@ pub(crate) fn group_name(gid: u32) -> Option<String> {
     name.to_str().ok().map(str::to_owned)
 }
 
-pub(crate) fn fchown(fd: &impl AsRawFd, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid descriptor.
-    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
+pub(crate) fn fchown(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    Ok(rustix::fs::fchown(fd, Some(u), Some(g))?)
 }
 
-pub(crate) fn fchmod(fd: &impl AsRawFd, mode: u32) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid descriptor.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })
+pub(crate) fn fchmod(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode as _))?)
 }
 
-fn times(mtime: i64) -> [libc::timespec; 2] {
-    [
-        libc::timespec {
+fn times(mtime: i64) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
+            tv_nsec: UTIME_OMIT,
         },
-        libc::timespec {
-            tv_sec: mtime as libc::time_t,
+        last_modification: Timespec {
+            tv_sec: mtime,
             tv_nsec: 0,
         },
-    ]
+    }
 }
 
 /// Sets the modification time (the access time is left alone).
-pub(crate) fn futimens(fd: &impl AsRawFd, mtime: i64) -> io::Result<()> {
-    let ts = times(mtime);
-    // SAFETY: `ts` is a valid two-element array.
-    check(unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) })
+pub(crate) fn futimens(fd: impl AsFd, mtime: i64) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, &times(mtime))?)
 }
 
 /// Sets the modification time of a path without following a final symlink.
 pub(crate) fn lutimens(path: &Path, mtime: i64) -> io::Result<()> {
-    let ts = times(mtime);
-    let c = cstr(path)?;
-    // SAFETY: valid C string and timespec array.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    let flags = AtFlags::SYMLINK_NOFOLLOW;
+    Ok(rustix::fs::utimensat(CWD, path, &times(mtime), flags)?)
 }
 
 /// `lchown(2)`.
 pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let c = cstr(path)?;
-    // SAFETY: valid C string.
-    check(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+    let (u, g) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    Ok(rustix::fs::chownat(
+        CWD,
+        path,
+        u,
+        g,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
-fn openat_dir(dirfd: libc::c_int, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
-    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY;
+fn openat_dir(dirfd: BorrowedFd<'_>, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY;
     if !follow {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
     }
     open_at(dirfd, name, flags)
 }
@@ -125,12 +132,12 @@ fn openat_dir(dirfd: libc::c_int, name: &CStr, follow: bool) -> io::Result<Owned
 /// `root` (`rel` must be a sanitized relative path). A symlink anywhere in
 /// `rel` makes this fail, so the result is always inside `root`.
 pub(crate) fn open_dir_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
-    let mut fd = openat_dir(libc::AT_FDCWD, &cstr(root)?, true)?;
+    let mut fd = openat_dir(CWD, &cstr(root)?, true)?;
     for comp in rel.components() {
         match comp {
             Component::Normal(c) => {
                 let c = CString::new(c.as_bytes()).map_err(invalid_input)?;
-                fd = openat_dir(fd.as_raw_fd(), &c, false)?;
+                fd = openat_dir(fd.as_fd(), &c, false)?;
             }
             Component::CurDir => {}
             _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
@@ -142,18 +149,13 @@ pub(crate) fn open_dir_beneath(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
 /// `linkat(src_dir, src_name, AT_FDCWD, dst, 0)`: a final symlink in the
 /// source is linked itself, not followed.
 pub(crate) fn linkat(src_dir: &OwnedFd, src_name: &Path, dst: &Path) -> io::Result<()> {
-    let s = cstr(src_name)?;
-    let d = cstr(dst)?;
-    // SAFETY: valid descriptor and C strings.
-    check(unsafe {
-        libc::linkat(
-            src_dir.as_raw_fd(),
-            s.as_ptr(),
-            libc::AT_FDCWD,
-            d.as_ptr(),
-            0,
-        )
-    })
+    Ok(rustix::fs::linkat(
+        src_dir,
+        src_name,
+        CWD,
+        dst,
+        AtFlags::empty(),
+    )?)
 }
 
 /// Opens directories beneath a root one after another like
@@ -193,12 +195,12 @@ impl BeneathOpener {
             .count();
         self.stack.truncate(keep);
         if self.root_fd.is_none() {
-            self.root_fd = Some(openat_dir(libc::AT_FDCWD, &cstr(&self.root)?, true)?);
+            self.root_fd = Some(openat_dir(CWD, &cstr(&self.root)?, true)?);
         }
         for c in &comps[keep..] {
             let parent = match self.stack.last() {
-                Some((_, fd)) => fd.as_raw_fd(),
-                None => self.root_fd.as_ref().expect("opened above").as_raw_fd(),
+                Some((_, fd)) => fd.as_fd(),
+                None => self.root_fd.as_ref().expect("opened above").as_fd(),
             };
             let name = CString::new(c.as_bytes()).map_err(invalid_input)?;
             let fd = openat_dir(parent, &name, false)?;
@@ -224,120 +226,106 @@ pub(crate) fn with_cstr<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> io::Result<R>)
     }
 }
 
-/// `openat(dir, name, flags | O_CLOEXEC)`; `dir` may be `AT_FDCWD`.
-pub(crate) fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    loop {
-        // SAFETY: valid C string; the returned descriptor is owned by us.
-        let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            // SAFETY: `fd` is a fresh descriptor we own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// `openat(dir, name, flags | O_CLOEXEC)`; `dir` may be [`cwd`].
+pub(crate) fn open_at(dir: BorrowedFd<'_>, name: &CStr, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC;
+    retry(|| rustix::fs::openat(dir, name, flags, Mode::empty()))
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: like `lstat`, relative to `dir`.
-pub(crate) fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid C string and a buffer of the right type.
-    check(unsafe {
-        libc::fstatat(
-            dir,
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    // SAFETY: fstatat succeeded, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// `mkfifo(path, mode)`: a FIFO, never through a final symlink (an
+/// existing entry is `EEXIST`). Through libc: rustix has no `mknodat` on
+/// macOS, which only gained `mkfifoat` in version 13.
+pub(crate) fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: a valid NUL-terminated path; mkfifo keeps no pointer to it.
+    if unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `fstat(fd)`.
-pub(crate) fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: a buffer of the right type; a bad descriptor is an error.
-    check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
+pub(crate) fn fstat(fd: impl AsFd) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
 /// `readlinkat(dir, name)`: a symlink's target, of any length.
-pub(crate) fn readlink_at(dir: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid C string; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
+pub(crate) fn readlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::with_capacity(256))?;
+    Ok(target.into_bytes())
+}
+
+/// Which directory reader this build uses: `"getdents64"` (Linux, unless
+/// the `portable-dirs` feature is on) or `"readdir"`.
+#[cfg(test)]
+pub(crate) const DIR_READER: &str =
+    if cfg!(all(target_os = "linux", not(feature = "portable-dirs"))) {
+        "getdents64"
+    } else {
+        "readdir"
+    };
+
+/// Scratch space [`read_dir_at`] needs (the Linux reader's buffer; the
+/// portable one allocates its own in libc).
+pub(crate) const DIR_BUF: usize = 32 << 10;
+
+/// Reads all entries of the directory open as `dir` and calls `f` with
+/// each name and its type as the listing says it (`FileType::Unknown` on
+/// file systems that do not say), except `.` and `..`, in the order the
+/// file system returns them. `dir` must be freshly opened (at offset 0)
+/// and is not usable for reading again afterwards.
+///
+/// On Linux this is `getdents64` into `buf` (which has at least
+/// [`DIR_BUF`] bytes of spare capacity; no allocation, no copy); elsewhere,
+/// or with the `portable-dirs` feature that tests this path on Linux, it is
+/// `openat(dir, ".")` + `fdopendir` + `readdir` (rustix's `Dir`; with the
+/// feature, rustix is built on libc so that the Linux test runs the same
+/// libc `readdir` as macOS and the BSDs).
+pub(crate) fn read_dir_at(
+    dir: &OwnedFd,
+    buf: &mut Vec<u8>,
+    mut f: impl FnMut(&CStr, FileType),
+) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", not(feature = "portable-dirs")))]
+    {
+        buf.clear();
+        let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+        loop {
+            match raw.next() {
+                None => return Ok(()),
+                // The buffer is empty after an error, so the next call retries.
+                Some(Err(rustix::io::Errno::INTR)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(e)) => {
+                    let name = e.file_name();
+                    if !is_dot(name) {
+                        f(name, e.file_type());
+                    }
+                }
+            }
         }
-        let n = n as usize;
-        // A full buffer may mean a truncated target: try again with more room.
-        if n < buf.len() {
-            buf.truncate(n);
-            return Ok(buf);
+    }
+    #[cfg(not(all(target_os = "linux", not(feature = "portable-dirs"))))]
+    {
+        let _ = buf;
+        let dir = retry(|| rustix::fs::Dir::read_from(dir))?;
+        for e in dir {
+            let e = e?;
+            let name = e.file_name();
+            if !is_dot(name) {
+                f(name, e.file_type());
+            }
         }
-        buf.resize(buf.len() * 2, 0);
+        Ok(())
     }
 }
 
-/// Reads all entries of the directory open as `dir` with `getdents64`,
-/// using `buf` (at least a few KiB) as scratch, and calls `f` with each
-/// name (NUL included) and its `d_type` (`DT_UNKNOWN` on file systems that
-/// do not say), except `.` and `..`, in the order the file system returns
-/// them.
-pub(crate) fn read_dir_at(
-    dir: &OwnedFd,
-    buf: &mut [u8],
-    mut f: impl FnMut(&[u8], u8),
-) -> io::Result<()> {
-    // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-    const NAME: usize = 19;
-    loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the kernel
-        // writes at most that many.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let mut records = &buf[..n as usize];
-        while records.len() > NAME {
-            let reclen = usize::from(u16::from_ne_bytes([records[16], records[17]]));
-            if reclen <= NAME || reclen > records.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "malformed directory entry from getdents64",
-                ));
-            }
-            let field = &records[NAME..reclen];
-            let Some(end) = field.iter().position(|&b| b == 0) else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "unterminated name from getdents64",
-                ));
-            };
-            let name = &field[..=end];
-            if name != b".\0" && name != b"..\0" {
-                f(name, records[18]);
-            }
-            records = &records[reclen..];
-        }
-    }
+fn is_dot(name: &CStr) -> bool {
+    matches!(name.to_bytes(), b"." | b"..")
 }

@@ -1,6 +1,7 @@
 //! The directory walk shared by archive creation and the tree digest: the
 //! include paths and, below each directory, its entries in bytewise name
-//! order, one `getdents64` pass per directory, excluded entries left out
+//! order, one listing pass per directory ([`sys::read_dir_at`]:
+//! `getdents64` on Linux, `readdir` elsewhere), excluded entries left out
 //! with their contents, no symlink followed, sockets left out. Entries are
 //! named as GNU tar names them and located relative to their directory's
 //! descriptor (while at most [`DIR_FDS_MAX`] are held), so whoever opens
@@ -10,14 +11,16 @@
 use std::ffi::{CStr, OsStr};
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use rustix::fs::OFlags;
+
 use crate::exclude::ExcludeSet;
-use crate::sys;
+use crate::sys::{self, FileType};
 use crate::{Error, Result};
 
 /// Directory descriptors held at once. Files are opened relative to their
@@ -27,8 +30,6 @@ use crate::{Error, Result};
 /// between the threads. Beyond this many, directories and their files are
 /// opened by path instead.
 pub(crate) const DIR_FDS_MAX: usize = 128;
-/// Scratch buffer for `getdents64`.
-const DENTS_BUF: usize = 32 << 10;
 
 /// What `lstat` says about an entry (the fields the archive needs).
 #[derive(Clone, Copy)]
@@ -48,7 +49,7 @@ pub(crate) struct Meta {
 impl Meta {
     /// For a regular file whose metadata the reader gets from the open file.
     pub(crate) const UNKNOWN: Meta = Meta {
-        mode: libc::S_IFREG,
+        mode: 0o100000,
         nlink: 1,
         uid: 0,
         gid: 0,
@@ -59,24 +60,26 @@ impl Meta {
         rdev: 0,
     };
 
-    pub(crate) fn from_stat(st: &libc::stat) -> Meta {
+    // The `stat` fields' widths differ between targets (`st_mode` is 16
+    // bits and `st_dev` signed 32 bits on macOS, `st_nlink` 32 bits on
+    // x86-64 Linux), so every one is cast; the casts only widen.
+    #[allow(clippy::unnecessary_cast)]
+    pub(crate) fn from_stat(st: &sys::Stat) -> Meta {
         Meta {
-            mode: st.st_mode,
-            // `st_nlink` is narrower than 64 bits on some targets.
-            #[allow(clippy::unnecessary_cast)]
+            mode: st.st_mode as u32,
             nlink: st.st_nlink as u64,
-            uid: st.st_uid,
-            gid: st.st_gid,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
             size: st.st_size as u64,
-            mtime: st.st_mtime,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            rdev: st.st_rdev,
+            mtime: st.st_mtime as i64,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            rdev: st.st_rdev as u64,
         }
     }
 
-    pub(crate) fn file_type(&self) -> u32 {
-        self.mode & libc::S_IFMT
+    pub(crate) fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.mode as _)
     }
 }
 
@@ -148,7 +151,10 @@ impl Item {
     }
 
     /// Calls `f` as [`at`] does for this entry.
-    pub(crate) fn at<R>(&self, f: impl FnOnce(RawFd, &CStr) -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn at<R>(
+        &self,
+        f: impl FnOnce(BorrowedFd<'_>, &CStr) -> io::Result<R>,
+    ) -> io::Result<R> {
         at(&self.parent, &self.name[self.leaf..], f)
     }
 }
@@ -206,7 +212,7 @@ pub(crate) fn roots(base: &Path, includes: &[impl AsRef<Path>]) -> Result<Vec<Ro
         let name = include_name(inc)?;
         let path = base.join(inc);
         let st = sys::with_cstr(path.as_os_str().as_bytes(), |c| {
-            sys::lstat_at(libc::AT_FDCWD, c)
+            sys::lstat_at(sys::cwd(), c)
         });
         let meta = st.map_err(|e| include_stat_error(inc, base, &path, e))?;
         roots.push((name, path, Meta::from_stat(&meta)));
@@ -227,7 +233,7 @@ pub(crate) fn walk(
         sink,
         stat_files,
         open_dirs: Arc::new(AtomicUsize::new(0)),
-        dents: vec![0u8; DENTS_BUF],
+        dents: Vec::with_capacity(sys::DIR_BUF),
     };
     for (name, path, meta) in roots {
         if excludes.is_excluded(&name) {
@@ -252,15 +258,17 @@ struct Walker<'a, S> {
 pub(crate) struct Stop;
 
 /// A directory's entries in name order: where each name (followed by a
-/// NUL) is in `names`, and its `d_type`.
+/// NUL) is in `names`, and its type as the listing says it.
 struct Listing {
     names: Vec<u8>,
-    entries: Vec<(Range<usize>, u8)>,
+    entries: Vec<(Range<usize>, FileType)>,
 }
 
 /// Flags for opening a directory to read it (never through a symlink).
-const DIR_FLAGS: libc::c_int =
-    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOCTTY | libc::O_NOFOLLOW;
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::NOFOLLOW);
 
 impl<S: Sink> Walker<'_, S> {
     /// Visits an include path, or an entry whose `lstat` the walker needed
@@ -273,7 +281,7 @@ impl<S: Sink> Walker<'_, S> {
         meta: Meta,
     ) -> Result<(), Stop> {
         let kind = match meta.file_type() {
-            libc::S_IFDIR => {
+            FileType::Directory => {
                 return match at(&parent, &name[leaf..], |d, c| sys::open_at(d, c, DIR_FLAGS)) {
                     Ok(fd) => self.dir(name, leaf, parent, meta, fd),
                     Err(e) => {
@@ -290,11 +298,11 @@ impl<S: Sink> Walker<'_, S> {
                 };
             }
             // GNU tar ignores sockets too ("socket ignored").
-            libc::S_IFSOCK => return Ok(()),
-            libc::S_IFREG => Kind::File,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFCHR => Kind::Char,
-            libc::S_IFBLK => Kind::Block,
+            FileType::Socket => return Ok(()),
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            FileType::CharacterDevice => Kind::Char,
+            FileType::BlockDevice => Kind::Block,
             _ => Kind::Fifo,
         };
         self.sink.send(Ok(Item {
@@ -356,7 +364,7 @@ impl<S: Sink> Walker<'_, S> {
             match d_type {
                 // The reader opens it and takes its metadata from the open
                 // file (one name lookup instead of two).
-                libc::DT_REG if !self.stat_files => {
+                FileType::RegularFile if !self.stat_files => {
                     self.sink.send(Ok(Item {
                         name: child,
                         leaf,
@@ -367,10 +375,10 @@ impl<S: Sink> Walker<'_, S> {
                     continue;
                 }
                 // Likewise, opened first, then `fstat`ed.
-                libc::DT_DIR => {
+                FileType::Directory => {
                     match at(&parent, file_name, |d, c| sys::open_at(d, c, DIR_FLAGS)) {
                         Ok(fd) => {
-                            match sys::fstat(fd.as_raw_fd()) {
+                            match sys::fstat(&fd) {
                                 Ok(st) => {
                                     self.dir(child, leaf, parent, Meta::from_stat(&st), fd)?
                                 }
@@ -409,6 +417,7 @@ impl<S: Sink> Walker<'_, S> {
         let mut names = Vec::new();
         let mut entries = Vec::new();
         sys::read_dir_at(fd, &mut self.dents, |n, d_type| {
+            let n = n.to_bytes_with_nul();
             entries.push((names.len()..names.len() + n.len(), d_type));
             names.extend_from_slice(n);
         })?;
@@ -428,21 +437,21 @@ pub(crate) fn path_of(parent: &Parent, leaf: &[u8]) -> PathBuf {
 
 /// Calls `f` with a directory descriptor and the name of the entry `leaf`
 /// in `parent` relative to it: the parent's descriptor and `leaf` when the
-/// parent is held open, else `AT_FDCWD` and the entry's path.
+/// parent is held open, else the current directory and the entry's path.
 pub(crate) fn at<R>(
     parent: &Parent,
     leaf: &[u8],
-    f: impl FnOnce(RawFd, &CStr) -> io::Result<R>,
+    f: impl FnOnce(BorrowedFd<'_>, &CStr) -> io::Result<R>,
 ) -> io::Result<R> {
     match parent {
         Parent::Dir(d) => match &d.fd {
-            Some(fd) => sys::with_cstr(leaf, |c| f(fd.as_raw_fd(), c)),
+            Some(fd) => sys::with_cstr(leaf, |c| f(fd.as_fd(), c)),
             None => {
                 let path = d.path.join(OsStr::from_bytes(leaf));
-                sys::with_cstr(path.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c))
+                sys::with_cstr(path.as_os_str().as_bytes(), |c| f(sys::cwd(), c))
             }
         },
-        Parent::Root(p) => sys::with_cstr(p.as_os_str().as_bytes(), |c| f(libc::AT_FDCWD, c)),
+        Parent::Root(p) => sys::with_cstr(p.as_os_str().as_bytes(), |c| f(sys::cwd(), c)),
     }
 }
 

@@ -215,10 +215,20 @@ fn broken_framing_is_an_error() {
     );
 }
 
+/// The peak RSS of this process (`getrusage`, not Linux's
+/// `/proc/self/status`, so that it runs on macOS too).
 fn peak_rss_kib() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    // SAFETY: all-zero is a valid `rusage`, and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `rusage`.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) }, 0);
+    let max = ru.ru_maxrss as u64;
+    // Kilobytes on Linux and the BSDs, bytes on macOS.
+    if cfg!(target_vendor = "apple") {
+        max / 1024
+    } else {
+        max
+    }
 }
 
 /// Runs `child` (a test of this binary) in its own process, so the peak RSS

@@ -236,24 +236,39 @@ fn existing_hard_link_is_replaced_not_written_through() {
     s.assert_outside_untouched();
 }
 
+/// Device nodes are skipped and reported; FIFOs are created, as GNU tar
+/// does, with the archive's mode and time, in place of a file (not
+/// through it).
 #[test]
-fn devices_and_fifos_are_skipped_and_reported() {
+fn devices_are_skipped_and_fifos_created() {
+    use std::os::unix::fs::FileTypeExt;
     let s = Scene::new();
     let archive = pack(&[
         entry(b"chr", b'3', b"", b"", 0o666),
         entry(b"blk", b'4', b"", b"", 0o660),
-        entry(b"fifo", b'6', b"", b"", 0o644),
+        dir("sub"),
+        file("sub/over-file", b"replaced"),
+        entry(b"fifo", b'6', b"", b"", 0o640),
+        entry(b"sub/over-file", b'6', b"", b"", 0o600),
         file("ok", b"ok"),
     ]);
     for r in s.extract(&archive) {
         let sum = r.unwrap();
-        assert_eq!(sum.skipped, 3);
-        assert_eq!(sum.skipped_names, ["chr", "blk", "fifo"]);
-        assert_eq!(sum.files, 1);
-        for n in ["chr", "blk", "fifo"] {
-            assert!(fs::symlink_metadata(s.target.join(n)).is_err());
-        }
+        assert_eq!(sum.skipped, 2);
+        assert_eq!(sum.skipped_names, ["chr", "blk"]);
+        assert_eq!(sum.fifos, 2);
+        assert_eq!(sum.files, 2);
     }
+    for n in ["chr", "blk"] {
+        assert!(fs::symlink_metadata(s.target.join(n)).is_err());
+    }
+    let m = fs::symlink_metadata(s.target.join("fifo")).unwrap();
+    assert!(m.file_type().is_fifo());
+    assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+    assert_eq!(m.mtime(), 1_700_000_000);
+    let m = fs::symlink_metadata(s.target.join("sub/over-file")).unwrap();
+    assert!(m.file_type().is_fifo());
+    s.assert_outside_untouched();
 }
 
 #[test]
@@ -560,4 +575,80 @@ fn ordinary_user_child() {
     let broken = fs::read(dir.join("broken.tzst")).unwrap();
     assert!(extract(broken.as_slice(), &target, &ExtractOptions::default()).is_err());
     println!("child checked");
+}
+
+/// One pax record, its length counting itself.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}").len() + body.len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+/// A pax 1.0 sparse file of `real_size` bytes whose data is `map` (the
+/// decimal map, padded here to a block) then `data`.
+fn pax_sparse(real_size: u64, map: &str, data: &[u8]) -> Vec<Vec<u8>> {
+    let recs = [
+        pax_record("GNU.sparse.major", "1"),
+        pax_record("GNU.sparse.minor", "0"),
+        pax_record("GNU.sparse.name", "sparse"),
+        pax_record("GNU.sparse.realsize", &real_size.to_string()),
+    ]
+    .concat();
+    let mut body = map.as_bytes().to_vec();
+    body.resize(body.len().div_ceil(512) * 512, 0);
+    body.extend_from_slice(data);
+    vec![
+        entry(b"PaxHeader/sparse", b'x', b"", &recs, 0o644),
+        entry(b"GNUSparseFile.0/sparse", b'0', b"", &body, 0o644),
+    ]
+}
+
+/// A sparse map must stay inside the file, in order, and cover exactly
+/// the data that follows; a map without end is not read into memory.
+#[test]
+fn bad_sparse_maps_are_refused() {
+    let ok = pax_sparse(100, "1\n50\n10\n", &[b'x'; 10]);
+    let dir = tempfile::tempdir().unwrap();
+    extract(pack(&ok).as_slice(), dir.path(), &ExtractOptions::default()).unwrap();
+    let got = fs::read(dir.path().join("sparse")).unwrap();
+    assert_eq!(got, [&[0u8; 50][..], &[b'x'; 10], &[0u8; 40]].concat());
+    for (what, entries) in [
+        ("past the end", pax_sparse(100, "1\n95\n10\n", &[b'x'; 10])),
+        (
+            "offset overflow",
+            pax_sparse(100, "1\n18446744073709551615\n10\n", &[b'x'; 10]),
+        ),
+        (
+            "out of order",
+            pax_sparse(100, "2\n50\n5\n10\n5\n", &[b'x'; 10]),
+        ),
+        (
+            "data longer than the map",
+            pax_sparse(100, "1\n0\n10\n", &[b'x'; 20]),
+        ),
+        (
+            "data shorter than the map",
+            pax_sparse(100, "1\n0\n600\n", &[b'x'; 10]),
+        ),
+        ("too many segments", pax_sparse(100, "99999999999\n", &[])),
+        (
+            "not a number",
+            pax_sparse(100, "1\nfifty\n10\n", &[b'x'; 10]),
+        ),
+        (
+            "no end",
+            pax_sparse(100, &format!("1000000\n{}", "0\n".repeat(2000)), &[]),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = extract(
+            pack(&entries).as_slice(),
+            dir.path(),
+            &ExtractOptions::default(),
+        );
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{what}: {r:?}");
+    }
 }

@@ -7,11 +7,12 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
-use crate::sys;
+use rustix::fs::OFlags;
+
+use crate::sys::{self, FileType};
 use crate::walk::{Item, Kind, Meta};
 use crate::{Error, Result};
 
@@ -130,7 +131,7 @@ fn load(item: &mut Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
     match item.kind {
         Kind::File => {
             // O_NONBLOCK: should it have become a FIFO, do not wait for a writer.
-            let flags = libc::O_RDONLY | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+            let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
             let mut f = match item.at(|dir, name| sys::open_at(dir, name, flags)) {
                 Ok(fd) => File::from(fd),
                 // Deleted since its directory was read: skipped, as GNU tar
@@ -140,7 +141,7 @@ fn load(item: &mut Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
                     // An empty file is archived even if it cannot be read.
                     if let Ok(st) = item.at(sys::lstat_at) {
                         let meta = Meta::from_stat(&st);
-                        if meta.file_type() == libc::S_IFREG && meta.size == 0 {
+                        if meta.file_type() == FileType::RegularFile && meta.size == 0 {
                             item.meta = meta;
                             return Ok(Data::Inline(*pos..*pos));
                         }
@@ -148,9 +149,9 @@ fn load(item: &mut Item, buf: &mut [u8], pos: &mut usize) -> Result<Data> {
                     return Err(Error::io("open", item.path(), e));
                 }
             };
-            let st = sys::fstat(f.as_raw_fd()).map_err(|e| Error::io("stat", item.path(), e))?;
+            let st = sys::fstat(&f).map_err(|e| Error::io("stat", item.path(), e))?;
             item.meta = Meta::from_stat(&st);
-            if item.meta.file_type() != libc::S_IFREG {
+            if item.meta.file_type() != FileType::RegularFile {
                 let e = io::Error::other("it is no longer a regular file");
                 return Err(Error::io("open", item.path(), e));
             }

@@ -211,9 +211,11 @@ impl<W: Write> TarOut<W> {
             let _ = h.set_groupname(g);
         }
         if matches!(ty, EntryType::Char | EntryType::Block) {
-            let rdev = meta.rdev;
-            let _ = h.set_device_major(libc::major(rdev));
-            let _ = h.set_device_minor(libc::minor(rdev));
+            // `dev_t` is 32 bits on macOS and the BSDs; the number came
+            // from there, so the cast gives it back unchanged.
+            let rdev = meta.rdev as rustix::fs::Dev;
+            let _ = h.set_device_major(rustix::fs::major(rdev));
+            let _ = h.set_device_minor(rustix::fs::minor(rdev));
         }
         set_cksum(&mut h);
         self.scratch.extend_from_slice(h.as_bytes());
@@ -249,7 +251,7 @@ impl<W: Write> TarOut<W> {
                     }
                 }
                 // A hard link counts as the regular file it names.
-                EntryType::Link if meta.file_type() == libc::S_IFREG => {
+                EntryType::Link if meta.file_type() == crate::sys::FileType::RegularFile => {
                     let hash = match link_hash {
                         Some(h) => h,
                         // The first name was not hashed as a regular file.

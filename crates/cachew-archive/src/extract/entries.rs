@@ -38,7 +38,39 @@ pub(super) struct Entry {
     /// Bytes of data that follow the header (before padding).
     pub(super) size: u64,
     pub(super) meta: Meta,
+    /// For a sparse file, how its data maps onto the file (`special.rs`).
+    pub(super) sparse: Option<Sparse>,
 }
+
+/// Where a sparse file's data goes: the data holds the listed segments
+/// one after another; the rest of the file is holes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Sparse {
+    /// pax `GNU.sparse` 1.0 (GNU tar `--format=posix`, bsdtar): the map is
+    /// at the start of the data, in decimal lines padded to a block.
+    Pax1 { real_size: u64 },
+    /// The map came with the header: GNU's own `S` entries (old GNU
+    /// format, `tar -S`), pax `GNU.sparse.map` (0.1).
+    Map {
+        real_size: u64,
+        map: Vec<(u64, u64)>,
+    },
+}
+
+/// Most segments of a sparse map held in memory (16 bytes each).
+pub(super) const SPARSE_SEGMENTS_MAX: usize = 1 << 20;
+
+/// Pax records that carry what extraction does not restore (extended
+/// attributes, ACLs, file flags, as macOS and bsdtar write them); they are
+/// left out with a debug line.
+const IGNORED_PAX: [&[u8]; 6] = [
+    b"SCHILY.xattr.",
+    b"LIBARCHIVE.xattr.",
+    b"SCHILY.acl.",
+    b"LIBARCHIVE.acl.",
+    b"SCHILY.fflags",
+    b"LIBARCHIVE.creationtime",
+];
 
 /// Reads the entries of a tar stream one after another.
 pub(super) struct Entries<R: BufRead> {
@@ -218,11 +250,20 @@ impl<R: BufRead> Entries<R> {
         if let Some(g) = pax.get(&b"gid"[..]).and_then(|v| parse_dec(v)) {
             meta.gid = g as u32;
         }
-        if pax.keys().any(|k| k.starts_with(b"GNU.sparse")) {
-            return Err(Error::Unsupported {
-                entry: crate::escape_name(&name),
-                what: "pax sparse file".into(),
-            });
+        let (name, mut sparse) = pax_sparse(pax, name, offset)?;
+        if typ == b'S' {
+            sparse = Some(gnu_sparse(input, block, offset)?);
+        }
+        let ignored = pax
+            .keys()
+            .filter(|k| IGNORED_PAX.iter().any(|p| k.starts_with(p)))
+            .count();
+        if ignored > 0 {
+            tracing::debug!(
+                entry = %crate::escape_name(&name),
+                records = ignored,
+                "extended attributes, ACLs or file flags in pax records not restored"
+            );
         }
         pax.clear();
         *pax_bytes = 0;
@@ -233,8 +274,110 @@ impl<R: BufRead> Entries<R> {
             link,
             size,
             meta,
+            sparse,
         })))
     }
+}
+
+/// The name and sparse map the `GNU.sparse.*` pax records give: 1.0 (the
+/// map is in the data) and 0.1 (`GNU.sparse.map`). 0.0, with repeated
+/// `GNU.sparse.offset`/`numbytes` records, which no current writer makes,
+/// is refused.
+fn pax_sparse(
+    pax: &HashMap<Vec<u8>, Vec<u8>>,
+    name: Vec<u8>,
+    offset: u64,
+) -> Result<(Vec<u8>, Option<Sparse>)> {
+    if !pax.keys().any(|k| k.starts_with(b"GNU.sparse.")) {
+        return Ok((name, None));
+    }
+    let get = |k: &str| pax.get(k.as_bytes()).map(Vec::as_slice);
+    let bad = |what: &str| Error::Corrupt {
+        offset,
+        reason: format!("bad pax sparse record: {what}"),
+    };
+    let real_name = get("GNU.sparse.name").map(<[u8]>::to_vec).unwrap_or(name);
+    let version = (get("GNU.sparse.major"), get("GNU.sparse.minor"));
+    let sparse = match version {
+        (Some(b"1"), Some(b"0")) => {
+            let real = get("GNU.sparse.realsize").and_then(parse_dec);
+            Sparse::Pax1 {
+                real_size: real.ok_or_else(|| bad("no GNU.sparse.realsize"))?,
+            }
+        }
+        (None, None) if get("GNU.sparse.map").is_some() => {
+            let real = get("GNU.sparse.size").or(get("GNU.sparse.realsize"));
+            let real_size = real.and_then(parse_dec).ok_or_else(|| bad("no size"))?;
+            let text = get("GNU.sparse.map").unwrap_or_default();
+            let nums: Option<Vec<u64>> = text.split(|&c| c == b',').map(parse_dec).collect();
+            let nums = nums
+                .filter(|n| n.len() % 2 == 0)
+                .ok_or_else(|| bad("map"))?;
+            if nums.len() / 2 > SPARSE_SEGMENTS_MAX {
+                return Err(bad("too many segments"));
+            }
+            let map = nums.chunks(2).map(|p| (p[0], p[1])).collect();
+            Sparse::Map { real_size, map }
+        }
+        _ => {
+            return Err(Error::Unsupported {
+                entry: String::from_utf8_lossy(&real_name).into_owned(),
+                what: "pax sparse file of format 0.0".into(),
+            })
+        }
+    };
+    Ok((real_name, Some(sparse)))
+}
+
+/// The map of an old-GNU sparse (`S`) entry: four segments in the header,
+/// more in extension blocks that follow it while `isextended` is set, and
+/// the real size.
+fn gnu_sparse<R: BufRead>(input: &mut Input<R>, block: &[u8], offset: u64) -> Result<Sparse> {
+    let bad = || Error::Corrupt {
+        offset,
+        reason: "bad GNU sparse header".into(),
+    };
+    let mut map = Vec::new();
+    let take = |fields: &[u8], map: &mut Vec<(u64, u64)>| -> Result<()> {
+        for seg in fields.chunks_exact(24) {
+            if seg[0] == 0 {
+                break;
+            }
+            let off = gnu_num(&seg[..12]).ok_or_else(bad)?;
+            let len = gnu_num(&seg[12..]).ok_or_else(bad)?;
+            if map.len() >= SPARSE_SEGMENTS_MAX {
+                return Err(bad());
+            }
+            map.push((off, len));
+        }
+        Ok(())
+    };
+    take(&block[386..482], &mut map)?;
+    let real_size = gnu_num(&block[483..495]).ok_or_else(bad)?;
+    let mut extended = block[482] != 0;
+    while extended {
+        let ext = input.read_vec(BLOCK, "a GNU sparse extension block")?;
+        take(&ext[..504], &mut map)?;
+        extended = ext[504] != 0;
+    }
+    Ok(Sparse::Map { real_size, map })
+}
+
+/// A GNU numeric field: octal (NUL or space terminated), or base-256 when
+/// the high bit of the first byte is set.
+fn gnu_num(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut v: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let digits: &[u8] = field
+        .split(|&c| c == 0 || c == b' ')
+        .find(|s| !s.is_empty())
+        .unwrap_or(b"0");
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()
 }
 
 fn parse_dec(v: &[u8]) -> Option<u64> {

@@ -25,6 +25,7 @@
 mod entries;
 mod policy;
 mod pool;
+mod special;
 
 use std::fs;
 use std::io::{BufRead, Read};
@@ -139,12 +140,13 @@ fn parse<R: BufRead>(
             link,
             size,
             meta,
+            sparse,
         } = entry;
         let input = entries.input();
         ex.summary.entries += 1;
         let rel = policy::sanitize(&name)?;
         let order = match typ {
-            b'0' | 0 | b'7' => ex.order(&rel, false),
+            b'0' | 0 | b'7' | b'S' => ex.order(&rel, false),
             b'5' | b'D' => ex.order(&rel, true),
             _ => Order::Now,
         };
@@ -154,6 +156,10 @@ fn parse<R: BufRead>(
             if order == Order::Flush {
                 ex.flush_links()?;
             }
+        }
+        if let Some(sp) = sparse {
+            special::sparse(input, ex, pool, &rel, &name, offset, meta, size, sp)?;
+            continue;
         }
         match typ {
             b'0' | 0 | b'7' => {
@@ -231,10 +237,15 @@ fn parse<R: BufRead>(
                     ex.flush_links()?;
                 }
             }
-            b'3' | b'4' | b'6' => {
-                // Policy: device nodes and FIFOs are never created; they are
+            b'6' => {
+                input.skip(size + tarfmt::padding(size) as u64, "FIFO data")?;
+                special::fifo(ex, pool, &rel, &name, meta)?;
+            }
+            b'3' | b'4' => {
+                // Policy: device nodes are never created; they are
                 // reported in the summary instead.
                 input.skip(size + tarfmt::padding(size) as u64, "entry data")?;
+                special::warn_device_once(&ex.summary, &name);
                 ex.summary.skipped += 1;
                 if ex.summary.skipped_names.len() < SKIPPED_NAMES {
                     ex.summary.skipped_names.push(crate::escape_name(&name));

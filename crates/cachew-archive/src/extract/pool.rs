@@ -94,6 +94,11 @@ impl FileSink {
         Ok(())
     }
 
+    /// Leaves a hole up to `pos`, for a sparse file's gaps.
+    pub(super) fn hole_to(&mut self, pos: u64) {
+        self.pos = self.pos.max(pos);
+    }
+
     pub(super) fn finish(self) -> Result<()> {
         let err = |op, e| Error::io(op, &self.path, e);
         if self.written_end < self.pos {
