@@ -25,28 +25,28 @@ use crate::proxy::{Proxies, ProxyConnector};
 use crate::tls::{ClientIdentity, SystemRoots, TlsSettings};
 
 /// The default `User-Agent`: `cachew-rs/<crate version>`.
-pub const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
+pub(crate) const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
 
 /// Default for [`HttpClientBuilder::connect_timeout`] (Go's `net.Dialer`
 /// timeout in `http.DefaultTransport`).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`HttpClientBuilder::tls_handshake_timeout`] (Go's
 /// `Transport.TLSHandshakeTimeout`).
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`HttpClientBuilder::response_header_timeout`].
-pub const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::idle_timeout`].
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`HttpClientBuilder::max_retries`].
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Default for [`HttpClientBuilder::retry_base_delay`].
-pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+pub(crate) const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
 /// Default for [`HttpClientBuilder::retry_max_delay`].
-pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 /// Default for [`HttpClientBuilder::max_retry_after`].
-pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Default for [`HttpClientBuilder::pool_idle_timeout`] (Go's `http.Transport` default).
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The complete client stack as a clonable tower [`Service`].
 ///
@@ -341,7 +341,7 @@ impl HttpClientBuilder {
     }
 
     /// The `User-Agent` for requests that do not set one. Default
-    /// [`DEFAULT_USER_AGENT`] (`cachew-rs/<version>`).
+    /// `cachew-rs/<version>`.
     #[must_use]
     pub fn user_agent(mut self, value: impl Into<String>) -> Self {
         self.user_agent = value.into();

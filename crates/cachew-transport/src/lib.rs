@@ -88,12 +88,7 @@ mod proxy;
 mod tls;
 
 pub use body::{BodyReader, BodySender, RequestBody, ResponseBody};
-pub use client::{
-    HttpClient, HttpClientBuilder, HttpService, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_RESPONSE_HEADER_TIMEOUT, DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_USER_AGENT,
-};
+pub use client::{HttpClient, HttpClientBuilder, HttpService};
 pub use error::{BoxError, Error, Result, TimeoutKind};
 pub use layers::retry::Idempotency;
 pub use layers::timeout::ResponseHeaderTimeout;

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachew_transport::{Error, HttpClient, RequestBody, DEFAULT_USER_AGENT};
+use cachew_transport::{Error, HttpClient, RequestBody};
+
+/// The documented default `User-Agent`: `cachew-rs/<version>`.
+const DEFAULT_USER_AGENT: &str = concat!("cachew-rs/", env!("CARGO_PKG_VERSION"));
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use support::{builder, client, full, serve};
 use tokio::io::AsyncReadExt;
