@@ -1,11 +1,10 @@
 //! Shared helpers: an in-process reference server, running the `cachew`
 //! binary, sample trees and tree comparison.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -122,20 +121,9 @@ pub fn sh(script: &str) {
     );
 }
 
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn set_mtime(path: &Path, secs: u64) {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    fs::File::open(path).unwrap().set_modified(t).unwrap();
+/// Incompressible bytes from `seed` (cachew_testkit::random_bytes).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    cachew_testkit::random_bytes(len, seed)
 }
 
 /// A small tree with files, modes, a symlink, a hard link, an empty
@@ -165,7 +153,7 @@ pub fn sample_tree(root: &Path) -> PathBuf {
     .iter()
     .enumerate()
     {
-        set_mtime(&p.join(f), 1_600_000_000 + i as u64 * 77);
+        set_mtime(&p.join(f), 1_600_000_000 + i as i64 * 77);
     }
     for (i, d) in [
         "src/deep/er",
@@ -178,69 +166,9 @@ pub fn sample_tree(root: &Path) -> PathBuf {
     .iter()
     .enumerate()
     {
-        set_mtime(&p.join(d), 1_500_000_000 + i as u64 * 77);
+        set_mtime(&p.join(d), 1_500_000_000 + i as i64 * 77);
     }
     p
 }
 
-/// One entry of a tree listing: contents, modes, link targets and mtimes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Node {
-    Dir {
-        mode: u32,
-        mtime: i64,
-    },
-    File {
-        mode: u32,
-        mtime: i64,
-        data: Vec<u8>,
-    },
-    Link {
-        target: PathBuf,
-    },
-}
-
-/// Everything below `root` (not `root` itself).
-pub fn list(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        for ent in fs::read_dir(dir).unwrap() {
-            let path = ent.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            let meta = fs::symlink_metadata(&path).unwrap();
-            let mode = meta.mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                Node::Link {
-                    target: fs::read_link(&path).unwrap(),
-                }
-            } else if meta.is_dir() {
-                walk(root, &path, out);
-                Node::Dir {
-                    mode,
-                    mtime: meta.mtime(),
-                }
-            } else {
-                Node::File {
-                    mode,
-                    mtime: meta.mtime(),
-                    data: fs::read(&path).unwrap(),
-                }
-            };
-            out.insert(rel, node);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Asserts two trees are equal, naming the first difference.
-pub fn assert_same_tree(a: &Path, b: &Path) {
-    let (la, lb) = (list(a), list(b));
-    let names_a: Vec<_> = la.keys().collect();
-    let names_b: Vec<_> = lb.keys().collect();
-    assert_eq!(names_a, names_b, "different entries");
-    for (name, node) in &la {
-        assert_eq!(Some(node), lb.get(name), "{} differs", name.display());
-    }
-    assert!(la.len() > 5, "suspiciously small tree");
-}
+pub use cachew_testkit::{assert_same_tree, set_mtime};
