@@ -356,35 +356,63 @@ async fn a_stalled_download_fails_with_the_idle_timeout() {
     drop(server);
 }
 
+/// A reference server whose requests matching `matches` are answered 503
+/// while `failures` (2 at first) lasts, counting them in `seen`, and a
+/// remote client with fast retries.
+struct Flaky {
+    server: RunningServer,
+    cache: RemoteCache,
+    failures: Arc<AtomicUsize>,
+    seen: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    async fn start(
+        matches: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    ) -> Flaky {
+        let failures = Arc::new(AtomicUsize::new(2));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (f, n) = (failures.clone(), seen.clone());
+        let server = Server::builder(Arc::new(Faulty::new(BodyFault::None)))
+            .policy(move |parts| {
+                if !matches(parts) {
+                    return None;
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                let left = f.load(Ordering::SeqCst);
+                (left > 0).then(|| {
+                    f.store(left - 1, Ordering::SeqCst);
+                    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "warming up")
+                })
+            })
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let http = HttpClient::builder()
+            .retry_base_delay(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let cache = RemoteCache::builder(server.url())
+            .http_client(http)
+            .build()
+            .unwrap();
+        Flaky {
+            server,
+            cache,
+            failures,
+            seen,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_is_retried_and_then_succeeds() {
-    let backend = Faulty::new(BodyFault::None);
-    let failures = Arc::new(AtomicUsize::new(2));
-    let gets = Arc::new(AtomicUsize::new(0));
-    let (f, g) = (failures.clone(), gets.clone());
-    let server = Server::builder(Arc::new(backend.clone()))
-        .policy(move |parts| {
-            if parts.method != http::Method::GET {
-                return None;
-            }
-            g.fetch_add(1, Ordering::SeqCst);
-            let left = f.load(Ordering::SeqCst);
-            (left > 0).then(|| {
-                f.store(left - 1, Ordering::SeqCst);
-                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "warming up")
-            })
-        })
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let http = HttpClient::builder()
-        .retry_base_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let cache = RemoteCache::builder(server.url())
-        .http_client(http)
-        .build()
-        .unwrap();
+    let Flaky {
+        server,
+        cache,
+        failures,
+        seen: gets,
+    } = Flaky::start(|parts| parts.method == http::Method::GET).await;
     let key = Key::new("retried");
     cache
         .put_bytes(
@@ -416,33 +444,15 @@ async fn a_503_is_retried_and_then_succeeds() {
 /// is retried like a GET's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidate_is_marked_idempotent_and_retried() {
-    let backend = Faulty::new(BodyFault::None);
-    let failures = Arc::new(AtomicUsize::new(2));
-    let posts = Arc::new(AtomicUsize::new(0));
-    let (f, p) = (failures.clone(), posts.clone());
-    let server = Server::builder(Arc::new(backend.clone()))
-        .policy(move |parts| {
-            if parts.method != http::Method::POST || !parts.uri.path().ends_with("/invalidate") {
-                return None;
-            }
-            p.fetch_add(1, Ordering::SeqCst);
-            let left = f.load(Ordering::SeqCst);
-            (left > 0).then(|| {
-                f.store(left - 1, Ordering::SeqCst);
-                Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "warming up")
-            })
-        })
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let http = HttpClient::builder()
-        .retry_base_delay(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let cache = RemoteCache::builder(server.url())
-        .http_client(http)
-        .build()
-        .unwrap();
+    let Flaky {
+        server,
+        cache,
+        seen: posts,
+        ..
+    } = Flaky::start(|parts| {
+        parts.method == http::Method::POST && parts.uri.path().ends_with("/invalidate")
+    })
+    .await;
     let key = Key::new("invalidated-after-retries");
     cache
         .put_bytes(
