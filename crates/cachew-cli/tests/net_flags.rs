@@ -22,9 +22,9 @@ fn ca_cert_and_timeout_flags_reach_the_remote_cache() {
         .args(["stat", "ns", "k"]));
     assert_eq!(code, 1);
     assert!(err.contains("env-ca.pem"), "{err}");
-    // A malformed duration is a usage error (exit 1, never 2).
+    // A malformed duration is a usage error (exit 80, never 2).
     let (code, _, err) = run(cachew(&server.url()).args(["--timeout", "soon", "stat", "ns", "k"]));
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 80, "{err}");
     assert!(err.contains("--timeout"), "{err}");
 }
 
