@@ -322,8 +322,9 @@ pub(crate) struct RestoreArgs {
     #[command(flatten)]
     pub(crate) json: JsonFlag,
     /// Refuse archives that unpack to more than SIZE (e.g. 20G; K/M/G/T
-    /// are powers of 1024): a guard against zstd bombs.
-    #[arg(long, env = "CACHEW_MAX_SIZE", value_parser = parse_size, value_name = "SIZE")]
+    /// and KiB/MiB/… are powers of 1024, KB/MB/… of 1000): a guard against
+    /// zstd bombs.
+    #[arg(long, env = "CACHEW_MAX_SIZE", value_parser = crate::size::parse_size, value_name = "SIZE")]
     pub(crate) max_size: Option<u64>,
 }
 
@@ -337,21 +338,6 @@ pub(crate) struct KeySource {
     /// the current directory); several are separated by "," (repeatable).
     #[arg(short = 'H', long = "hash-files", alias = "hash", value_name = "GLOB")]
     pub(crate) hash_files: Vec<String>,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, c)) if "kKmMgGtT".contains(c) => (
-            &t[..i],
-            10 * (1 + "kmgt".find(c.to_ascii_lowercase()).unwrap_or(0) as u32),
-        ),
-        _ => (t, 0),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(|| format!("invalid size {s:?}: want bytes, or a number with K, M, G or T"))
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

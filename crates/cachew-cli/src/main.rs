@@ -29,6 +29,7 @@ mod progress;
 mod read_only;
 mod serve;
 mod signals;
+mod size;
 mod url;
 
 use std::process::ExitCode;

@@ -103,14 +103,14 @@ pub(crate) struct ServeArgs {
 
     /// Largest object an upload may create, e.g. 512MiB, 10GB (0 = no
     /// limit). Larger uploads get 413 and are discarded.
-    #[arg(long, env = "CACHEW_MAX_OBJECT_SIZE", default_value = "0", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, env = "CACHEW_MAX_OBJECT_SIZE", default_value = "0", value_parser = crate::size::parse_size, value_name = "SIZE")]
     pub(crate) max_object_size: u64,
 
     /// Bytes the cache may hold on disk, e.g. 3MiB or 20GB (`KiB`, `MiB`,
     /// `GiB`, `TiB` and bare `K`, `M`, `G`, `T` are binary; `KB`, `MB`, `GB`,
     /// `TB` decimal; 0 = no limit). Least recently read objects are evicted
     /// to make room.
-    #[arg(long, env = "CACHEW_MAX_SIZE", default_value = "0", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, env = "CACHEW_MAX_SIZE", default_value = "0", value_parser = crate::size::parse_size, value_name = "SIZE")]
     pub(crate) max_size: u64,
 
     /// Longest time to live an object may have; longer requested TTLs
@@ -283,45 +283,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     cachew_proto::duration::parse(s).map_err(|e| e.to_string())
 }
 
-/// A byte count: digits with an optional unit, case-insensitive. `KiB`,
-/// `MiB`, `GiB`, `TiB` and the bare `K`, `M`, `G`, `T` are binary (1024ⁿ);
-/// `KB`, `MB`, `GB`, `TB` are decimal (1000ⁿ), as written on disks.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size such as 1048576, 512MiB or 20GB"))?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let (power, binary) = match unit.as_bytes() {
-        [] | [b'b'] => (Some(0), true),
-        [p] | [p, b'i', b'b'] => (power_of(*p), true),
-        [p, b'b'] => (power_of(*p), false),
-        _ => (None, true),
-    };
-    let Some(power) = power else {
-        return Err(format!(
-            "`{s}`: unknown unit `{unit}` (use KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
-        ));
-    };
-    let base: u64 = if binary { 1024 } else { 1000 };
-    number
-        .checked_mul(base.pow(power))
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
-/// The power of a unit's prefix letter (`k` is 1, `m` 2, …).
-fn power_of(prefix: u8) -> Option<u32> {
-    match prefix {
-        b'k' => Some(1),
-        b'm' => Some(2),
-        b'g' => Some(3),
-        b't' => Some(4),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,25 +290,6 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(args).and_then(check_usage)
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("1024"), Ok(1024));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
-        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
-        assert_eq!(parse_size("3mib"), Ok(3 << 20));
-        assert_eq!(parse_size("20GB"), Ok(20_000_000_000));
-        assert_eq!(parse_size("2kb"), Ok(2000));
-        assert_eq!(parse_size("1 TB"), Ok(1_000_000_000_000));
-        assert_eq!(parse_size("7b"), Ok(7));
-        assert!(parse_size("1.5G").is_err());
-        assert!(parse_size("G").is_err());
-        assert!(parse_size("3MiBs").is_err());
-        assert!(parse_size("3x").is_err());
-        assert!(parse_size("99999999999T").is_err());
     }
 
     #[test]
