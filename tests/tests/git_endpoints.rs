@@ -392,12 +392,29 @@ async fn smart_http_clone_then_fetch_with_v2_and_v0() {
     }
 
     // Many local commits the server has never seen make a negotiation
-    // over 1 KiB, which git sends gzipped.
+    // over 1 KiB, which git sends gzipped. They are dated a day ahead, one
+    // second apart, so git offers them as `have`s before any commit the
+    // server knows: with equal timestamps the walk order is a tie that may
+    // reach a common commit in the first round of 16 (under 1 KiB) and end
+    // the negotiation there.
     git(&clone, &["checkout", "-q", "-b", "local"]);
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400;
     for i in 0..60 {
-        git(
-            &clone,
-            &["commit", "-q", "--allow-empty", "-m", &format!("local {i}")],
+        let date = format!("@{} +0000", ahead + i);
+        let out = git_support::git_command(&clone)
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .args(["commit", "-q", "--allow-empty", "-m", &format!("local {i}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     git(&clone, &["checkout", "-q", "main"]);
