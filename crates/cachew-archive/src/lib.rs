@@ -292,7 +292,9 @@ pub struct ExtractSummary {
     pub bytes: u64,
     /// FIFOs created.
     pub fifos: u64,
-    /// Device nodes skipped (see the crate docs for the policy).
+    /// Device nodes created (only as root; see the crate docs).
+    pub devices: u64,
+    /// Device nodes skipped (not root; see the crate docs for the policy).
     pub skipped: u64,
     /// Names of the first few skipped entries.
     pub skipped_names: Vec<String>,

@@ -141,14 +141,23 @@ fn parse<R: BufRead>(
             size,
             meta,
             sparse,
+            dev,
         } = entry;
         let input = entries.input();
         ex.summary.entries += 1;
         let rel = policy::sanitize(&name)?;
-        let order = match typ {
-            b'0' | 0 | b'7' | b'S' => ex.order(&rel, false),
-            b'5' | b'D' => ex.order(&rel, true),
-            _ => Order::Now,
+        // Every kind that makes something at `rel` is ordered: a later
+        // entry wins whatever the kinds, as with GNU tar.
+        let dir = matches!(typ, b'5' | b'D');
+        let makes = dir
+            || matches!(
+                typ,
+                b'0' | 0 | b'7' | b'S' | b'1' | b'2' | b'3' | b'4' | b'6'
+            );
+        let order = if makes {
+            ex.order(&rel, dir)
+        } else {
+            Order::Now
         };
         if order != Order::Now {
             pool.barrier()?;
@@ -156,6 +165,15 @@ fn parse<R: BufRead>(
             if order == Order::Flush {
                 ex.flush_links()?;
             }
+        }
+        if makes && !rel.as_os_str().is_empty() && !ex.parents_ready(&rel, dir)? {
+            // A symlink in a parent position is to be followed: everything
+            // before this entry takes effect first.
+            pool.barrier()?;
+            ex.files_done();
+            ex.flush_links()?;
+            let ready = ex.parents_ready(&rel, dir)?;
+            debug_assert!(ready, "nothing is pending, so a symlink may be followed");
         }
         if let Some(sp) = sparse {
             special::sparse(input, ex, pool, &rel, &name, offset, meta, size, sp)?;
@@ -242,13 +260,17 @@ fn parse<R: BufRead>(
                 special::fifo(ex, pool, &rel, &name, meta)?;
             }
             b'3' | b'4' => {
-                // Policy: device nodes are never created; they are
-                // reported in the summary instead.
-                input.skip(size + tarfmt::padding(size) as u64, "entry data")?;
-                special::warn_device_once(&ex.summary, &name);
-                ex.summary.skipped += 1;
-                if ex.summary.skipped_names.len() < SKIPPED_NAMES {
-                    ex.summary.skipped_names.push(crate::escape_name(&name));
+                input.skip(size + tarfmt::padding(size) as u64, "device data")?;
+                if special::devices_created(ex.root()) {
+                    special::device(ex, pool, &rel, &name, typ == b'4', dev, meta)?;
+                } else {
+                    // Not root: skipped, as GNU tar cannot create them
+                    // either, with one warning for the whole extraction.
+                    special::warn_device_once(&ex.summary, &name);
+                    ex.summary.skipped += 1;
+                    if ex.summary.skipped_names.len() < SKIPPED_NAMES {
+                        ex.summary.skipped_names.push(crate::escape_name(&name));
+                    }
                 }
             }
             b'V' => {
