@@ -49,7 +49,12 @@ async fn restore_object(body: Vec<u8>, target: &Path) -> cachew_client::Result<(
     let cache = MemoryCache::new(0);
     let key = Key::new("k");
     cache
-        .put_bytes(&key, body.into(), HeaderMap::new(), &CreateOptions::default())
+        .put_bytes(
+            &key,
+            body.into(),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     restore(&cache, &[key], target, &RestoreOptions::default())
@@ -93,7 +98,10 @@ async fn a_symlink_leading_outside_fails_the_restore_and_changes_nothing() {
         "{msg}"
     );
     assert_eq!(snapshot(&target), before, "the target changed");
-    assert_eq!(fs::read_dir(parent.path().join("outside")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(parent.path().join("outside")).unwrap().count(),
+        0
+    );
     let names: Vec<_> = fs::read_dir(parent.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -260,13 +260,14 @@ pub(super) struct Extractor<'a> {
 
 impl<'a> Extractor<'a> {
     pub(super) fn new(target: &'a Path) -> Self {
+        let (euid, egid) = sys::effective_ids();
         Extractor {
             target,
             root: sys::is_root(),
             dirs: HashMap::new(),
             dirs_bytes: 0,
-            euid: sys::effective_ids().0,
-            egid: sys::effective_ids().1,
+            euid,
+            egid,
             umask: current_umask(),
             loosened: Vec::new(),
             dir_meta: HashMap::new(),
