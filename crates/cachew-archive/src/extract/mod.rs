@@ -7,8 +7,12 @@
 //! Safety invariants (see the crate docs for the policy as seen by users):
 //! - Entry names are sanitized lexically: absolute names and `..` are refused.
 //! - Every parent directory of an entry is checked with `lstat` (or created)
-//!   by the parsing thread before anything is created in it; a symlink or
-//!   file in the way is replaced by a real directory.
+//!   by the parsing thread before anything is created in it; a file in the
+//!   way is replaced by a real directory, and a symlink is followed only if
+//!   it resolves, below the target, to a directory inside it (otherwise
+//!   the entry is refused). The first time one is followed, every earlier
+//!   entry takes effect first, and from then on each entry before the next
+//!   (two names may now reach one file).
 //! - Files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, after unlinking
 //!   whatever was there, so no existing symlink or hard link is written through.
 //! - Symlinks and hard links are created only at flush points, when no

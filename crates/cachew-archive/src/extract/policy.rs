@@ -1,7 +1,9 @@
 //! The extraction policy: what may be written where. Entry names are
 //! checked lexically ([`sanitize`]: no absolute names, no `..`); every
-//! parent directory is made a real directory inside the target (a symlink
-//! or file in the way is replaced, never followed); files are created with
+//! parent directory is made a real directory inside the target (a file in
+//! the way is replaced; a symlink is followed, as GNU tar follows it, only
+//! when resolving it below the target leads to a directory inside, and
+//! otherwise refuses the entry); files are created with
 //! `O_CREAT | O_EXCL | O_NOFOLLOW` after removing what was there
 //! ([`create_file`]); symlinks and hard links are created at flush points,
 //! hard link sources resolved component by component without following
