@@ -1,6 +1,7 @@
 //! Device nodes, as GNU tar treats them: created by root (compared with
 //! GNU `tar -xpf` on an archive GNU tar wrote from real nodes made with
-//! `mknod`), skipped with one warning by anyone else (this test binary run
+//! `mknod`, and GNU tar extracting what we archive from them), skipped
+//! with one warning by anyone else (this test binary run
 //! again as `nobody` under `setpriv`).
 
 use std::fs;
@@ -72,6 +73,21 @@ fn devices_match_gnu_tar_as_root() {
         assert_eq!((sum.devices, sum.skipped, sum.fifos), (3, 0, 1));
         assert_eq!(tree(&ours), want, "threads {threads}");
     }
+    // What we archive from the same nodes, GNU tar extracts the same way.
+    let mut ours = Vec::new();
+    let opts = cachew_archive::ArchiveOptions::default();
+    cachew_archive::archive(&mut ours, &src, &["."], &[] as &[&str], &opts).unwrap();
+    let tar = dir.path().join("ours.tar");
+    fs::write(&tar, zstd::decode_all(ours.as_slice()).unwrap()).unwrap();
+    let back = dir.path().join("gnu-from-ours");
+    fs::create_dir(&back).unwrap();
+    fs::write(back.join("null"), b"in the way").unwrap();
+    sh(&format!(
+        "tar -xpf '{}' -C '{}'",
+        tar.display(),
+        back.display()
+    ));
+    assert_eq!(tree(&back), want);
 }
 
 /// Counts `WARN` events.
