@@ -229,12 +229,21 @@ fn hard_links_to_outside_are_refused() {
         let msg = r.unwrap_err().to_string();
         assert!(msg.contains("hard link to `../outside/secret`"), "{msg}");
     }
-    // Through a symlink the archive placed.
-    for r in s.extract(&pack(&[
-        sym("s", s.outside.to_str().unwrap()),
-        hard("h", "s/secret"),
-    ])) {
-        assert!(r.is_err());
+    // Through a symlink the archive placed, absolute or relative: the
+    // source's parent is resolved as a parent symlink is, and refused.
+    for (link, why) in [
+        (s.outside.to_str().unwrap(), "an absolute path"),
+        ("../outside", "a path above the target directory"),
+    ] {
+        for r in s.extract(&pack(&[sym("s", link), hard("h", "s/secret")])) {
+            assert_eq!(
+                unsafe_reason(&r),
+                format!(
+                    "would be written through `s`, a symlink to `{link}`: {why}, outside the \
+                     target directory"
+                )
+            );
+        }
     }
     // Then writing to the hard link must not reach outside either.
     s.extract(&pack(&[

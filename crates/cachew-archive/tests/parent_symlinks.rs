@@ -148,6 +148,12 @@ fn cases() -> Vec<Case> {
             Want::Gnu,
         ),
         case(
+            "a hard link whose source is below the symlink",
+            vec![Dir("sub"), Link("a", "sub")],
+            vec![file("a/f", b"1"), hard("h", "a/f"), hard("a/g", "a/f")],
+            Want::Gnu,
+        ),
+        case(
             "a FIFO below the symlink",
             vec![Dir("sub"), Link("a", "sub")],
             vec![sym("sub/p", "x"), node("a/p", b'6', 0, 0, 0o600)],

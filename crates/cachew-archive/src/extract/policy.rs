@@ -519,7 +519,7 @@ impl Extractor<'_> {
         last: Last,
     ) -> Result<Resolved> {
         self.aliased = true;
-        let mut stack = link.parent().unwrap_or(Path::new("")).to_path_buf();
+        let stack = link.parent().unwrap_or(Path::new("")).to_path_buf();
         // What is left to walk, the next component last: (name, from a
         // symlink's target, the name's own last component to replace).
         let mut left: Vec<(Vec<u8>, bool, bool)> = Vec::new();
@@ -533,10 +533,38 @@ impl Extractor<'_> {
             let replace = i + 1 == below.len() && last == Last::Replace;
             left.push((c.to_vec(), false, replace));
         }
-        // Messages name the symlink in the entry's own path.
-        let via = (link.to_path_buf(), target.clone());
+        let via = (link.to_path_buf(), target);
+        self.walk(stack, left, Some(via), entry)
+    }
+
+    /// The directory `rel` (a hard link source's parent), which must
+    /// exist, reached through the symlinks on its way as
+    /// [`Extractor::resolve`] reaches it: where it physically is.
+    pub(super) fn resolve_existing(&mut self, rel: &Path, entry: &Path) -> Result<PathBuf> {
+        let left = rel
+            .iter()
+            .rev()
+            .map(|c| (c.as_bytes().to_vec(), true, false))
+            .collect();
+        let r = self.walk(PathBuf::new(), left, None, entry)?;
+        Ok(r.physical.unwrap_or_default())
+    }
+
+    /// The walk of [`Extractor::resolve`]: from the real directory
+    /// `stack`, the components `left` (the next last: name, must exist,
+    /// replace a symlink there), after following `first` (a symlink's
+    /// path and target) if given.
+    fn walk(
+        &mut self,
+        mut stack: PathBuf,
+        mut left: Vec<(Vec<u8>, bool, bool)>,
+        first: Option<(PathBuf, Vec<u8>)>,
+        entry: &Path,
+    ) -> Result<Resolved> {
+        // Messages name the first symlink met, the one in the entry's path.
+        let mut next_target = first.as_ref().map(|f| f.1.clone());
+        let mut via = first.unwrap_or_default();
         let mut hops = 0;
-        let mut next_target = Some(target);
         let mut info = None;
         loop {
             if let Some(t) = next_target.take() {
@@ -580,6 +608,10 @@ impl Extractor<'_> {
             match step {
                 Step::Dir(i) => info = Some(i),
                 Step::Symlink(t) => {
+                    self.aliased = true;
+                    if via.0.as_os_str().is_empty() {
+                        via = (stack.clone(), t.clone());
+                    }
                     stack.pop();
                     next_target = Some(t);
                 }
@@ -755,13 +787,28 @@ impl Extractor<'_> {
                             "is a hard link to the target directory itself",
                         )
                     })?;
-                    let dir = sys::open_dir_beneath(self.target, src_parent).map_err(|e| {
-                        Error::io(
-                            "open the directory of hard link source",
-                            self.target.join(src_parent),
-                            e,
-                        )
-                    })?;
+                    let open = |parent: &Path| {
+                        sys::open_dir_beneath(self.target, parent).map_err(|e| {
+                            Error::io(
+                                "open the directory of hard link source",
+                                self.target.join(parent),
+                                e,
+                            )
+                        })
+                    };
+                    let dir = match open(src_parent) {
+                        Ok(dir) => dir,
+                        // A symlink on the way: followed as for other
+                        // entries, if it stays inside.
+                        Err(Error::Io { error, .. })
+                            if error.raw_os_error() == Some(libc::ELOOP)
+                                || error.raw_os_error() == Some(libc::ENOTDIR) =>
+                        {
+                            let physical = self.resolve_existing(src_parent, &l.rel)?;
+                            open(&physical)?
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if let (Ok(a), Ok(b)) = (
                         fs::symlink_metadata(self.target.join(src)),
                         fs::symlink_metadata(&path),
