@@ -61,17 +61,36 @@
 //! - A hard link whose source is absolute or contains `..` is refused. Hard
 //!   link sources are resolved without following symlinks, so a link cannot
 //!   reach a file outside through a symlink.
-//! - Symlinks are created as stored, but never followed: they are created
-//!   after all regular files of their batch, every parent directory of an
-//!   entry is checked (and a symlink or file in its place, whether from the
-//!   archive or already in the target, is replaced by a real directory, as
-//!   GNU tar does for directory entries), and files are created with
-//!   `O_EXCL | O_NOFOLLOW` after removing whatever was at their path.
-//! - Device nodes are never created: they are skipped, counted in
-//!   [`ExtractSummary::skipped`] and warned about once per extraction (a
-//!   device node restored from a poisoned cache would give whoever can
-//!   read the tree the device). FIFOs are created, as GNU tar does, with
-//!   the archive's mode and time. Sockets are not archived (as GNU tar).
+//! - Symlinks are created as stored. Every parent directory of an entry is
+//!   checked with `lstat`, and files are created with `O_EXCL |
+//!   O_NOFOLLOW` after removing whatever was at their path, so nothing is
+//!   written through a symlink at an entry's own name.
+//! - A symlink in a parent position (an existing `a -> sub` and an entry
+//!   `a/f`, whether the symlink was in the target or made by an earlier
+//!   entry) is followed, as GNU tar follows it, when it leads to a
+//!   directory inside the target: it is resolved component by component
+//!   below the target (each `..` pops a directory checked to be real), and
+//!   `a/f` is written as `sub/f`. One whose target is an absolute path
+//!   (even one naming a place inside the target) or climbs above the target
+//!   refuses the entry with [`Error::UnsafeEntry`], naming the entry, the
+//!   symlink and its target, before anything is written through it; GNU tar
+//!   would write outside. A dangling symlink, one to a file, or a loop is
+//!   an error, as with GNU tar. A directory entry at the symlink's own name
+//!   (`a/`) replaces the symlink by a real directory, GNU tar's default
+//!   (without `--keep-directory-symlink`), wherever it pointed. Once a
+//!   symlink has been followed, two names may reach one file, so the rest
+//!   of the extraction applies each entry before reading the next (no
+//!   parallel file writes). `tests/parent_symlinks.rs` compares all this
+//!   with GNU tar.
+//! - Device nodes are created only when the extracting process runs with
+//!   effective uid 0, as GNU tar does (counted in
+//!   [`ExtractSummary::devices`], with the archive's numbers, owner, mode
+//!   and time). Otherwise they are skipped, counted in
+//!   [`ExtractSummary::skipped`], and one warning is logged for the whole
+//!   extraction (GNU tar fails on each). Restoring as root from a cache that
+//!   untrusted jobs can write therefore trusts it with device nodes, as
+//!   `tar -x` does. FIFOs are created, as GNU tar does, with the archive's
+//!   mode and time. Sockets are not archived (as GNU tar).
 //! - A truncated stream (no end-of-archive block, or a zstd frame cut short),
 //!   a corrupt zstd frame or checksum, a pzstd size header that does not
 //!   match its frame, anything but a frame between frames, and a header with
@@ -101,9 +120,7 @@
 //!   hard link replaces it, as GNU `tar -x` does, and a hard link sees the
 //!   data its source had when the link entry came. (An empty directory is
 //!   replaced; a non-empty one in the way of a non-directory is an error,
-//!   as with GNU tar.) Where GNU tar would follow a symlink that an
-//!   earlier entry created, to write below it, this crate replaces the
-//!   symlink by a real directory instead.
+//!   as with GNU tar.) This holds for FIFOs and device nodes too.
 //! - Names in error messages and summaries are escaped ([`escape_name`]):
 //!   an entry name cannot put control characters on a terminal or a CI log.
 //!
@@ -292,7 +309,9 @@ pub struct ExtractSummary {
     pub bytes: u64,
     /// FIFOs created.
     pub fifos: u64,
-    /// Device nodes skipped (see the crate docs for the policy).
+    /// Device nodes created (only as root; see the crate docs).
+    pub devices: u64,
+    /// Device nodes skipped (not root; see the crate docs for the policy).
     pub skipped: u64,
     /// Names of the first few skipped entries.
     pub skipped_names: Vec<String>,

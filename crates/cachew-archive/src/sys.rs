@@ -250,6 +250,50 @@ pub(crate) fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+/// `mknod(path)` for a character (`block` false) or block device with
+/// the given major and minor numbers, mode 0600 (the caller sets the
+/// final mode). Like [`mkfifo`], never through a final symlink (an
+/// existing entry is `EEXIST`). rustix's `mknodat` where it has one;
+/// libc's `mknod` on macOS, where it does not.
+pub(crate) fn mknod_device(path: &Path, block: bool, major: u32, minor: u32) -> io::Result<()> {
+    let dev = rustix::fs::makedev(major, minor);
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        let kind = if block {
+            FileType::BlockDevice
+        } else {
+            FileType::CharacterDevice
+        };
+        retry(|| rustix::fs::mknodat(CWD, path, kind, Mode::from_raw_mode(0o600), dev))
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let c = cstr(path)?;
+        let kind = if block { libc::S_IFBLK } else { libc::S_IFCHR };
+        // SAFETY: a valid NUL-terminated path; mknod keeps no pointer to it.
+        if unsafe { libc::mknod(c.as_ptr(), kind | 0o600, dev) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// `fchmodat(AT_FDCWD, path, mode, 0)`: for a node that must not be
+/// opened (a device), just created by us; the final component is
+/// followed, so the caller makes sure it is not a symlink.
+pub(crate) fn chmod_path(path: &Path, mode: u32) -> io::Result<()> {
+    let mode = Mode::from_raw_mode(mode as _);
+    Ok(rustix::fs::chmodat(CWD, path, mode, AtFlags::empty())?)
+}
+
+/// The effective user and group ids.
+pub(crate) fn effective_ids() -> (u32, u32) {
+    let uid = rustix::process::geteuid().as_raw();
+    let gid = rustix::process::getegid().as_raw();
+    (uid, gid)
+}
+
 /// `fstat(fd)`.
 pub(crate) fn fstat(fd: impl AsFd) -> io::Result<Stat> {
     Ok(rustix::fs::fstat(fd)?)

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A description of every entry under `root` (including `root` itself as
@@ -25,6 +25,19 @@ pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
             desc = format!("symlink -> {:?} {}", t, desc.split(' ').nth(1).unwrap());
         } else if ft.is_dir() {
             desc = format!("dir mode={:o} {desc}", m.mode() & 0o7777);
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            // Never opened: a FIFO would block, a device act.
+            let kind = if ft.is_fifo() {
+                "fifo".to_string()
+            } else {
+                let kind = if ft.is_char_device() { "char" } else { "block" };
+                let (major, minor) = (
+                    (m.rdev() >> 8) & 0xfff,
+                    (m.rdev() & 0xff) | ((m.rdev() >> 12) & 0xfff00),
+                );
+                format!("{kind} device {major},{minor}")
+            };
+            desc = format!("{kind} mode={:o} {desc}", m.mode() & 0o7777);
         } else {
             let content = if m.len() > 1 << 20 {
                 format!("{} bytes (large, not compared here)", m.len())

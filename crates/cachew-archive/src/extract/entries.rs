@@ -40,6 +40,8 @@ pub(super) struct Entry {
     pub(super) meta: Meta,
     /// For a sparse file, how its data maps onto the file (`special.rs`).
     pub(super) sparse: Option<Sparse>,
+    /// For a device node, its major and minor numbers.
+    pub(super) dev: (u32, u32),
 }
 
 /// Where a sparse file's data goes: the data holds the listed segments
@@ -250,6 +252,22 @@ impl<R: BufRead> Entries<R> {
         if let Some(g) = pax.get(&b"gid"[..]).and_then(|v| parse_dec(v)) {
             meta.gid = g as u32;
         }
+        let dev = if matches!(typ, b'3' | b'4') {
+            (
+                num(
+                    329..337,
+                    "devmajor",
+                    h.device_major().map(|d| d.unwrap_or(0).into()),
+                )? as u32,
+                num(
+                    337..345,
+                    "devminor",
+                    h.device_minor().map(|d| d.unwrap_or(0).into()),
+                )? as u32,
+            )
+        } else {
+            (0, 0)
+        };
         let (name, mut sparse) = pax_sparse(pax, name, offset)?;
         if typ == b'S' {
             sparse = Some(gnu_sparse(input, block, offset)?);
@@ -275,6 +293,7 @@ impl<R: BufRead> Entries<R> {
             size,
             meta,
             sparse,
+            dev,
         })))
     }
 }

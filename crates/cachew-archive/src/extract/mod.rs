@@ -7,8 +7,12 @@
 //! Safety invariants (see the crate docs for the policy as seen by users):
 //! - Entry names are sanitized lexically: absolute names and `..` are refused.
 //! - Every parent directory of an entry is checked with `lstat` (or created)
-//!   by the parsing thread before anything is created in it; a symlink or
-//!   file in the way is replaced by a real directory.
+//!   by the parsing thread before anything is created in it; a file in the
+//!   way is replaced by a real directory, and a symlink is followed only if
+//!   it resolves, below the target, to a directory inside it (otherwise
+//!   the entry is refused). The first time one is followed, every earlier
+//!   entry takes effect first, and from then on each entry before the next
+//!   (two names may now reach one file).
 //! - Files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, after unlinking
 //!   whatever was there, so no existing symlink or hard link is written through.
 //! - Symlinks and hard links are created only at flush points, when no
@@ -141,14 +145,23 @@ fn parse<R: BufRead>(
             size,
             meta,
             sparse,
+            dev,
         } = entry;
         let input = entries.input();
         ex.summary.entries += 1;
         let rel = policy::sanitize(&name)?;
-        let order = match typ {
-            b'0' | 0 | b'7' | b'S' => ex.order(&rel, false),
-            b'5' | b'D' => ex.order(&rel, true),
-            _ => Order::Now,
+        // Every kind that makes something at `rel` is ordered: a later
+        // entry wins whatever the kinds, as with GNU tar.
+        let dir = matches!(typ, b'5' | b'D');
+        let makes = dir
+            || matches!(
+                typ,
+                b'0' | 0 | b'7' | b'S' | b'1' | b'2' | b'3' | b'4' | b'6'
+            );
+        let order = if makes {
+            ex.order(&rel, dir)
+        } else {
+            Order::Now
         };
         if order != Order::Now {
             pool.barrier()?;
@@ -156,6 +169,15 @@ fn parse<R: BufRead>(
             if order == Order::Flush {
                 ex.flush_links()?;
             }
+        }
+        if makes && !rel.as_os_str().is_empty() && !ex.parents_ready(&rel, dir)? {
+            // A symlink in a parent position is to be followed: everything
+            // before this entry takes effect first.
+            pool.barrier()?;
+            ex.files_done();
+            ex.flush_links()?;
+            let ready = ex.parents_ready(&rel, dir)?;
+            debug_assert!(ready, "nothing is pending, so a symlink may be followed");
         }
         if let Some(sp) = sparse {
             special::sparse(input, ex, pool, &rel, &name, offset, meta, size, sp)?;
@@ -242,13 +264,17 @@ fn parse<R: BufRead>(
                 special::fifo(ex, pool, &rel, &name, meta)?;
             }
             b'3' | b'4' => {
-                // Policy: device nodes are never created; they are
-                // reported in the summary instead.
-                input.skip(size + tarfmt::padding(size) as u64, "entry data")?;
-                special::warn_device_once(&ex.summary, &name);
-                ex.summary.skipped += 1;
-                if ex.summary.skipped_names.len() < SKIPPED_NAMES {
-                    ex.summary.skipped_names.push(crate::escape_name(&name));
+                input.skip(size + tarfmt::padding(size) as u64, "device data")?;
+                if special::devices_created(ex.root()) {
+                    special::device(ex, pool, &rel, &name, typ == b'4', dev, meta)?;
+                } else {
+                    // Not root: skipped, as GNU tar cannot create them
+                    // either, with one warning for the whole extraction.
+                    special::warn_device_once(&ex.summary, &name);
+                    ex.summary.skipped += 1;
+                    if ex.summary.skipped_names.len() < SKIPPED_NAMES {
+                        ex.summary.skipped_names.push(crate::escape_name(&name));
+                    }
                 }
             }
             b'V' => {

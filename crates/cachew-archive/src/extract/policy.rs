@@ -1,7 +1,9 @@
 //! The extraction policy: what may be written where. Entry names are
 //! checked lexically ([`sanitize`]: no absolute names, no `..`); every
-//! parent directory is made a real directory inside the target (a symlink
-//! or file in the way is replaced, never followed); files are created with
+//! parent directory is made a real directory inside the target (a file in
+//! the way is replaced; a symlink is followed, as GNU tar follows it, only
+//! when resolving it below the target leads to a directory inside, and
+//! otherwise refuses the entry); files are created with
 //! `O_CREAT | O_EXCL | O_NOFOLLOW` after removing what was there
 //! ([`create_file`]); symlinks and hard links are created at flush points,
 //! hard link sources resolved component by component without following
@@ -14,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -83,11 +85,21 @@ impl DirInfo {
 }
 
 /// The process umask, read without changing it (calling `umask` would race
-/// with other threads). `None` if unknown.
+/// with other threads), or `None` if unknown: then every file gets an
+/// `fchmod`, which is always right, only one call slower. Linux says it in
+/// `/proc/self/status` (since 4.7); macOS and the BSDs have no way to read
+/// it without setting it, so they take the `None` path.
 fn current_umask() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
-    u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+    #[cfg(target_os = "linux")]
+    {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// Turns an entry name into a relative path inside the target, or refuses it.
@@ -161,7 +173,9 @@ pub(super) fn remove_non_dir(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => match fs::remove_dir(path) {
+        // `unlink` of a directory is `EISDIR` on Linux, `EPERM` on macOS
+        // and the BSDs: ask what is there rather than trust the errno.
+        Err(e) if is_dir_error(path, &e) => match fs::remove_dir(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(_) => Err(Error::Conflict {
@@ -171,6 +185,39 @@ pub(super) fn remove_non_dir(path: &Path) -> Result<()> {
         },
         Err(e) => Err(Error::io("remove", path, e)),
     }
+}
+
+fn is_dir_error(path: &Path, e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EISDIR)
+        || (e.raw_os_error() == Some(libc::EPERM)
+            && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()))
+}
+
+/// Most symlinks followed while resolving one parent path (Linux's limit).
+const SYMLINK_HOPS: usize = 40;
+
+/// Whether the last component of a path made a directory is followed
+/// when it is a symlink (a parent of an entry) or replaced (a directory
+/// entry's own name, as GNU tar does without `--keep-directory-symlink`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Last {
+    Follow,
+    Replace,
+}
+
+/// A directory made sure of: what new entries in it inherit, and where it
+/// is (relative to the target) when a symlink in a parent position was
+/// followed to reach it.
+pub(super) struct Resolved {
+    info: DirInfo,
+    physical: Option<PathBuf>,
+}
+
+/// What one component turned out to be.
+enum Step {
+    Dir(DirInfo),
+    /// A symlink to follow, with its target.
+    Symlink(Vec<u8>),
 }
 
 struct DeferredLink {
@@ -206,20 +253,23 @@ pub(super) struct Extractor<'a> {
     /// Regular files handed to workers since the last barrier.
     in_flight: HashSet<PathBuf>,
     in_flight_bytes: usize,
+    /// A symlink in a parent position has been followed: two names may
+    /// now reach the same file, so from here on every entry waits for
+    /// the ones before it ([`Extractor::order`]).
+    aliased: bool,
     pub(super) summary: ExtractSummary,
 }
 
 impl<'a> Extractor<'a> {
     pub(super) fn new(target: &'a Path) -> Self {
+        let (euid, egid) = sys::effective_ids();
         Extractor {
             target,
             root: sys::is_root(),
             dirs: HashMap::new(),
             dirs_bytes: 0,
-            // SAFETY: no preconditions.
-            euid: unsafe { libc::geteuid() },
-            // SAFETY: no preconditions.
-            egid: unsafe { libc::getegid() },
+            euid,
+            egid,
             umask: current_umask(),
             loosened: Vec::new(),
             dir_meta: HashMap::new(),
@@ -229,6 +279,7 @@ impl<'a> Extractor<'a> {
             link_bytes: 0,
             in_flight: HashSet::new(),
             in_flight_bytes: 0,
+            aliased: false,
             summary: ExtractSummary::default(),
         }
     }
@@ -238,16 +289,51 @@ impl Extractor<'_> {
     /// Where the regular file `rel` is to be created, with what it needs
     /// after writing: its parent is made a real directory first.
     pub(super) fn file(&mut self, rel: &Path, meta: &Meta) -> Result<(PathBuf, Fixups)> {
+        let (parent, at) = self.place(rel)?;
+        let fixups = self.fixups(meta, parent);
+        Ok((self.target.join(at), fixups))
+    }
+
+    /// Where a non-directory entry `rel` goes (relative to the target:
+    /// `rel` itself, or its physical place below a followed symlink), its
+    /// parent made a real directory, and the directory cache told that
+    /// whatever is there is about to be replaced.
+    pub(super) fn place(&mut self, rel: &Path) -> Result<(DirInfo, PathBuf)> {
         let parent = self.ensure_parent(rel)?;
         self.dirs.remove(rel);
-        let fixups = self.fixups(meta, parent);
-        Ok((self.target.join(rel), fixups))
+        let at = match parent.physical {
+            Some(p) => {
+                let at = p.join(rel.file_name().unwrap_or_default());
+                self.dirs.remove(&at);
+                at
+            }
+            None => rel.to_path_buf(),
+        };
+        Ok((parent.info, at))
+    }
+
+    /// Makes the parents of the entry `rel` (`dir`: a directory entry,
+    /// and `rel` itself) real directories, unless that means following a
+    /// symlink while earlier entries are still pending: then `false`, and
+    /// the caller waits for them and asks again, so that an entry reached
+    /// through a symlink never overtakes one at the same place under
+    /// another name.
+    pub(super) fn parents_ready(&mut self, rel: &Path, dir: bool) -> Result<bool> {
+        let may_follow = self.aliased || (self.links.is_empty() && self.in_flight.is_empty());
+        let r = if dir {
+            self.ensure_dir(rel, rel, Last::Replace, may_follow)?
+        } else {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            self.ensure_dir(parent, rel, Last::Follow, may_follow)?
+        };
+        Ok(r.is_some())
     }
 
     /// A directory entry: made a real directory now, its mode and times
     /// applied at the end ([`Extractor::finish_dirs`]).
     pub(super) fn dir(&mut self, rel: PathBuf, meta: Meta) -> Result<()> {
-        self.ensure_dir(&rel)?;
+        let r = self.ensure_dir(&rel, &rel, Last::Replace, true)?;
+        let rel = r.and_then(|r| r.physical).unwrap_or(rel);
         let cost = rel.as_os_str().len() + KEPT_OVERHEAD;
         match self.dir_meta.get_mut(&rel) {
             Some(m) => *m = meta,
@@ -277,6 +363,9 @@ impl Extractor<'_> {
     pub(super) fn order(&self, rel: &Path, dir: bool) -> Order {
         if self.link_names.is_empty() && self.in_flight.is_empty() {
             return Order::Now;
+        }
+        if self.aliased {
+            return Order::Flush;
         }
         let mut order = Order::Now;
         for (i, p) in rel.ancestors().enumerate() {
@@ -350,6 +439,11 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// Whether the extraction runs as root (effective uid 0).
+    pub(super) fn root(&self) -> bool {
+        self.root
+    }
+
     /// Links waiting for [`Extractor::flush_links`], and the bytes of
     /// their names.
     pub(super) fn pending_links(&self) -> (usize, usize) {
@@ -358,11 +452,24 @@ impl Extractor<'_> {
 }
 
 impl Extractor<'_> {
-    /// Makes sure `rel` is a real directory, creating it or replacing
-    /// whatever non-directory is in the way.
-    pub(super) fn ensure_dir(&mut self, rel: &Path) -> Result<DirInfo> {
+    /// Makes sure `rel` is a real directory for the entry `entry`,
+    /// creating it or replacing whatever non-directory is in the way, except
+    /// symlinks in a parent position (and, with [`Last::Follow`], at `rel`
+    /// itself), which are followed as GNU tar follows them, as long as they
+    /// lead to a directory inside the target ([`Extractor::resolve`]).
+    /// `None` if a symlink is to be followed but `may_follow` is false.
+    fn ensure_dir(
+        &mut self,
+        rel: &Path,
+        entry: &Path,
+        last: Last,
+        may_follow: bool,
+    ) -> Result<Option<Resolved>> {
         if let Some(info) = self.dirs.get(rel) {
-            return Ok(*info);
+            return Ok(Some(Resolved {
+                info: *info,
+                physical: None,
+            }));
         }
         // Ancestors up to the nearest known one, checked top down: a loop,
         // not recursion, since a name may have thousands of components.
@@ -379,20 +486,195 @@ impl Extractor<'_> {
         }
         let mut info = None;
         for p in todo.into_iter().rev() {
-            info = Some(self.ensure_one_dir(p)?);
+            let follow = p != rel || last == Last::Follow;
+            match self.ensure_one_dir(p, follow, true)? {
+                Step::Dir(i) => info = Some(i),
+                Step::Symlink(_) if !may_follow => return Ok(None),
+                Step::Symlink(target) => {
+                    return self.resolve(rel, p, target, entry, last).map(Some)
+                }
+            }
         }
-        Ok(info.expect("rel is not in the cache, so it was checked"))
+        Ok(Some(Resolved {
+            info: info.expect("rel is not in the cache, so it was checked"),
+            physical: None,
+        }))
     }
 
-    /// [`Extractor::ensure_dir`] for one directory whose parent is known real.
-    fn ensure_one_dir(&mut self, rel: &Path) -> Result<DirInfo> {
+    /// Follows the symlink at `link` (whose parent is a real directory;
+    /// its target is `target`) on the way to `rel`, component by component
+    /// like the kernel, but confined to the target: each directory reached
+    /// is checked with `lstat`, so a `..` pops a real directory, and a
+    /// symlink to an absolute path or one that climbs above the target
+    /// refuses the entry. Components of symlink targets must exist (as
+    /// for GNU tar, which gets `ENOENT` or `ENOTDIR` from the kernel);
+    /// those of the entry's own name are created. Nothing reached this way
+    /// is cached: a later entry may replace the symlink.
+    fn resolve(
+        &mut self,
+        rel: &Path,
+        link: &Path,
+        target: Vec<u8>,
+        entry: &Path,
+        last: Last,
+    ) -> Result<Resolved> {
+        self.aliased = true;
+        let stack = link.parent().unwrap_or(Path::new("")).to_path_buf();
+        // What is left to walk, the next component last: (name, from a
+        // symlink's target, the name's own last component to replace).
+        let mut left: Vec<(Vec<u8>, bool, bool)> = Vec::new();
+        let below: Vec<&[u8]> = rel
+            .strip_prefix(link)
+            .unwrap_or(Path::new(""))
+            .iter()
+            .map(|c| c.as_bytes())
+            .collect();
+        for (i, c) in below.iter().enumerate().rev() {
+            let replace = i + 1 == below.len() && last == Last::Replace;
+            left.push((c.to_vec(), false, replace));
+        }
+        let via = (link.to_path_buf(), target);
+        self.walk(stack, left, Some(via), entry)
+    }
+
+    /// The directory `rel` (a hard link source's parent), which must
+    /// exist, reached through the symlinks on its way as
+    /// [`Extractor::resolve`] reaches it: where it physically is.
+    pub(super) fn resolve_existing(&mut self, rel: &Path, entry: &Path) -> Result<PathBuf> {
+        let left = rel
+            .iter()
+            .rev()
+            .map(|c| (c.as_bytes().to_vec(), true, false))
+            .collect();
+        let r = self.walk(PathBuf::new(), left, None, entry)?;
+        Ok(r.physical.unwrap_or_default())
+    }
+
+    /// The walk of [`Extractor::resolve`]: from the real directory
+    /// `stack`, the components `left` (the next last: name, must exist,
+    /// replace a symlink there), after following `first` (a symlink's
+    /// path and target) if given.
+    fn walk(
+        &mut self,
+        mut stack: PathBuf,
+        mut left: Vec<(Vec<u8>, bool, bool)>,
+        first: Option<(PathBuf, Vec<u8>)>,
+        entry: &Path,
+    ) -> Result<Resolved> {
+        // Messages name the first symlink met, the one in the entry's path.
+        let mut next_target = first.as_ref().map(|f| f.1.clone());
+        let mut via = first.unwrap_or_default();
+        let mut hops = 0;
+        let mut info = None;
+        loop {
+            if let Some(t) = next_target.take() {
+                hops += 1;
+                if hops > SYMLINK_HOPS {
+                    return Err(Error::io(
+                        "follow the symlinks above",
+                        self.target.join(entry),
+                        io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                if t.first() == Some(&b'/') {
+                    return Err(self.outside(entry, &via, "an absolute path"));
+                }
+                for c in t.split(|&c| c == b'/').rev() {
+                    left.push((c.to_vec(), true, false));
+                }
+            }
+            let Some((c, from_link, replace)) = left.pop() else {
+                break;
+            };
+            match &c[..] {
+                b"" | b"." => continue,
+                b".." => {
+                    if !stack.pop() {
+                        return Err(self.outside(entry, &via, "a path above the target directory"));
+                    }
+                    // A popped directory was checked, so its parent is one too.
+                    let path = self.target.join(&stack);
+                    let m = fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+                    info = Some(DirInfo::of(&m));
+                    continue;
+                }
+                _ => stack.push(std::ffi::OsStr::from_bytes(&c)),
+            }
+            let step = if from_link {
+                self.existing_dir(&stack)?
+            } else {
+                self.ensure_one_dir(&stack, !replace, false)?
+            };
+            match step {
+                Step::Dir(i) => info = Some(i),
+                Step::Symlink(t) => {
+                    self.aliased = true;
+                    if via.0.as_os_str().is_empty() {
+                        via = (stack.clone(), t.clone());
+                    }
+                    stack.pop();
+                    next_target = Some(t);
+                }
+            }
+        }
+        let info = match info {
+            Some(i) => i,
+            // The symlink led back to the directory it is in.
+            None => {
+                let path = self.target.join(&stack);
+                DirInfo::of(&fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?)
+            }
+        };
+        Ok(Resolved {
+            info,
+            physical: Some(stack),
+        })
+    }
+
+    /// The refusal of an entry below a symlink (`via`: where, and its
+    /// target) that leads outside the target directory.
+    fn outside(&self, entry: &Path, via: &(PathBuf, Vec<u8>), what: &str) -> Error {
+        Error::unsafe_entry(
+            entry.as_os_str().as_bytes(),
+            format!(
+                "would be written through `{}`, a symlink to `{}`: {what}, outside the \
+                 target directory",
+                crate::escape_path(&via.0),
+                crate::escape_name(&via.1)
+            ),
+        )
+    }
+
+    /// A component of a symlink's target: a directory (loosened if
+    /// read-only) or a symlink to follow; anything else, or nothing, is
+    /// the error the kernel would give.
+    fn existing_dir(&mut self, rel: &Path) -> Result<Step> {
+        let path = self.target.join(rel);
+        let m =
+            fs::symlink_metadata(&path).map_err(|e| Error::io("follow a symlink to", &path, e))?;
+        if m.is_dir() {
+            self.loosen(rel, &m)?;
+            Ok(Step::Dir(DirInfo::of(&m)))
+        } else if m.file_type().is_symlink() {
+            let t = fs::read_link(&path).map_err(|e| Error::io("read symlink", &path, e))?;
+            Ok(Step::Symlink(t.into_os_string().into_vec()))
+        } else {
+            let e = io::Error::from_raw_os_error(libc::ENOTDIR);
+            Err(Error::io("follow a symlink to", &path, e))
+        }
+    }
+
+    /// [`Extractor::ensure_dir`] for one directory whose parent is known
+    /// real: a symlink there is returned to follow (`follow`) or replaced;
+    /// `cache`: remember it as real (only for paths without a symlink).
+    fn ensure_one_dir(&mut self, rel: &Path, follow: bool, cache: bool) -> Result<Step> {
         if rel.as_os_str().is_empty() {
             // The target itself: never replaced, but loosened like the others.
             let m = fs::metadata(self.target).map_err(|e| Error::io("stat", self.target, e))?;
             self.loosen(rel, &m)?;
             let info = DirInfo::of(&m);
             self.dirs.insert(PathBuf::new(), info);
-            return Ok(info);
+            return Ok(Step::Dir(info));
         }
         let path = self.target.join(rel);
         for _attempt in 0..4 {
@@ -400,13 +682,20 @@ impl Extractor<'_> {
                 Ok(m) if m.is_dir() => {
                     self.loosen(rel, &m)?;
                     let info = DirInfo::of(&m);
-                    self.dirs_bytes += rel.as_os_str().len();
-                    self.dirs.insert(rel.to_path_buf(), info);
-                    return Ok(info);
+                    if cache {
+                        self.dirs_bytes += rel.as_os_str().len();
+                        self.dirs.insert(rel.to_path_buf(), info);
+                    }
+                    return Ok(Step::Dir(info));
+                }
+                Ok(m) if follow && m.file_type().is_symlink() => {
+                    let t =
+                        fs::read_link(&path).map_err(|e| Error::io("read symlink", &path, e))?;
+                    return Ok(Step::Symlink(t.into_os_string().into_vec()));
                 }
                 Ok(_) => {
-                    // A symlink (possibly pointing outside) or a file: never
-                    // followed, replaced by a real directory as GNU tar does.
+                    // A file, or a symlink at a directory entry's own
+                    // name: replaced by a real directory as GNU tar does.
                     remove_non_dir(&path)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -440,8 +729,12 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn ensure_parent(&mut self, rel: &Path) -> Result<DirInfo> {
-        self.ensure_dir(rel.parent().unwrap_or(Path::new("")))
+    /// Makes the parent of the entry `rel` a real directory, following a
+    /// symlink on the way if it leads inside the target.
+    fn ensure_parent(&mut self, rel: &Path) -> Result<Resolved> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let r = self.ensure_dir(parent, rel, Last::Follow, true)?;
+        Ok(r.expect("may follow"))
     }
 
     /// Which of chown and chmod a new file in `parent` needs to end up with `meta`.
@@ -463,10 +756,9 @@ impl Extractor<'_> {
         self.link_names.clear();
         self.link_bytes = 0;
         for l in links {
-            self.ensure_parent(&l.rel)?;
-            let path = self.target.join(&l.rel);
             // Whatever is replaced might be a cached directory.
-            self.dirs.remove(&l.rel);
+            let (_, at) = self.place(&l.rel)?;
+            let path = self.target.join(at);
             match &l.hard_source {
                 None => {
                     let target = std::ffi::OsStr::from_bytes(&l.target);
@@ -495,13 +787,28 @@ impl Extractor<'_> {
                             "is a hard link to the target directory itself",
                         )
                     })?;
-                    let dir = sys::open_dir_beneath(self.target, src_parent).map_err(|e| {
-                        Error::io(
-                            "open the directory of hard link source",
-                            self.target.join(src_parent),
-                            e,
-                        )
-                    })?;
+                    let open = |parent: &Path| {
+                        sys::open_dir_beneath(self.target, parent).map_err(|e| {
+                            Error::io(
+                                "open the directory of hard link source",
+                                self.target.join(parent),
+                                e,
+                            )
+                        })
+                    };
+                    let dir = match open(src_parent) {
+                        Ok(dir) => dir,
+                        // A symlink on the way: followed as for other
+                        // entries, if it stays inside.
+                        Err(Error::Io { error, .. })
+                            if error.raw_os_error() == Some(libc::ELOOP)
+                                || error.raw_os_error() == Some(libc::ENOTDIR) =>
+                        {
+                            let physical = self.resolve_existing(src_parent, &l.rel)?;
+                            open(&physical)?
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if let (Ok(a), Ok(b)) = (
                         fs::symlink_metadata(self.target.join(src)),
                         fs::symlink_metadata(&path),

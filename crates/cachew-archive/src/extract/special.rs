@@ -2,7 +2,8 @@
 //! dispatcher in `mod.rs`: sparse files (GNU `S` entries and pax
 //! `GNU.sparse` 0.1 and 1.0, which GNU tar `-S` and bsdtar `--read-sparse`
 //! write), restored as sparse files with the same contents; FIFOs, created
-//! as GNU tar creates them; device nodes, skipped with one warning.
+//! as GNU tar creates them; device nodes, created as GNU tar does when
+//! running as root, otherwise skipped with one warning.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -167,6 +168,45 @@ pub(super) fn fifo(
     sys::fchmod(&fd, meta.mode & 0o7777).map_err(|e| err("change mode of", e))?;
     sys::futimens(&fd, meta.mtime).map_err(|e| err("set times of", e))?;
     ex.summary.fifos += 1;
+    Ok(())
+}
+
+/// Whether device nodes are created: only by root, as with GNU tar (which
+/// as another user fails on each one; we skip them with one warning).
+pub(super) fn devices_created(root: bool) -> bool {
+    root
+}
+
+/// Creates a character or block (`block`) device node with the numbers
+/// `dev` where the policy puts a file, as [`fifo`] does a FIFO, but
+/// without opening it (opening a device can act on it): owner, mode and
+/// time are set through its path, which we just created ourselves.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn device(
+    ex: &mut Extractor<'_>,
+    pool: &mut Pool<'_>,
+    rel: &Path,
+    name: &[u8],
+    block: bool,
+    dev: (u32, u32),
+    meta: Meta,
+) -> Result<()> {
+    policy::not_root(rel, name)?;
+    pool.barrier()?;
+    let (path, _) = ex.file(rel, &meta)?;
+    let err = |op, e| Error::io(op, &path, e);
+    let make = || sys::mknod_device(&path, block, dev.0, dev.1);
+    match make() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            policy::remove_non_dir(&path)?;
+            make().map_err(|e| err("create device node", e))?;
+        }
+        r => r.map_err(|e| err("create device node", e))?,
+    }
+    sys::lchown(&path, meta.uid, meta.gid).map_err(|e| err("change owner of", e))?;
+    sys::chmod_path(&path, meta.mode & 0o7777).map_err(|e| err("change mode of", e))?;
+    sys::lutimens(&path, meta.mtime).map_err(|e| err("set times of", e))?;
+    ex.summary.devices += 1;
     Ok(())
 }
 

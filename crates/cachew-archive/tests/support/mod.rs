@@ -33,6 +33,17 @@ pub(crate) fn entry(name: &[u8], typ: u8, link: &[u8], data: &[u8], mode: u32) -
     out
 }
 
+/// A character (`b'3'`) or block (`b'4'`) device entry, or a FIFO (`b'6'`).
+pub(crate) fn node(name: &str, typ: u8, major: u32, minor: u32, mode: u32) -> Vec<u8> {
+    let mut e = entry(name.as_bytes(), typ, b"", b"", mode);
+    let mut h = tar::Header::from_byte_slice(&e[..512]).clone();
+    h.set_device_major(major).unwrap();
+    h.set_device_minor(minor).unwrap();
+    h.set_cksum();
+    e[..512].copy_from_slice(h.as_bytes());
+    e
+}
+
 pub(crate) fn file(name: &str, data: &[u8]) -> Vec<u8> {
     entry(name.as_bytes(), b'0', b"", data, 0o644)
 }
