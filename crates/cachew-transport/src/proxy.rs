@@ -588,8 +588,9 @@ fn handing_over<S: Send + 'static>(
     let slot = Arc::new(std::sync::Mutex::new(Some(stream)));
     tower::service_fn(move |_: Uri| {
         let stream = slot.lock().ok().and_then(|mut s| s.take());
-        Box::pin(async move { stream.ok_or_else(|| proxy_error("proxy stream already used".into())) })
-            as BoxFuture<Result<S, BoxError>>
+        Box::pin(
+            async move { stream.ok_or_else(|| proxy_error("proxy stream already used".into())) },
+        ) as BoxFuture<Result<S, BoxError>>
     })
 }
 
@@ -598,7 +599,11 @@ fn handing_over<S: Send + 'static>(
 fn with_port(dst: &Uri) -> Result<Uri, BoxError> {
     let port = dst
         .port_u16()
-        .unwrap_or(if dst.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(if dst.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     let host = dst.host().unwrap_or_default();
     format!("{}://{host}:{port}/", dst.scheme_str().unwrap_or("http"))
         .parse()
@@ -632,7 +637,9 @@ impl ProxyConnector {
                 inner: Io::Tls(Box::new(TokioIo::new(tls))),
                 to_http_proxy: false,
             }),
-            Ok(Err(e)) => Err(proxy_error(format!("TLS handshake with proxy {proxy}: {e}"))),
+            Ok(Err(e)) => Err(proxy_error(format!(
+                "TLS handshake with proxy {proxy}: {e}"
+            ))),
             Err(_) => Err(Box::new(ConnectTimedOut {
                 kind: TimeoutKind::TlsHandshake,
                 after: self.tls_timeout,

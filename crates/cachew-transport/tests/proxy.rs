@@ -141,10 +141,23 @@ fn openssl_certificate(dir: &Path) -> Option<CertificateDer<'static>> {
     let exe = program("openssl")?;
     let out = Command::new(exe)
         .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=test proxy", "-addext", "subjectAltName=IP:127.0.0.1", "-addext",
-            "basicConstraints=critical,CA:FALSE", "-keyout",
-            "proxy.key", "-out", "proxy.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test proxy",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            "proxy.key",
+            "-out",
+            "proxy.pem",
         ])
         .current_dir(dir)
         .output()
@@ -273,7 +286,10 @@ async fn http_and_https_go_through_the_proxy() {
     };
     let origin = origin().await;
 
-    let c = client(Proxies::all(&proxy.url("http", "")).unwrap(), &[cert.clone()]);
+    let c = client(
+        Proxies::all(&proxy.url("http", "")).unwrap(),
+        &[cert.clone()],
+    );
     let (status, body) = get(&c, &origin.url("/obj")).await.unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("tinyproxy"), "no Via from the proxy: {body}");
@@ -302,7 +318,10 @@ async fn proxy_credentials_come_from_the_proxy_url() {
     let origin = origin().await;
     let https = format!("https://127.0.0.1:{tls_port}/obj");
 
-    let anonymous = client(Proxies::all(&proxy.url("http", "")).unwrap(), &[cert.clone()]);
+    let anonymous = client(
+        Proxies::all(&proxy.url("http", "")).unwrap(),
+        &[cert.clone()],
+    );
     let (status, _) = get(&anonymous, &origin.url("/obj")).await.unwrap();
     assert_eq!(status, 407);
     let err = get(&anonymous, &https).await.unwrap_err();
@@ -400,7 +419,11 @@ async fn socks5_proxy_carries_http_and_https() {
         );
         let (status, body) = get(&c, &origin.url("/obj")).await.unwrap();
         // A byte stream to the origin: no Via, no proxy credentials.
-        assert_eq!((status, body.as_str()), (200, "via= leaked=false"), "{scheme}");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "via= leaked=false"),
+            "{scheme}"
+        );
         let (status, body) = get(&c, &https).await.unwrap();
         assert_eq!((status, body.as_str()), (200, "tls ok"), "{scheme}");
         assert!(!format!("{c:?}").contains("s0cks-secret"));
@@ -429,6 +452,9 @@ async fn socks5_proxy_carries_http_and_https() {
     );
     let err = get(&c, &origin.url("/obj")).await.unwrap_err();
     let text = all_text(&err);
-    assert!(text.contains(&format!("proxy socks5://127.0.0.1:{port}/")), "{text}");
+    assert!(
+        text.contains(&format!("proxy socks5://127.0.0.1:{port}/")),
+        "{text}"
+    );
     assert!(!text.contains("s0cks-secret"), "{text}");
 }
