@@ -178,10 +178,11 @@ fn serve_log_headers_become_access_log_attributes() {
     let without = &access[1];
     assert!(without.get("request_id").is_none(), "{without}");
 
-    // The same in text, through the environment variable.
+    // The same in text, through the environment variable, and at a level
+    // that keeps only the access log.
     let (child, port) = serve(
         &tmp.path().join("text"),
-        &[],
+        &["--log-level", "error"],
         &[("CACHEW_LOG_HEADERS", headers)],
     );
     curl(

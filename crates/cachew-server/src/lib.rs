@@ -246,7 +246,7 @@ impl ServerBuilder {
     }
 
     /// Serves each request in a `request` span (target
-    /// `cachew_server::request`, level info) whose fields are the
+    /// `cachew_server::access`, as the access log's, level info) whose fields are the
     /// attributes `headers` names, valued from the request's headers (the
     /// Go server's `--log-headers`): the access log entry and every event
     /// logged while serving the request carry them. Credential headers

@@ -120,7 +120,10 @@ impl LogHeaders {
         let metadata = callsite.metadata.get_or_init(|| {
             Metadata::new(
                 "request",
-                "cachew_server::request",
+                // The access log's target: a filter that lets the access
+                // log through (`cachew serve` at any --log-level) lets its
+                // attributes through too.
+                "cachew_server::access",
                 Level::INFO,
                 Some(file!()),
                 Some(line!()),

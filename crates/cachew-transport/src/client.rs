@@ -245,8 +245,9 @@ impl fmt::Debug for HttpClientBuilder {
 
 impl HttpClientBuilder {
     /// Bound on establishing the TCP connection (to the server, or to a
-    /// proxy including its `CONNECT` tunnel). Default 30 s, as Go's. Exceeding
-    /// it is a connect error, retried like one.
+    /// proxy including an `https://` proxy's TLS, its `CONNECT` tunnel or
+    /// the SOCKS5 handshake). Default 30 s, as Go's. Exceeding it is a
+    /// connect error, retried like one.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;

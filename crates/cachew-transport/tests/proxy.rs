@@ -30,7 +30,7 @@ struct Daemon {
     child: Child,
     port: u16,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -84,7 +84,7 @@ fn spawn(mut command: Command, port: u16, log: PathBuf, dir: tempfile::TempDir) 
         child,
         port,
         log,
-        dir,
+        _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(5);
     while StdTcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -288,7 +288,7 @@ async fn http_and_https_go_through_the_proxy() {
 
     let c = client(
         Proxies::all(&proxy.url("http", "")).unwrap(),
-        &[cert.clone()],
+        std::slice::from_ref(&cert),
     );
     let (status, body) = get(&c, &origin.url("/obj")).await.unwrap();
     assert_eq!(status, 200);
@@ -320,7 +320,7 @@ async fn proxy_credentials_come_from_the_proxy_url() {
 
     let anonymous = client(
         Proxies::all(&proxy.url("http", "")).unwrap(),
-        &[cert.clone()],
+        std::slice::from_ref(&cert),
     );
     let (status, _) = get(&anonymous, &origin.url("/obj")).await.unwrap();
     assert_eq!(status, 407);
@@ -415,7 +415,7 @@ async fn socks5_proxy_carries_http_and_https() {
     for scheme in ["socks5", "socks5h"] {
         let c = client(
             Proxies::all(&proxy.url(scheme, "sockuser:s0cks-secret@")).unwrap(),
-            &[cert.clone()],
+            std::slice::from_ref(&cert),
         );
         let (status, body) = get(&c, &origin.url("/obj")).await.unwrap();
         // A byte stream to the origin: no Via, no proxy credentials.
@@ -434,7 +434,7 @@ async fn socks5_proxy_carries_http_and_https() {
     for userinfo in ["sockuser:wr0ng-secret@", ""] {
         let c = client(
             Proxies::all(&proxy.url("socks5", userinfo)).unwrap(),
-            &[cert.clone()],
+            std::slice::from_ref(&cert),
         );
         let err = get(&c, &origin.url("/obj")).await.unwrap_err();
         let text = all_text(&err);
