@@ -31,7 +31,7 @@ pub(crate) struct ObserveArgs {
 
     /// serve: log these inbound request headers as the given attribute
     /// (e.g. "X-Request-Id=request_id") on the request's log lines;
-    /// credentials are logged as <redacted>. No effect on other commands.
+    /// credential headers are logged redacted. No effect on other commands.
     #[arg(long, global = true, value_name = "HEADER=ATTR", value_parser = parse_log_headers)]
     pub(crate) log_headers: Vec<String>,
 }
