@@ -458,3 +458,85 @@ async fn socks5_proxy_carries_http_and_https() {
     );
     assert!(!text.contains("s0cks-secret"), "{text}");
 }
+
+/// A log sink for a TRACE subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// On the test's own thread (current-thread runtime), so the TRACE
+// subscriber sees everything the client logs, hyper's lines included.
+#[tokio::test]
+async fn proxy_passwords_never_reach_the_logs() {
+    use base64::Engine as _;
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (tls_port, origin_cert) = tls_origin().await;
+    let Some(backend) = tinyproxy(tls_port, Some(("proxyuser", "pr0xy-secret"))) else {
+        return;
+    };
+    let Some((https_proxy, proxy_cert)) = stunnel(&backend) else {
+        return;
+    };
+    let Some(socks) = microsocks(Some(("sockuser", "s0cks-secret"))) else {
+        return;
+    };
+    let origin = origin().await;
+    let trust = [origin_cert, proxy_cert];
+    let mut texts = Vec::new();
+    for proxy in [
+        backend.url("http", "proxyuser:pr0xy-secret@"),
+        https_proxy.url("https", "proxyuser:pr0xy-secret@"),
+        socks.url("socks5", "sockuser:s0cks-secret@"),
+        // Wrong passwords: the failures are logged and returned.
+        backend.url("http", "proxyuser:wr0ng-secret@"),
+        socks.url("socks5h", "sockuser:wr0ng-secret@"),
+    ] {
+        let c = client(Proxies::all(&proxy).unwrap(), &trust);
+        for url in [
+            origin.url("/obj"),
+            format!("https://127.0.0.1:{tls_port}/obj"),
+        ] {
+            match get(&c, &url).await {
+                Ok((status, body)) => texts.push(format!("{status} {body}")),
+                Err(e) => texts.push(all_text(&e)),
+            }
+        }
+        texts.push(format!("{c:?}"));
+    }
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("DEBUG"),
+        "nothing was logged at debug level: {logs}"
+    );
+    assert!(logs.contains("through proxy"), "{logs}");
+    texts.push(logs);
+    let basic = |c: &str| base64::engine::general_purpose::STANDARD.encode(c);
+    for text in &texts {
+        for secret in [
+            "pr0xy-secret".to_owned(),
+            "s0cks-secret".to_owned(),
+            "wr0ng-secret".to_owned(),
+            basic("proxyuser:pr0xy-secret"),
+            basic("proxyuser:wr0ng-secret"),
+        ] {
+            assert!(!text.contains(&secret), "{secret} leaked: {text}");
+        }
+    }
+}
