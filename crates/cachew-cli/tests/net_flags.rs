@@ -72,3 +72,48 @@ fn url_credentials_never_reach_any_output() {
         }
     }
 }
+
+/// A server that answers every request with headers for 1 MiB and 10
+/// bytes of it, then stalls (keeping the connection open).
+fn stalling_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nETag: \"e\"\r\n\r\n0123456789",
+            );
+            held.push(stream);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// `--timeout` bounds each gap between body bytes; the error names the
+/// URL (without credentials) and the wait.
+#[test]
+fn a_stalled_transfer_fails_after_the_timeout() {
+    let url = stalling_server();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(cachew(&url.replacen("://", "://ci:st4ll-pw@", 1)).args([
+        "--timeout",
+        "700ms",
+        "get",
+        "ns",
+        "k",
+        "-o",
+        "/dev/null",
+    ]));
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("700ms"), "the wait is named: {err}");
+    assert!(err.contains(&url), "the URL is named: {err}");
+    assert!(!err.contains("st4ll-pw"), "{err}");
+    // Retries included, far from the default 60 s.
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
