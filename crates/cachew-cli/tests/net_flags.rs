@@ -1,5 +1,6 @@
-//! `--ca-cert` and `--timeout` (`CACHEW_CA_CERT`, `CACHEW_TIMEOUT`) reach
-//! the remote cache.
+//! The network flags at work in the binary: `--ca-cert` and `--timeout`
+//! (`CACHEW_CA_CERT`, `CACHEW_TIMEOUT`) reach the remote cache, a stalled
+//! transfer fails after `--timeout`, and URL credentials reach no output.
 
 mod support;
 
