@@ -72,16 +72,12 @@ pub(crate) struct Global {
     #[arg(long, short = 'q', global = true)]
     pub(crate) quiet: bool,
 
-    /// Log level on stderr: debug, info, warn or error (Go's levels), or
-    /// a tracing filter such as "cachew_transport=debug" (extension).
-    /// RUST_LOG, when set, replaces it; NO_COLOR turns colour off.
-    #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = parse_log_level)]
+    /// Log level on stderr: debug, info, warn or error (Go's slog levels,
+    /// also with an offset such as INFO+2), or a tracing filter such as
+    /// "cachew_transport=debug" (extension). RUST_LOG, when set, replaces
+    /// it; NO_COLOR turns colour off.
+    #[arg(long, default_value = "info", global = true, value_name = "LEVEL", value_parser = crate::observe::parse_log_level)]
     pub(crate) log_level: String,
-
-    /// Accepted for compatibility with the Go CLI (JSON field renames,
-    /// OLD=NEW); has no effect on text logs.
-    #[arg(long, global = true, value_name = "OLD=NEW", value_parser = crate::kong::map_occurrence)]
-    pub(crate) log_remap: Vec<String>,
 
     #[command(flatten)]
     pub(crate) net: crate::net::NetArgs,
@@ -342,17 +338,6 @@ pub(crate) struct KeySource {
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     cachew_proto::duration::parse(s).map_err(|e| e.to_string())
-}
-
-/// Go's slog levels in any case (`INFO` is `info`), or a tracing filter.
-fn parse_log_level(s: &str) -> Result<String, String> {
-    let lower = s.to_ascii_lowercase();
-    if matches!(lower.as_str(), "debug" | "info" | "warn" | "error") {
-        return Ok(lower);
-    }
-    tracing_subscriber::EnvFilter::try_new(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| format!("want debug, info, warn or error (or a tracing filter): {e}"))
 }
 
 fn parse_namespace(s: &str) -> Result<String, String> {

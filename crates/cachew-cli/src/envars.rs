@@ -101,8 +101,20 @@ fn apply_to(
                 .insert((path.to_owned(), arg.get_id().to_string()));
         }
         let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        // `--help` shows a variable's value as the default: never a
+        // secret (the Authorization value, a password in the URL).
+        let shown = value.as_ref().and_then(|v| match long {
+            "authorization" => Some("<redacted>".to_owned()),
+            "url" => Some(cachew_proto::redact::redact_url(&v.to_string_lossy())),
+            _ => None,
+        });
         cmd = cmd.mut_arg(arg.get_id().clone(), |a| {
-            let a = a.help(format!("{help} [env: {var}]"));
+            let a = match shown {
+                Some(shown) => a
+                    .help(format!("{help} [env: {var}] [default: {shown}]"))
+                    .hide_default_value(true),
+                None => a.help(format!("{help} [env: {var}]")),
+            };
             match value {
                 // clap keeps defaults for the life of the process; so does
                 // this one-shot parse.

@@ -81,6 +81,42 @@ const CASES: &[Case] = &[
         &[],
         Same,
     ),
+    // Go's slog level syntax, offsets included.
+    (&["--log-level", "INFO+4", "namespaces"], &[], Same),
+    (&["--log-level", "warn-1", "namespaces"], &[], Same),
+    (&["--log-level", "Debug-4", "namespaces"], &[], Same),
+    (&["namespaces"], &[("CACHEW_LOG_LEVEL", "error+2")], Same),
+    (&["--log-level", "info+x", "namespaces"], &[], Same),
+    (&["--log-level", "verbose", "namespaces"], &[], Same),
+    // The logging maps: --log-remap, --log-headers and their variables.
+    (
+        &[
+            "--log-remap",
+            "msg=message;time=timestamp",
+            "--log-remap",
+            "level=severity",
+            "--log-headers",
+            "X-Request-Id=request_id",
+            "namespaces",
+        ],
+        &[],
+        Same,
+    ),
+    (
+        &["namespaces"],
+        &[
+            ("CACHEW_LOG_REMAP", "msg=message"),
+            ("CACHEW_LOG_HEADERS", "X-Request-Id=rid;Authorization=auth"),
+        ],
+        Same,
+    ),
+    (
+        &["--log-headers", "X-A=a", "namespaces"],
+        &[("CACHEW_LOG_HEADERS", "X-B=b")],
+        Same,
+    ),
+    (&["--log-remap", "novalue", "namespaces"], &[], Same),
+    (&["namespaces"], &[("CACHEW_LOG_HEADERS", "novalue")], Same),
     // List splitting and escapes.
     (
         &["save", "ns", "d", "--key", "k", "--exclude", "*.o,*.rs"],
@@ -355,6 +391,16 @@ fn compare(case: &[&str], kong: &Value, cli: &Cli) {
             .as_deref(),
         Some(g.log_level.as_str()),
         "{ctx}: log-level"
+    );
+    assert_eq!(
+        string_map(&k["log"]["remap"]),
+        map_of(&g.observe.log_remap),
+        "{ctx}: log-remap"
+    );
+    assert_eq!(
+        string_map(&k["log"]["headers"]),
+        map_of(&g.observe.log_headers),
+        "{ctx}: log-headers"
     );
     let command = kong["command"].as_str().unwrap_or_default();
     let name: String = command.split(" <").next().unwrap_or_default().to_owned();

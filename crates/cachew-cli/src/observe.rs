@@ -1,22 +1,144 @@
 //! Diagnostics and telemetry: human-readable lines on stderr by default,
-//! JSON lines with `--log-json` (for CI log collectors), both filtered by
-//! `--log-level`; and, with the cargo feature `otel`, span export over
-//! OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
-//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, with W3C `traceparent`
-//! on every request to the Cachew server.
+//! JSON lines with `--log-json` (shaped as the Go CLI's, keys renamed by
+//! `--log-remap`; `log_json.rs`), both filtered by `--log-level` (Go's
+//! slog levels); `--log-headers` for `cachew serve`'s request logs; and,
+//! with the cargo feature `otel`, span export over OTLP/HTTP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+//! is set, with W3C `traceparent` on every request to the Cachew server.
+
+mod log_json;
+
+use std::sync::OnceLock;
 
 use clap::Args;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// `--log-json`, also read from `CACHEW_LOG_JSON`.
+/// The Go CLI's `logging.Config` flags but `--log-level` (in `cli.rs`),
+/// each also read from `CACHEW_<FLAG>`.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct ObserveArgs {
-    /// Write diagnostics on stderr as JSON lines (one object per event,
-    /// with its span context) instead of text.
+    /// Write diagnostics on stderr as JSON lines (Go's keys: time, level,
+    /// msg, then attributes) instead of text.
     #[arg(long, global = true)]
     pub(crate) log_json: bool,
+
+    /// Remap JSON log field names from old to new (e.g.
+    /// "msg=message;time=timestamp"); no effect on text logs.
+    #[arg(long, global = true, value_name = "OLD=NEW", value_parser = crate::kong::map_occurrence)]
+    pub(crate) log_remap: Vec<String>,
+
+    /// serve: log these inbound request headers as the given attribute
+    /// (e.g. "X-Request-Id=request_id") on the request's log lines;
+    /// credential headers are logged redacted. No effect on other commands.
+    #[arg(long, global = true, value_name = "HEADER=ATTR", value_parser = parse_log_headers)]
+    pub(crate) log_headers: Vec<String>,
+}
+
+/// One `--log-headers` occurrence: `HEADER=ATTR` entries with valid
+/// header names and non-empty attributes.
+fn parse_log_headers(s: &str) -> Result<String, String> {
+    for (header, attr) in crate::kong::map(&[s.to_owned()])? {
+        if http::HeaderName::from_bytes(header.trim().as_bytes()).is_err() {
+            return Err(format!("{header:?} is not a header name"));
+        }
+        if attr.trim().is_empty() {
+            return Err(format!("{header:?} needs an attribute name (HEADER=ATTR)"));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// A level in Go's slog syntax — `debug`, `info`, `warn`, `error` in any
+/// case, optionally with an offset (`INFO+2`, `debug-4`) — as its number
+/// (`DEBUG` -4, `INFO` 0, `WARN` 4, `ERROR` 8). `Ok(None)` when `s` is no
+/// level name at all; an error for a level name with a bad offset.
+fn go_level(s: &str) -> Result<Option<i64>, String> {
+    let (name, offset) = match s.find(['+', '-']) {
+        Some(i) => (&s[..i], Some(&s[i..])),
+        None => (s, None),
+    };
+    let base = match name.to_ascii_lowercase().as_str() {
+        "debug" => -4,
+        "info" => 0,
+        "warn" => 4,
+        "error" => 8,
+        _ => return Ok(None),
+    };
+    let offset = match offset {
+        None => 0,
+        Some(o) => o
+            .parse::<i64>()
+            .map_err(|_| format!("{s:?}: the offset after {name:?} must be a number"))?,
+    };
+    Ok(Some(base + offset))
+}
+
+/// Go's name of level `l` (`slog.Level.String`), lower case.
+fn go_level_name(l: i64) -> String {
+    let (base, value) = match l {
+        l if l < 0 => ("debug", l + 4),
+        l if l < 4 => ("info", l),
+        l if l < 8 => ("warn", l - 4),
+        l => ("error", l - 8),
+    };
+    if value == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}{value:+}")
+    }
+}
+
+/// The `--log-level` value parser: a Go slog level, kept as Go names it
+/// (`INFO+4` is `warn`), or a tracing filter such as
+/// `cachew_transport=debug` (an extension).
+pub(crate) fn parse_log_level(s: &str) -> Result<String, String> {
+    if let Some(level) = go_level(s)? {
+        return Ok(go_level_name(level));
+    }
+    // A bare word would be a target name to tracing (`verbose` would mean
+    // "only target verbose"): a typo of a level, refused as kong does.
+    let lower = s.to_ascii_lowercase();
+    if !s.contains('=') && lower != "trace" && lower != "off" {
+        return Err(format!(
+            "{s:?}: want debug, info, warn or error (or a tracing filter such as cachew_transport=debug)"
+        ));
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("want debug, info, warn or error (or a tracing filter): {e}"))
+}
+
+/// The tracing filter for a `--log-level` value: a Go level lets through
+/// the events at or above it (below `DEBUG`, our trace events too; above
+/// `ERROR`, nothing); anything else is a filter already.
+fn filter_directive(level: &str) -> String {
+    match go_level(level) {
+        Ok(Some(l)) => match l {
+            l if l < -4 => "trace",
+            l if l <= -4 => "debug",
+            l if l <= 0 => "info",
+            l if l <= 4 => "warn",
+            l if l <= 8 => "error",
+            _ => "off",
+        }
+        .to_owned(),
+        _ => level.to_owned(),
+    }
+}
+
+static HEADERS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Applies `--log-headers` to the server `cachew serve` builds.
+pub(crate) fn configure_server(
+    builder: cachew_server::ServerBuilder,
+) -> anyhow::Result<cachew_server::ServerBuilder> {
+    let Some(occurrences) = HEADERS.get().filter(|o| !o.is_empty()) else {
+        return Ok(builder);
+    };
+    let pairs = crate::kong::map(occurrences).map_err(|e| anyhow::anyhow!("--log-headers: {e}"))?;
+    Ok(builder.log_headers(cachew_server::LogHeaders::new(pairs)?))
 }
 
 /// Flushes exported spans when dropped (at the end of `main`).
@@ -42,12 +164,13 @@ impl Drop for Telemetry {
 /// directive such as serve's access log); an unparsable level falls back
 /// to `info`. Colour only on a terminal and without `NO_COLOR`.
 pub(crate) fn init_logging(level: &str, extra: Option<&str>, args: &ObserveArgs) -> Telemetry {
+    let _ = HEADERS.set(args.log_headers.clone());
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let mut filter = rust_log
         .as_deref()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::try_new(level)
+            tracing_subscriber::EnvFilter::try_new(filter_directive(level))
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
     if rust_log.is_none() {
@@ -56,18 +179,18 @@ pub(crate) fn init_logging(level: &str, extra: Option<&str>, args: &ObserveArgs)
         }
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(crate::progress::LogWriter)
-        // Colour codes only for a terminal: server logs go to files.
-        .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if args.log_json {
-        fmt.json()
-            .with_current_span(true)
-            .with_span_list(false)
+        // Validated by the parser; a bad entry cannot reach here.
+        let remap = crate::kong::map(&args.log_remap).unwrap_or_default();
+        log_json::JsonLayer::new(remap).with_filter(filter).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(crate::progress::LogWriter)
+            // Colour codes only for a terminal: server logs go to files.
+            .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
             .with_filter(filter)
             .boxed()
-    } else {
-        fmt.with_target(false).with_filter(filter).boxed()
     };
     let registry = tracing_subscriber::registry().with(fmt);
     #[cfg(feature = "otel")]
@@ -205,5 +328,56 @@ mod otel {
             .with_tracer(tracer)
             .with_filter(LevelFilter::INFO);
         (Some(layer), Some(provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_slog() {
+        for (given, name, directive) in [
+            ("INFO", "info", "info"),
+            ("debug", "debug", "debug"),
+            ("Warn", "warn", "warn"),
+            ("ERROR", "error", "error"),
+            ("INFO+4", "warn", "warn"),
+            ("info+2", "info+2", "warn"),
+            ("warn-1", "info+3", "warn"),
+            ("DEBUG-4", "debug-4", "trace"),
+            ("error+1", "error+1", "off"),
+            ("debug+4", "info", "info"),
+        ] {
+            let parsed = parse_log_level(given).unwrap();
+            assert_eq!(parsed, name, "{given}");
+            assert_eq!(filter_directive(&parsed), directive, "{given}");
+        }
+        assert!(parse_log_level("info+x").is_err());
+        assert!(parse_log_level("warn-").is_err());
+        // Not a level name: a tracing filter (an extension), kept as is.
+        assert_eq!(
+            parse_log_level("cachew_transport=debug").unwrap(),
+            "cachew_transport=debug"
+        );
+        assert_eq!(
+            filter_directive("cachew_transport=debug"),
+            "cachew_transport=debug"
+        );
+        assert!(parse_log_level("x=notalevel").is_err());
+        assert!(parse_log_level("verbose").is_err());
+        assert_eq!(parse_log_level("trace").unwrap(), "trace");
+    }
+
+    #[test]
+    fn log_headers_entries_are_checked() {
+        assert!(parse_log_headers("X-Request-Id=request_id;Authorization=auth").is_ok());
+        assert!(parse_log_headers("Bad Header=x")
+            .unwrap_err()
+            .contains("not a header name"));
+        assert!(parse_log_headers("X-Id=")
+            .unwrap_err()
+            .contains("attribute"));
+        assert!(parse_log_headers("X-Id").is_err());
     }
 }

@@ -241,6 +241,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
     if let Some(root) = args.git_root {
         builder = builder.git_root(root);
     }
+    builder = crate::observe::configure_server(builder)?;
     let signal = cachew_server::signal()?;
     let server = builder
         .bind(args.bind.as_str())

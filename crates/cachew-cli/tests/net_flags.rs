@@ -1,5 +1,6 @@
-//! `--ca-cert` and `--timeout` (`CACHEW_CA_CERT`, `CACHEW_TIMEOUT`) reach
-//! the remote cache.
+//! The network flags at work in the binary: `--ca-cert` and `--timeout`
+//! (`CACHEW_CA_CERT`, `CACHEW_TIMEOUT`) reach the remote cache, a stalled
+//! transfer fails after `--timeout`, and URL credentials reach no output.
 
 mod support;
 
@@ -28,18 +29,92 @@ fn ca_cert_and_timeout_flags_reach_the_remote_cache() {
     assert!(err.contains("--timeout"), "{err}");
 }
 
+/// Item 5 of the network issue: a password in `CACHEW_URL` (and the
+/// `CACHEW_AUTHORIZATION` value) appears in no output of the binary — logs
+/// at trace level, text and JSON, errors, `--help`.
 #[test]
-fn log_json_writes_json_lines_on_stderr() {
+fn url_credentials_never_reach_any_output() {
+    const PASSWORD: &str = "hunter2-cli-pw";
     let server = TestServer::start();
-    let (_, _, err) =
-        run(cachew(&server.url()).args(["--log-json", "--log-level", "debug", "stat", "ns", "k"]));
-    let json: Vec<serde_json::Value> = err
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    assert!(!json.is_empty(), "no JSON lines:\n{err}");
-    assert!(json
-        .iter()
-        .all(|v| v.get("level").is_some() && v.get("fields").is_some()));
+    let with_password = |url: &str| url.replacen("://", &format!("://ci:{PASSWORD}@"), 1);
+    let live = with_password(&server.url());
+    let dead = with_password(&support::dead_url());
+    let mut outputs = Vec::new();
+    for (url, args) in [
+        (&live, &["--log-level", "trace", "stat", "ns", "k"][..]),
+        (
+            &live,
+            &["--log-level", "trace", "--log-json", "stat", "ns", "k"],
+        ),
+        (&dead, &["--log-level", "trace", "stat", "ns", "k"]),
+        (
+            &dead,
+            &["--log-level", "trace", "--log-json", "get", "ns", "k"],
+        ),
+        (&live, &["--help"]),
+        (&live, &["stat", "--help"]),
+    ] {
+        let (code, out, err) = run(cachew(url)
+            .env("CACHEW_AUTHORIZATION", "Bearer t0ken-value")
+            .args(args));
+        outputs.push((args.join(" "), code, out, err));
+    }
+    // The runs did what they should: trace logs, a not-found, a refusal.
+    assert!(outputs[0].3.contains("TRACE"), "{}", outputs[0].3);
+    assert!(outputs[0].3.contains("not found"), "{}", outputs[0].3);
+    assert!(outputs[2].3.contains("127.0.0.1"), "{}", outputs[2].3);
+    assert!(outputs[4].2.contains("CACHEW_URL"), "{}", outputs[4].2);
+    for (args, code, out, err) in &outputs {
+        for text in [out, err] {
+            assert!(
+                !text.contains(PASSWORD) && !text.contains("t0ken-value"),
+                "secret in the output of `{args}` (exit {code}):\n{text}"
+            );
+        }
+    }
+}
+
+/// A server that answers every request with headers for 1 MiB and 10
+/// bytes of it, then stalls (keeping the connection open).
+fn stalling_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\nETag: \"e\"\r\n\r\n0123456789",
+            );
+            held.push(stream);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// `--timeout` bounds each gap between body bytes; the error names the
+/// URL (without credentials) and the wait.
+#[test]
+fn a_stalled_transfer_fails_after_the_timeout() {
+    let url = stalling_server();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(cachew(&url.replacen("://", "://ci:st4ll-pw@", 1)).args([
+        "--timeout",
+        "700ms",
+        "get",
+        "ns",
+        "k",
+        "-o",
+        "/dev/null",
+    ]));
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("700ms"), "the wait is named: {err}");
+    assert!(err.contains(&url), "the URL is named: {err}");
+    assert!(!err.contains("st4ll-pw"), "{err}");
+    // Retries included, far from the default 60 s.
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
 }

@@ -4,7 +4,9 @@
 //! the token itself, and never the query string (it may carry one).
 //!
 //! Every field is a `tracing` field, so a structured (e.g. JSON) subscriber
-//! gets them as such; the event's target is `cachew_server::access`.
+//! gets them as such; the event's target is `cachew_server::access`. It is
+//! logged inside the request's span, which carries the `--log-headers`
+//! attributes (`log_headers.rs`).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,17 +38,21 @@ pub(crate) struct Entry {
     sent: u64,
     complete: bool,
     metrics: Arc<Metrics>,
+    /// The request's span (its `--log-headers` attributes), entered to log.
+    span: tracing::Span,
 }
 
 impl Entry {
     /// Starts the entry of a request from `peer`; `received` counts its
-    /// body bytes. When done it is also counted in `metrics`.
+    /// body bytes. When done it is also counted in `metrics`; it is logged
+    /// inside `span`.
     pub(crate) fn start(
         method: &Method,
         path: &str,
         peer: SocketAddr,
         received: Arc<AtomicU64>,
         metrics: Arc<Metrics>,
+        span: tracing::Span,
     ) -> Entry {
         Entry {
             method: method.clone(),
@@ -59,6 +65,7 @@ impl Entry {
             sent: 0,
             complete: false,
             metrics,
+            span,
         }
     }
 }
@@ -72,6 +79,7 @@ impl Drop for Entry {
         let status = self
             .status
             .map_or_else(|| "-".to_owned(), |s| s.as_u16().to_string());
+        let _entered = self.span.enter();
         tracing::info!(
             target: "cachew_server::access",
             method = %self.method,

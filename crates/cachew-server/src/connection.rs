@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use crate::access_log::{Entry, Logged};
 use crate::handler::{self, State};
 use crate::limits::{Admission, Limits};
+use crate::log_headers::LogHeaders;
 use crate::request_body::RequestBody;
 use crate::shutdown::Stopping;
 #[cfg(feature = "bench")]
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     #[cfg_attr(not(feature = "bench"), allow(dead_code))]
     pub(crate) rate_limit: Option<u64>,
     pub(crate) http: auto::Builder<TokioExecutor>,
+    /// Request headers logged as attributes, if configured.
+    pub(crate) log_headers: Option<LogHeaders>,
 }
 
 impl Shared {
@@ -112,18 +115,27 @@ async fn run<I>(
                     activity.set_http2();
                 }
                 let received = Arc::new(AtomicU64::new(0));
+                let span = match &shared.log_headers {
+                    Some(log_headers) => log_headers.span(req.headers()),
+                    None => tracing::Span::none(),
+                };
                 let entry = Entry::start(
                     req.method(),
                     req.uri().path(),
                     peer,
                     received.clone(),
                     shared.state.metrics.clone(),
+                    span.clone(),
                 );
                 let limits = &shared.limits;
                 let req = req.map(|body| {
                     RequestBody::new(body, limits.body_timeout, limits.max_object_size, received)
                 });
-                let response = handler::handle(shared.state.clone(), req).await;
+                let response = tracing::Instrument::instrument(
+                    handler::handle(shared.state.clone(), req),
+                    span,
+                )
+                .await;
                 Ok::<_, Infallible>(Logged::wrap(response, entry, busy))
             }
         })

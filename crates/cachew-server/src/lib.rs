@@ -44,7 +44,7 @@
 //!
 //! **API boundary:** [`Server`], [`ServerBuilder`], [`RunningServer`],
 //! [`Tokens`], [`Limits`], [`TlsConfig`], [`signal`], [`Policy`],
-//! [`Rejection`] and [`MetricKind`].
+//! [`Rejection`], [`MetricKind`] and [`LogHeaders`].
 
 mod access_log;
 mod auth;
@@ -54,6 +54,7 @@ mod git;
 mod git_http;
 mod handler;
 mod limits;
+mod log_headers;
 mod metrics;
 mod request_body;
 mod shutdown;
@@ -81,6 +82,7 @@ pub use limits::{
     Limits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 };
+pub use log_headers::{InvalidLogHeader, LogHeaders, REDACTED};
 pub use metrics::MetricKind;
 pub use shutdown::signal;
 pub use tls::TlsConfig;
@@ -153,6 +155,7 @@ pub struct ServerBuilder {
     limits: Limits,
     tls: Option<TlsConfig>,
     metrics: Vec<metrics::Extra>,
+    log_headers: Option<LogHeaders>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -165,6 +168,7 @@ impl fmt::Debug for ServerBuilder {
             .field("limits", &self.limits)
             .field("tls", &self.tls.is_some())
             .field("grace", &self.grace)
+            .field("log_headers", &self.log_headers)
             .finish()
     }
 }
@@ -241,6 +245,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves each request in a `request` span (target
+    /// `cachew_server::access`, as the access log's, level info) whose fields are the
+    /// attributes `headers` names, valued from the request's headers (the
+    /// Go server's `--log-headers`): the access log entry and every event
+    /// logged while serving the request carry them. Credential headers
+    /// are logged as [`REDACTED`].
+    pub fn log_headers(mut self, headers: LogHeaders) -> Self {
+        self.log_headers = (!headers.is_empty()).then_some(headers);
+        self
+    }
+
     /// Adds a metric to `GET /metrics`, read by `read` at every scrape:
     /// e.g. the disk cache's evictions, which the [`Cache`] trait does not
     /// report. `name` must be a valid Prometheus name (`cachew_…_total`
@@ -279,6 +294,7 @@ impl ServerBuilder {
                 tls: self.tls,
                 rate_limit: self.rate_limit,
                 http: Shared::http_builder(),
+                log_headers: self.log_headers,
             }),
             grace: self.grace,
         }
@@ -305,6 +321,7 @@ impl Server {
             limits: Limits::default(),
             tls: None,
             metrics: Vec::new(),
+            log_headers: None,
         }
     }
 

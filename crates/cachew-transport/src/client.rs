@@ -245,8 +245,9 @@ impl fmt::Debug for HttpClientBuilder {
 
 impl HttpClientBuilder {
     /// Bound on establishing the TCP connection (to the server, or to a
-    /// proxy including its `CONNECT` tunnel). Default 30 s, as Go's. Exceeding
-    /// it is a connect error, retried like one.
+    /// proxy including an `https://` proxy's TLS, its `CONNECT` tunnel or
+    /// the SOCKS5 handshake). Default 30 s, as Go's. Exceeding it is a
+    /// connect error, retried like one.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -446,6 +447,10 @@ impl HttpClientBuilder {
             Some(config) => config,
             None => self.tls.client_config()?,
         };
+        // An `https://` proxy is spoken to in HTTP/1.1 (CONNECT, absolute
+        // form), as Go does; the origin may choose h2.
+        let mut proxy_tls = tls.clone();
+        proxy_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let mut http = HttpConnector::new();
@@ -457,6 +462,8 @@ impl HttpClientBuilder {
             inner: ProxyConnector {
                 http,
                 proxies: proxies.clone(),
+                tls: Arc::new(proxy_tls),
+                tls_timeout: self.tls_handshake_timeout,
             },
             tls: Arc::new(tls),
             connect_timeout: self.connect_timeout,

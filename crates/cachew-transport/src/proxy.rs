@@ -1,10 +1,14 @@
 //! Proxies as Go's `net/http.ProxyFromEnvironment` chooses them, and the
 //! connector that goes through them.
 //!
-//! `http://` requests go to an HTTP proxy in absolute form (with
-//! `Proxy-Authorization` from the proxy URL's credentials); `https://`
-//! requests open a `CONNECT` tunnel through it (hyper-util's
-//! [`Tunnel`]) and run TLS with the origin inside it.
+//! Through an `http://` or `https://` proxy (TLS to the proxy first),
+//! `http://` requests go to the proxy in absolute form (with
+//! `Proxy-Authorization` from the proxy URL's credentials) and `https://`
+//! requests open a `CONNECT` tunnel through it (hyper-util's [`Tunnel`])
+//! and run TLS with the origin inside it. Through a `socks5://` or
+//! `socks5h://` proxy (hyper-util's [`SocksV5`], the proxy resolves names,
+//! user and password from the URL) every request is a plain stream to the
+//! origin.
 
 use std::fmt;
 use std::io;
@@ -15,14 +19,28 @@ use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use http::{HeaderValue, Uri};
-use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tower::{Service, ServiceExt};
 
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, Error, TimeoutKind};
+use crate::layers::hyper_service::ConnectTimedOut;
 use crate::layers::BoxFuture;
+
+/// The kinds of proxy Go's `net/http` speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyKind {
+    /// `http://`: plain HTTP to the proxy.
+    Http,
+    /// `https://`: HTTP over TLS to the proxy.
+    Https,
+    /// `socks5://` or `socks5h://` (the proxy resolves names for both, as
+    /// in Go).
+    Socks5,
+}
 
 /// One proxy: where it listens, and the `Proxy-Authorization` its URL's
 /// credentials make.
@@ -30,7 +48,11 @@ use crate::layers::BoxFuture;
 struct ProxyTarget {
     /// `scheme://host:port/`, credentials removed.
     uri: Uri,
+    kind: ProxyKind,
+    /// `Proxy-Authorization` for HTTP(S) proxies.
     auth: Option<HeaderValue>,
+    /// User and password (decoded) for SOCKS5.
+    credentials: Option<(String, String)>,
 }
 
 impl fmt::Debug for ProxyTarget {
@@ -38,6 +60,10 @@ impl fmt::Debug for ProxyTarget {
         f.debug_struct("Proxy")
             .field("uri", &self.uri.to_string())
             .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -78,18 +104,29 @@ pub(crate) fn basic_auth(userinfo: &str) -> HeaderValue {
 
 impl ProxyTarget {
     /// Parses a proxy setting as Go does: a URL with scheme `http`,
-    /// `https` or `socks5`, or else `host[:port]`, taken as `http://…`.
-    /// The error never contains the value (it may hold a password).
+    /// `https`, `socks5` or `socks5h`, or else `host[:port]`, taken as
+    /// `http://…`. The error never contains the value (it may hold a
+    /// password).
     fn parse(raw: &str) -> Result<ProxyTarget, String> {
         let raw = raw.trim();
         let with_scheme = match raw.split_once("://") {
-            Some((scheme, _)) if ["http", "https", "socks5"].contains(&scheme) => raw.to_owned(),
+            Some((scheme, _))
+                if ["http", "https", "socks5", "socks5h"]
+                    .contains(&scheme.to_ascii_lowercase().as_str()) =>
+            {
+                raw.to_owned()
+            }
             _ => format!("http://{raw}"),
         };
         let uri: Uri = with_scheme
             .parse()
             .map_err(|_| "not a URL or host:port".to_string())?;
-        let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let kind = match scheme.as_str() {
+            "https" => ProxyKind::Https,
+            "socks5" | "socks5h" => ProxyKind::Socks5,
+            _ => ProxyKind::Http,
+        };
         let authority = uri.authority().ok_or("no host")?.as_str();
         let (userinfo, host_port) = match authority.rsplit_once('@') {
             Some((userinfo, host_port)) => (Some(userinfo), host_port),
@@ -99,10 +136,10 @@ impl ProxyTarget {
             return Err("no host".into());
         }
         let has_port = host_port.rfind(':') > host_port.rfind(']');
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "socks5" => 1080,
-            _ => 80,
+        let default_port = match kind {
+            ProxyKind::Https => 443,
+            ProxyKind::Socks5 => 1080,
+            ProxyKind::Http => 80,
         };
         let host_port = if has_port {
             host_port.to_owned()
@@ -112,9 +149,23 @@ impl ProxyTarget {
         let uri = format!("{scheme}://{host_port}/")
             .parse()
             .map_err(|_| "not a URL or host:port".to_string())?;
+        let (auth, credentials) = match (kind, userinfo) {
+            (_, None) => (None, None),
+            (ProxyKind::Socks5, Some(userinfo)) => {
+                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let (user, pass) = (percent_decode(user), percent_decode(pass));
+                if user.len() > 255 || pass.len() > 255 {
+                    return Err("SOCKS5 user and password are at most 255 bytes each".into());
+                }
+                (None, Some((user, pass)))
+            }
+            (_, Some(userinfo)) => (Some(basic_auth(userinfo)), None),
+        };
         Ok(ProxyTarget {
             uri,
-            auth: userinfo.map(basic_auth),
+            kind,
+            auth,
+            credentials,
         })
     }
 }
@@ -260,9 +311,11 @@ impl NoProxyRule {
 /// - Under CGI (`REQUEST_METHOD` set) `HTTP_PROXY` is ignored, since a
 ///   client could set it through the `Proxy:` request header.
 ///
-/// Credentials in a proxy URL become `Proxy-Authorization: Basic …`. Only
-/// `http://` proxies are supported; a request that would need an
-/// `https://` or `socks5://` proxy fails to connect, saying so.
+/// A proxy is an `http://` or `https://` (TLS to the proxy, verified with
+/// the client's trust) HTTP proxy, or a `socks5://` / `socks5h://` one
+/// (both let the proxy resolve names, as Go does). Credentials in a proxy
+/// URL become `Proxy-Authorization: Basic …` for an HTTP(S) proxy and the
+/// user/password method for SOCKS5.
 #[derive(Clone, Default)]
 pub struct Proxies {
     http: Option<ProxyTarget>,
@@ -389,22 +442,65 @@ impl Proxies {
         if uri.scheme_str() != Some("http") {
             return None;
         }
-        self.intercept(uri)?.auth.clone()
+        // A SOCKS5 proxy passes the request to the origin untouched: it
+        // must carry no proxy credentials (`auth` is `None` there anyway).
+        let target = self.intercept(uri)?;
+        match target.kind {
+            ProxyKind::Http | ProxyKind::Https => target.auth.clone(),
+            ProxyKind::Socks5 => None,
+        }
     }
 }
 
-/// A TCP stream that says whether it leads to an HTTP proxy (so hyper sends
-/// absolute-form request targets on it).
+/// The transport under a [`ProxyStream`]: TCP (direct, to an HTTP
+/// proxy, or tunnelled through one), or TLS to an `https://` proxy.
+#[derive(Debug)]
+enum Io {
+    Tcp(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
+}
+
+/// A stream to the origin or to a proxy, which says whether it leads to an
+/// HTTP proxy (so hyper sends absolute-form request targets on it).
 #[derive(Debug)]
 pub(crate) struct ProxyStream {
-    inner: TokioIo<TcpStream>,
+    inner: Io,
     to_http_proxy: bool,
+}
+
+impl ProxyStream {
+    fn tcp(inner: TokioIo<TcpStream>, to_http_proxy: bool) -> ProxyStream {
+        ProxyStream {
+            inner: Io::Tcp(inner),
+            to_http_proxy,
+        }
+    }
 }
 
 impl Connection for ProxyStream {
     fn connected(&self) -> Connected {
-        self.inner.connected().proxy(self.to_http_proxy)
+        let connected = match &self.inner {
+            Io::Tcp(tcp) => tcp.connected(),
+            Io::Tls(tls) => tls.inner().get_ref().0.connected(),
+        };
+        connected.proxy(self.to_http_proxy)
     }
+}
+
+/// Delegates one `hyper::rt` I/O call to whichever stream is inside.
+macro_rules! delegate {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.inner {
+            Io::Tcp($io) => {
+                let $io = Pin::new($io);
+                $call
+            }
+            Io::Tls(tls) => {
+                let $io = Pin::new(&mut **tls);
+                $call
+            }
+        }
+    };
 }
 
 impl hyper::rt::Read for ProxyStream {
@@ -413,7 +509,7 @@ impl hyper::rt::Read for ProxyStream {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        delegate!(self, io => io.poll_read(cx, buf))
     }
 }
 
@@ -423,19 +519,22 @@ impl hyper::rt::Write for ProxyStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        delegate!(self, io => io.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        delegate!(self, io => io.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        delegate!(self, io => io.poll_shutdown(cx))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Io::Tcp(tcp) => tcp.is_write_vectored(),
+            Io::Tls(tls) => tls.is_write_vectored(),
+        }
     }
 
     fn poll_write_vectored(
@@ -443,22 +542,152 @@ impl hyper::rt::Write for ProxyStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        delegate!(self, io => io.poll_write_vectored(cx, bufs))
     }
 }
 
-/// Connects directly, to an HTTP proxy, or through a `CONNECT` tunnel, as
-/// [`Proxies`] says; TLS (for `https://`) is layered on top by hyper-rustls.
-#[derive(Clone, Debug)]
+/// Connects directly, to an HTTP(S) proxy, through a `CONNECT` tunnel, or
+/// through a SOCKS5 proxy, as [`Proxies`] says; TLS with an `https://`
+/// origin is layered on top by the caller.
+#[derive(Clone)]
 pub(crate) struct ProxyConnector {
     pub(crate) http: HttpConnector,
     pub(crate) proxies: Arc<Proxies>,
+    /// For `https://` proxies (ALPN `http/1.1` only: the proxy is spoken
+    /// to in HTTP/1.1, as Go does).
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// Bounds the TLS handshake with an `https://` proxy.
+    pub(crate) tls_timeout: std::time::Duration,
+}
+
+impl fmt::Debug for ProxyConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConnector")
+            .field("proxies", &self.proxies)
+            .field("tls_timeout", &self.tls_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a proxy could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct ProxyError(String);
+
+fn proxy_error(message: String) -> BoxError {
+    Box::new(ProxyError(message))
+}
+
+/// A connector that hands out one stream made beforehand, so that
+/// hyper-util's `Tunnel` and `SocksV5` run their handshakes on a
+/// connection whose own errors (refused, TLS) we report ourselves.
+fn handing_over<S: Send + 'static>(
+    stream: S,
+) -> impl Service<Uri, Response = S, Error = BoxError, Future = BoxFuture<Result<S, BoxError>>> + Clone
+{
+    let slot = Arc::new(std::sync::Mutex::new(Some(stream)));
+    tower::service_fn(move |_: Uri| {
+        let stream = slot.lock().ok().and_then(|mut s| s.take());
+        Box::pin(
+            async move { stream.ok_or_else(|| proxy_error("proxy stream already used".into())) },
+        ) as BoxFuture<Result<S, BoxError>>
+    })
+}
+
+/// `dst` with its port spelled out (SOCKS needs one; hyper-util would
+/// assume 443 for `http://`).
+fn with_port(dst: &Uri) -> Result<Uri, BoxError> {
+    let port = dst
+        .port_u16()
+        .unwrap_or(if dst.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let host = dst.host().unwrap_or_default();
+    format!("{}://{host}:{port}/", dst.scheme_str().unwrap_or("http"))
+        .parse()
+        .map_err(|e| Box::new(e) as BoxError)
+}
+
+impl ProxyConnector {
+    /// TCP to the proxy and, for an `https://` one, TLS with it.
+    async fn to_proxy(&self, target: &ProxyTarget) -> Result<ProxyStream, BoxError> {
+        let proxy = target.uri.to_string();
+        let tcp = self
+            .http
+            .clone()
+            .oneshot(target.uri.clone())
+            .await
+            .map_err(|e| proxy_error(format!("connecting to proxy {proxy}: {e}")))?;
+        if target.kind != ProxyKind::Https {
+            return Ok(ProxyStream::tcp(tcp, false));
+        }
+        let host = target.uri.host().unwrap_or_default();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| proxy_error(format!("proxy {proxy}: {e}")))?;
+        let handshake =
+            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp.into_inner());
+        match tokio::time::timeout(self.tls_timeout, handshake).await {
+            Ok(Ok(tls)) => Ok(ProxyStream {
+                inner: Io::Tls(Box::new(TokioIo::new(tls))),
+                to_http_proxy: false,
+            }),
+            Ok(Err(e)) => Err(proxy_error(format!(
+                "TLS handshake with proxy {proxy}: {e}"
+            ))),
+            Err(_) => Err(Box::new(ConnectTimedOut {
+                kind: TimeoutKind::TlsHandshake,
+                after: self.tls_timeout,
+            })),
+        }
+    }
+
+    async fn connect(self, dst: Uri, target: Option<ProxyTarget>) -> Result<ProxyStream, BoxError> {
+        let Some(target) = target else {
+            let inner = self.http.clone().oneshot(dst).await?;
+            return Ok(ProxyStream::tcp(inner, false));
+        };
+        let proxy = target.uri.to_string();
+        tracing::debug!(%proxy, "connecting through proxy");
+        if target.kind == ProxyKind::Socks5 {
+            let tcp = self
+                .http
+                .clone()
+                .oneshot(target.uri.clone())
+                .await
+                .map_err(|e| proxy_error(format!("connecting to proxy {proxy}: {e}")))?;
+            let mut socks = SocksV5::new(target.uri.clone(), handing_over(tcp));
+            if let Some((user, pass)) = target.credentials.clone() {
+                socks = socks.with_auth(user, pass);
+            }
+            let inner = socks
+                .oneshot(with_port(&dst)?)
+                .await
+                .map_err(|e| proxy_error(format!("through SOCKS5 proxy {proxy}: {e}")))?;
+            return Ok(ProxyStream::tcp(inner, false));
+        }
+        let mut stream = self.to_proxy(&target).await?;
+        if dst.scheme_str() != Some("https") {
+            stream.to_http_proxy = true;
+            return Ok(stream);
+        }
+        let mut tunnel = Tunnel::new(target.uri.clone(), handing_over(stream));
+        if let Some(auth) = target.auth {
+            tunnel = tunnel.with_auth(auth);
+        }
+        let mut stream = tunnel
+            .oneshot(dst)
+            .await
+            .map_err(|e| proxy_error(format!("CONNECT tunnel through {proxy}: {e}")))?;
+        stream.to_http_proxy = false;
+        Ok(stream)
+    }
+}
 
 impl Service<Uri> for ProxyConnector {
     type Response = ProxyStream;
@@ -470,43 +699,8 @@ impl Service<Uri> for ProxyConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        let http = self.http.clone();
         let target = self.proxies.intercept(&dst).cloned();
-        Box::pin(async move {
-            let Some(target) = target else {
-                let inner = http.oneshot(dst).await?;
-                return Ok(ProxyStream {
-                    inner,
-                    to_http_proxy: false,
-                });
-            };
-            let proxy = target.uri.to_string();
-            if target.uri.scheme_str() != Some("http") {
-                return Err(Box::new(ProxyError(format!(
-                    "proxy {proxy}: only http:// proxies are supported"
-                ))) as BoxError);
-            }
-            tracing::debug!(%proxy, "connecting through proxy");
-            if dst.scheme_str() == Some("https") {
-                let mut tunnel = Tunnel::new(target.uri.clone(), http);
-                if let Some(auth) = target.auth {
-                    tunnel = tunnel.with_auth(auth);
-                }
-                let inner = tunnel.oneshot(dst).await.map_err(|e| {
-                    Box::new(ProxyError(format!("CONNECT tunnel through {proxy}: {e}"))) as BoxError
-                })?;
-                Ok(ProxyStream {
-                    inner,
-                    to_http_proxy: false,
-                })
-            } else {
-                let inner = http.oneshot(target.uri).await?;
-                Ok(ProxyStream {
-                    inner,
-                    to_http_proxy: true,
-                })
-            }
-        })
+        Box::pin(self.clone().connect(dst, target))
     }
 }
 
@@ -627,5 +821,41 @@ mod tests {
         assert!(!text.contains("s3cr") && !text.contains(&want), "{text}");
         let err = Proxies::all("http://u:s3cr@[bad").unwrap_err().to_string();
         assert!(!err.contains("s3cr"), "{err}");
+    }
+
+    #[test]
+    fn https_and_socks5_proxies_parse_as_in_go() {
+        let p = env(&[
+            ("HTTPS_PROXY", "SOCKS5H://su:s0cks@sp"),
+            ("HTTP_PROXY", "https://hu:h77ps@hp"),
+        ]);
+        assert_eq!(
+            via(&p, "https://a.example/").as_deref(),
+            Some("socks5h://sp:1080/")
+        );
+        assert_eq!(
+            via(&p, "http://a.example/").as_deref(),
+            Some("https://hp:443/")
+        );
+        let text = format!("{p:?}");
+        assert!(!text.contains("s0cks") && !text.contains("h77ps"), "{text}");
+        // The user/password method for SOCKS5; Basic for an https:// proxy.
+        let socks = Proxies::all("socks5://us%40er:p%3Ass@sp:9").unwrap();
+        let target = socks.https.as_ref().unwrap();
+        assert_eq!(target.kind, ProxyKind::Socks5);
+        assert_eq!(
+            target.credentials,
+            Some(("us@er".to_owned(), "p:ss".to_owned()))
+        );
+        // A request through SOCKS5 reaches the origin: no proxy header.
+        assert!(socks
+            .http_proxy_authorization(&"http://a.example/".parse().unwrap())
+            .is_none());
+        let https = Proxies::all("https://u:pw@hp").unwrap();
+        assert!(https
+            .http_proxy_authorization(&"http://a.example/".parse().unwrap())
+            .is_some());
+        let long = format!("socks5://{}:pw@sp", "u".repeat(256));
+        assert!(Proxies::all(&long).is_err());
     }
 }

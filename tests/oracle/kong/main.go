@@ -38,9 +38,10 @@ func (n *Namespace) UnmarshalText(text []byte) error {
 }
 
 type logging struct {
-	JSON  bool              `json:"json" help:"Enable JSON logging."`
-	Level slog.Level        `json:"level" help:"Set the logging level." default:"info"`
-	Remap map[string]string `json:"remap" help:"Remap field names."`
+	JSON    bool              `json:"json" help:"Enable JSON logging."`
+	Level   slog.Level        `json:"level" help:"Set the logging level." default:"info"`
+	Remap   map[string]string `json:"remap" help:"Remap field names."`
+	Headers map[string]string `json:"headers" help:"Propagate these inbound request headers to the given log attribute."`
 }
 
 type getCmd struct {
