@@ -34,7 +34,9 @@ pub(crate) enum GitCommand {
     /// the merge back. With --ref/--commit, an existing clone that already
     /// has every SHA (all refs pinned) is left alone; otherwise the server
     /// ensures them and `git pull --ff-only` runs unless the clone already
-    /// has every SHA the server resolved.
+    /// has every SHA the server resolved. A restore killed with SIGKILL
+    /// leaves only a `.DIR.cachew-PID-….staging` directory beside DIR,
+    /// which the next restore of DIR removes, as `cachew gc` does.
     #[command(after_help = "Examples:\n  \
         cachew git restore https://github.com/org/repo ./repo\n  \
         cachew git restore https://github.com/org/repo ./repo --ref refs/heads/main=$SHA\n  \

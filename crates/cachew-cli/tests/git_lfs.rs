@@ -103,7 +103,7 @@ fn restored_lfs_objects_serve_git_lfs_without_a_server() {
     let one = object_name(&fx, "one.bin");
 
     // The archive holds the object under `lfs/`, relative to `.git`.
-    assert_eq!(lfs_snapshot_names(&fx), [one.clone()]);
+    assert_eq!(lfs_snapshot_names(&fx), std::slice::from_ref(&one));
 
     let dir = fx.path("with-lfs");
     let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap(), "--lfs"]);

@@ -13,7 +13,9 @@
 //!   (working tree and `.git`), taken on the first request and kept until it
 //!   is explicitly refreshed (`DELETE …/snapshot.tar.zst`), so that a
 //!   repository that gains commits afterwards is brought up to date by a
-//!   bundle.
+//!   bundle;
+//! - `lfs-snapshot.tar.zst`, the LFS objects of the mirror's HEAD
+//!   (`git_lfs.rs`).
 //!
 //! Endpoints:
 //! - `GET …/snapshot.tar.zst`: the snapshot, with ranges and `If-Match` /
