@@ -188,3 +188,80 @@ pub fn dead_url() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// An HTTP/1.1 front for a server that answers `POST …/ensure-refs` itself
+/// with a canned JSON body and forwards every other request (one per
+/// connection, `Connection: close`), to see how the client takes answers
+/// the reference server never gives. Its URL is [`EnsureRefsFront::url`].
+pub struct EnsureRefsFront {
+    addr: std::net::SocketAddr,
+}
+
+impl EnsureRefsFront {
+    /// Fronts the server at `backend` (`http://HOST:PORT`), answering
+    /// ensure-refs with `answer`.
+    pub fn start(backend: &str, answer: &'static str) -> EnsureRefsFront {
+        let backend = backend
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let backend = backend.clone();
+                std::thread::spawn(move || {
+                    let _ = front_one(conn, &backend, answer);
+                });
+            }
+        });
+        EnsureRefsFront { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn front_one(mut conn: std::net::TcpStream, backend: &str, answer: &str) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.push(line);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    if head[0].contains("/ensure-refs ") {
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            answer.len()
+        )?;
+        return Ok(());
+    }
+    let mut up = std::net::TcpStream::connect(backend)?;
+    for line in &head {
+        up.write_all(line.as_bytes())?;
+    }
+    up.write_all(b"Connection: close\r\n\r\n")?;
+    up.write_all(&body)?;
+    std::io::copy(&mut up, &mut conn)?;
+    Ok(())
+}
