@@ -558,15 +558,24 @@ async fn bundle(state: &GitState, repo: &Repo, query: &str) -> Resp {
     args.push(format!("^{base}"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = git(Some(&mirror), &args).await;
-    let data = match result {
-        Ok(_) => tokio::fs::read(&out).await.map_err(|e| e.to_string()),
+    // Streamed from the file, never held in memory; the name is removed
+    // at once (the open file stays readable).
+    let file = match result {
+        Ok(_) => async {
+            let file = tokio::fs::File::open(&out).await?;
+            let len = file.metadata().await?.len();
+            Ok::<_, std::io::Error>((file, len))
+        }
+        .await
+        .map_err(|e| format!("cannot read the bundle: {e}")),
         Err(e) => Err(e),
     };
     let _ = tokio::fs::remove_file(&out).await;
-    match data {
-        Ok(data) => {
-            let mut resp = Response::new(ResponseBody::full(Bytes::from(data)));
+    match file {
+        Ok((file, len)) => {
+            let mut resp = Response::new(ResponseBody::stream(Box::pin(file.take(len)), len));
             set(resp.headers_mut(), CONTENT_TYPE, "application/x-git-bundle");
+            set(resp.headers_mut(), CONTENT_LENGTH, &len.to_string());
             resp
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e),
