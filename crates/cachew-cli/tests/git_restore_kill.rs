@@ -11,11 +11,20 @@ mod git_support;
 
 use git_support::{git, head, isolate_git, noise, Fixture, REPO};
 
+/// What a restore is doing when it is killed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// The snapshot streams into `clone/`.
+    Snapshot,
+    /// The delta bundle streams into `bundle`.
+    Bundle,
+}
+
 /// Starts `cachew git restore REPO DIR` against `url`, waits until its
-/// staging directory beside DIR holds the delta bundle (the download is
+/// staging directory beside DIR shows `stage` under way (the download is
 /// throttled, so it is still streaming), kills it with SIGKILL, and returns
 /// the staging directory it left.
-fn kill_while_the_bundle_streams(fx: &Fixture, url: &str, dir: &Path) -> PathBuf {
+fn kill_during(fx: &Fixture, url: &str, dir: &Path, stage: Stage) -> PathBuf {
     let mut child = fx
         .command(url, &[REPO, dir.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -35,14 +44,17 @@ fn kill_while_the_bundle_streams(fx: &Fixture, url: &str, dir: &Path) -> PathBuf
                 let n = p.file_name().unwrap().to_string_lossy();
                 n.starts_with(&prefix)
                     && n.ends_with(".staging")
-                    && p.join("bundle").metadata().is_ok_and(|m| m.len() > 0)
+                    && match stage {
+                        Stage::Snapshot => p.join("clone/.git").is_dir(),
+                        Stage::Bundle => p.join("bundle").metadata().is_ok_and(|m| m.len() > 0),
+                    }
             });
         if let Some(found) = found {
             break found;
         }
         assert!(
             Instant::now() < deadline,
-            "no staging directory with a bundle appeared beside {}",
+            "no staging directory in stage {stage:?} appeared beside {}",
             dir.display()
         );
         if child.try_wait().unwrap().is_some() {
@@ -57,6 +69,12 @@ fn kill_while_the_bundle_streams(fx: &Fixture, url: &str, dir: &Path) -> PathBuf
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(staging.join("clone/.git").is_dir(), "{}", staging.display());
+    assert_eq!(
+        staging.join("bundle").exists(),
+        stage == Stage::Bundle,
+        "{}",
+        staging.display()
+    );
     staging
 }
 
@@ -87,7 +105,7 @@ fn what_a_killed_restore_leaves_is_removed_by_gc_and_by_the_next_restore() {
 
     // A restore into a new DIR, killed: `cachew gc` removes its staging.
     let fresh = fx.path("fresh");
-    let left = kill_while_the_bundle_streams(&fx, &fx.url(), &fresh);
+    let left = kill_during(&fx, &fx.url(), &fresh, Stage::Bundle);
     assert!(!fresh.exists());
     let out = gc(fx.tmp.path());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -99,7 +117,7 @@ fn what_a_killed_restore_leaves_is_removed_by_gc_and_by_the_next_restore() {
     // A restore into the existing clone, killed: the clone is untouched,
     // and the next restore of it removes the staging and ends at upstream's
     // HEAD with a clean fsck.
-    let left = kill_while_the_bundle_streams(&fx, &fx.url(), &dir);
+    let left = kill_during(&fx, &fx.url(), &dir, Stage::Bundle);
     assert_eq!(head(&dir), first);
     fsck(&dir);
     let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap()]);
@@ -109,6 +127,27 @@ fn what_a_killed_restore_leaves_is_removed_by_gc_and_by_the_next_restore() {
     assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), noise(2 << 20));
     fsck(&dir);
     assert_eq!(fx.entries(), ["clone", "root"]);
+
+    // A fresh snapshot (with the 2 MiB file): a restore into a new DIR
+    // killed while it streams, then run again.
+    let drop = Command::new("curl")
+        .args(["-sSf", "-X", "DELETE"])
+        .arg(format!(
+            "{}/git/example.test/org/repo/snapshot.tar.zst",
+            fx.url()
+        ))
+        .status()
+        .unwrap();
+    assert!(drop.success());
+    let late = fx.path("late");
+    let left = kill_during(&fx, &fx.url(), &late, Stage::Snapshot);
+    assert!(!late.exists());
+    let (code, err) = fx.restore(&fx.url(), &[REPO, late.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!left.exists(), "{err}");
+    assert_eq!(head(&late), second);
+    fsck(&late);
+    assert_eq!(fx.entries(), ["clone", "late", "root"]);
 
     // A staging directory of a live process is not touched by gc.
     let live = fx.tmp.path().join(format!(
