@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod git_support;
 
-use git_support::{git, head, isolate_git, noise, Fixture, REPO};
+use git_support::{dead_url, git, head, isolate_git, noise, Fixture, REPO};
 
 /// What a restore is doing when it is killed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,14 +115,19 @@ fn what_a_killed_restore_leaves_is_removed_by_gc_and_by_the_next_restore() {
     assert_eq!(fx.entries(), ["clone", "root"]);
 
     // A restore into the existing clone, killed: the clone is untouched,
-    // and the next restore of it removes the staging and ends at upstream's
-    // HEAD with a clean fsck.
+    // and the next restore of it removes the staging, even one that needs
+    // nothing from the server (the clone has the pinned SHA).
     let left = kill_during(&fx, &fx.url(), &dir, Stage::Bundle);
     assert_eq!(head(&dir), first);
     fsck(&dir);
+    let pin = format!("main={first}");
+    let (code, err) = fx.restore(&dead_url(), &[REPO, dir.to_str().unwrap(), "--ref", &pin]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing to do"), "{err}");
+    assert!(!left.exists(), "{err}");
+    // A full restore then ends at upstream's HEAD with a clean fsck.
     let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(!left.exists(), "{err}");
     assert_eq!(head(&dir), second);
     assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), noise(2 << 20));
     fsck(&dir);

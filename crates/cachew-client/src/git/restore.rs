@@ -277,6 +277,13 @@ pub async fn restore_repo(
     };
 
     let state = dir::inspect(&dir).await?;
+    // What killed restores of DIR left beside it (their owner is gone),
+    // whether or not this one needs a snapshot.
+    let real = dir::real_target(&dir, state)?;
+    {
+        let real = real.clone();
+        let _ = tokio::task::spawn_blocking(move || staging::recover(&real)).await;
+    }
     if state == DirState::Clone
         && wants_shas
         && !dir::merge_interrupted(&dir)
@@ -285,7 +292,7 @@ pub async fn restore_repo(
         outcome.status = RestoreRepoStatus::HadCommits;
         return Ok(outcome);
     }
-    outcome.snapshot = Some(restore_snapshot(git, options, &dir, state).await?);
+    outcome.snapshot = Some(restore_snapshot(git, options, &dir, &real, state).await?);
     if wants_shas {
         let refs = refs::satisfy(git, &dir, options).await?;
         outcome.pulled = refs.pulled;
@@ -295,22 +302,18 @@ pub async fn restore_repo(
 }
 
 /// Restores the snapshot (with bundle and LFS objects) into a staging
-/// directory, then moves it into place at `dir`.
+/// directory beside `real` (DIR's real path), then moves it into place at
+/// `dir`.
 async fn restore_snapshot(
     git: &GitClient,
     options: &RestoreRepoOptions,
     dir: &Path,
+    real: &Path,
     state: DirState,
 ) -> Result<SnapshotSummary> {
-    let real = dir::real_target(dir, state)?;
-    // What killed restores of DIR left beside it (their owner is gone).
-    {
-        let real = real.clone();
-        let _ = tokio::task::spawn_blocking(move || staging::recover(&real)).await;
-    }
     // Removed on drop (a failure, or this future dropped), with the parents
     // of DIR it created.
-    let staging = Staging::create(&real)?;
+    let staging = Staging::create(real)?;
     let mut summary = restore_into(git, options, &staging.path).await?;
     summary.in_place = !matches!(state, DirState::Absent | DirState::Empty);
     // From here the blocking task owns the staging directory: it runs to
