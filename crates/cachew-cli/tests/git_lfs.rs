@@ -102,8 +102,25 @@ fn restored_lfs_objects_serve_git_lfs_without_a_server() {
     let c1 = commit_lfs(&fx, "one.bin", &noise(300 << 10));
     let one = object_name(&fx, "one.bin");
 
-    // The archive holds the object under `lfs/`, relative to `.git`.
+    // The archive holds the object under `lfs/`, relative to `.git`, and
+    // is served with ranges like the snapshot.
     assert_eq!(lfs_snapshot_names(&fx), std::slice::from_ref(&one));
+    let url = format!(
+        "{}/git/example.test/org/repo/lfs-snapshot.tar.zst",
+        fx.url()
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ])
+        .args(["-r", "0-9", &url])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "206 10");
 
     let dir = fx.path("with-lfs");
     let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap(), "--lfs"]);
@@ -152,4 +169,92 @@ fn restored_lfs_objects_serve_git_lfs_without_a_server() {
     let (ok, out) = lfs_offline(&again, &["fsck"]);
     assert!(ok, "{out}");
     assert_eq!(fx.entries(), ["later", "root", "with-lfs", "without-lfs"]);
+}
+
+/// A server without `git-lfs` (a `PATH` with `git` alone) answers 404
+/// saying so, and `--lfs` restores the clone without LFS objects.
+#[test]
+fn a_server_without_git_lfs_answers_404() {
+    use std::io::BufRead;
+
+    if !have_git_lfs() {
+        eprintln!("SKIPPED: git-lfs not found");
+        return;
+    }
+    let fx = Fixture::new();
+    git(&fx.upstream, &["lfs", "install", "--local"]);
+    git(&fx.upstream, &["lfs", "track", "*.bin"]);
+    let c1 = commit_lfs(&fx, "one.bin", b"large file");
+    let bin = fx.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real_git = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(real_git.trim(), bin.join("git")).unwrap();
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_cachew"));
+    isolate_git(&mut serve);
+    let mut child = serve
+        .args(["serve", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(fx.path("served-cache"))
+        .arg("--git-root")
+        .arg(&fx.root)
+        .env("PATH", &bin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split(" at ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .expect("cachew serve prints its URL");
+    let dir = fx.path("clone");
+    let (code, err) = fx.restore(&url, &[REPO, dir.to_str().unwrap(), "--lfs"]);
+    let lfs_url = format!("{url}/git/example.test/org/repo/lfs-snapshot.tar.zst");
+    let answer = Command::new("curl")
+        .args(["-s", "-w", " %{http_code}", &lfs_url])
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no LFS snapshot on the server"), "{err}");
+    assert_eq!(head(&dir), c1);
+    let answer = String::from_utf8_lossy(&answer.stdout);
+    assert!(answer.ends_with(" 404"), "{answer}");
+    assert!(answer.contains("git-lfs is not installed"), "{answer}");
+}
+
+/// An LFS object the upstream lacks: the server's fetch fails (502), and
+/// so does the restore, leaving nothing behind.
+#[test]
+fn a_failed_lfs_fetch_fails_the_restore_cleanly() {
+    if !have_git_lfs() {
+        eprintln!("SKIPPED: git-lfs not found");
+        return;
+    }
+    let fx = Fixture::new();
+    git(&fx.upstream, &["lfs", "install", "--local"]);
+    git(&fx.upstream, &["lfs", "track", "*.bin"]);
+    commit_lfs(&fx, "one.bin", b"large file");
+    std::fs::remove_dir_all(fx.upstream.join(".git/lfs/objects")).unwrap();
+    let dir = fx.path("clone");
+    let (code, err) = fx.restore(&fx.url(), &[REPO, dir.to_str().unwrap(), "--lfs"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("git-lfs fetch failed"), "{err}");
+    assert!(!dir.exists());
+    assert_eq!(fx.entries(), ["root"]);
 }
