@@ -123,13 +123,20 @@ impl GitContext<'_> {
 /// Runs `cachew git …`.
 pub(crate) async fn run(ctx: &GitContext<'_>, command: GitCommand) -> Result<(), Failure> {
     match command {
-        // Ctrl-C drops the restore; the library's staging guard then removes
-        // the staging directory, so DIR never appears half-written.
+        // SIGINT, SIGTERM (how CI cancels a job) and SIGHUP drop the
+        // restore; the library's staging guard then removes the staging
+        // directory, and a move into place already under way finishes or
+        // rolls back (main waits for it), so DIR never appears half-written.
+        // The exit code is 128 + the signal's number.
         GitCommand::Restore(args) => {
             let ticker = Ticker::default();
+            let mut signals = crate::signals::Signals::install()?;
             let result = tokio::select! {
                 r = restore(ctx, args, &ticker) => r,
-                _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+                signal = signals.recv() => Err(Box::new(crate::signals::Interrupted {
+                    signal,
+                    outcome: "its staging directory was removed",
+                }) as Failure),
             };
             ticker.stop();
             result

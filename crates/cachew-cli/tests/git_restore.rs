@@ -236,48 +236,55 @@ fn cachew_serve_with_a_git_root_serves_snapshots() {
     assert_eq!(head(&dir), first);
 }
 
+/// SIGINT, and SIGTERM (how CI cancels a job), stop a restore with 128 +
+/// the signal's number and leave nothing behind.
 #[test]
 fn an_interrupted_restore_leaves_nothing_behind() {
     // 2 MiB of noise at 256 KB/s per connection: several seconds of download.
     let fx = Fixture::with_rate(Some(256_000));
     fx.commit("blob.bin", &noise(2 << 20));
     // The first request takes the snapshot; ask for one byte of it so that
-    // the timed restore below starts streaming at once.
+    // the timed restores below start streaming at once.
     fx.snapshot_first_byte();
 
-    let dir = fx.path("slow");
-    let child = fx
-        .command(
-            &fx.url(),
-            &[REPO, dir.to_str().unwrap(), "--download-chunk-size-mb", "1"],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the staging directory exists, then interrupt.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !fx
-        .entries()
-        .iter()
-        .any(|e| e.starts_with(".slow.cachew-") && e.ends_with(".staging"))
-    {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let dir = fx.path("slow");
+        let child = fx
+            .command(
+                &fx.url(),
+                &[REPO, dir.to_str().unwrap(), "--download-chunk-size-mb", "1"],
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the staging directory exists, then interrupt.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fx
+            .entries()
+            .iter()
+            .any(|e| e.starts_with(".slow.cachew-") && e.ends_with(".staging"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no staging directory appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
         assert!(
-            std::time::Instant::now() < deadline,
-            "no staging directory appeared"
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{signal}: {err}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!dir.exists());
+        assert_eq!(fx.entries(), ["root"]);
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!dir.exists());
-    assert_eq!(fx.entries(), ["root"]);
 }
 
 /// What DIR is before a table case runs.
