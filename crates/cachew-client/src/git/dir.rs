@@ -192,7 +192,7 @@ enum Step {
 /// what DIR has that the snapshot lacks stays (untracked build outputs of a
 /// persistent workspace), what both have is the snapshot's, as extracting
 /// in place would leave it. Every replaced entry is first moved aside into a
-/// backup tree beside DIR, and every step is journaled; when a rename fails,
+/// backup tree in the staging directory, and every step is journaled; when a rename fails,
 /// or when the result is not a usable clone (`git rev-parse HEAD`, `git
 /// status`), the journal is undone in reverse and DIR is as it was. While
 /// it runs, DIR holds the [`MERGING`] file ([`merge_interrupted`]).
