@@ -194,7 +194,11 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             crate::git_restore::run(&git_ctx, git).await.map_err(|e| {
                 match e.downcast::<UsageError>() {
                     Ok(usage) => anyhow::Error::new(*usage),
-                    Err(e) => anyhow!(e),
+                    // Kept as the error itself: main exits 128 + signal.
+                    Err(e) => match e.downcast::<Interrupted>() {
+                        Ok(stop) => anyhow::Error::new(*stop),
+                        Err(e) => anyhow!(e),
+                    },
                 }
             })?;
             Ok(Exit::Success)

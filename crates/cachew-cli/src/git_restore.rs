@@ -34,7 +34,9 @@ pub(crate) enum GitCommand {
     /// the merge back. With --ref/--commit, an existing clone that already
     /// has every SHA (all refs pinned) is left alone; otherwise the server
     /// ensures them and `git pull --ff-only` runs unless the clone already
-    /// has every SHA the server resolved.
+    /// has every SHA the server resolved. A restore killed with SIGKILL
+    /// leaves only a `.DIR.cachew-PID-….staging` directory beside DIR,
+    /// which the next restore of DIR removes, as `cachew gc` does.
     #[command(after_help = "Examples:\n  \
         cachew git restore https://github.com/org/repo ./repo\n  \
         cachew git restore https://github.com/org/repo ./repo --ref refs/heads/main=$SHA\n  \
@@ -121,13 +123,20 @@ impl GitContext<'_> {
 /// Runs `cachew git …`.
 pub(crate) async fn run(ctx: &GitContext<'_>, command: GitCommand) -> Result<(), Failure> {
     match command {
-        // Ctrl-C drops the restore; the library's staging guard then removes
-        // the staging directory, so DIR never appears half-written.
+        // SIGINT, SIGTERM (how CI cancels a job) and SIGHUP drop the
+        // restore; the library's staging guard then removes the staging
+        // directory, and a move into place already under way finishes or
+        // rolls back (main waits for it), so DIR never appears half-written.
+        // The exit code is 128 + the signal's number.
         GitCommand::Restore(args) => {
             let ticker = Ticker::default();
+            let mut signals = crate::signals::Signals::install()?;
             let result = tokio::select! {
                 r = restore(ctx, args, &ticker) => r,
-                _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+                signal = signals.recv() => Err(Box::new(crate::signals::Interrupted {
+                    signal,
+                    outcome: "its staging directory was removed",
+                }) as Failure),
             };
             ticker.stop();
             result

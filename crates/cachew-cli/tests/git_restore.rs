@@ -1,190 +1,11 @@
 //! End to end: `cachew git restore` against the reference server's `/git/`
 //! endpoints, with real `git` repositories on loopback.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use cachew_client::MemoryCache;
-use cachew_server::{RunningServer, Server};
+mod git_support;
 
-const REPO: &str = "https://example.test/org/repo";
-
-/// An upstream repository under a server root, served by a reference server
-/// on its own runtime.
-struct Fixture {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
-    upstream: PathBuf,
-    server: Option<RunningServer>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        Fixture::with_rate(None)
-    }
-
-    /// A fixture whose server sends at most `rate` bytes/s per connection.
-    fn with_rate(rate: Option<u64>) -> Fixture {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let upstream = root.join("example.test/org/repo");
-        std::fs::create_dir_all(&upstream).unwrap();
-        git(&upstream, &["init", "-q", "-b", "main"]);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut builder = Server::builder(Arc::new(MemoryCache::new(0))).git_root(&root);
-        if let Some(rate) = rate {
-            builder = builder.rate_limit_per_connection(rate);
-        }
-        let server = runtime.block_on(builder.bind("127.0.0.1:0")).unwrap();
-        Fixture {
-            tmp,
-            root,
-            upstream,
-            server: Some(server),
-            runtime,
-        }
-    }
-
-    fn url(&self) -> String {
-        self.server.as_ref().unwrap().url()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    /// Commits `content` to `file` upstream; returns the new HEAD.
-    fn commit(&self, file: &str, content: &[u8]) -> String {
-        std::fs::write(self.upstream.join(file), content).unwrap();
-        git(&self.upstream, &["add", file]);
-        git(
-            &self.upstream,
-            &["commit", "-q", "-m", &format!("add {file}")],
-        );
-        git(&self.upstream, &["rev-parse", "HEAD"])
-    }
-
-    /// The `cachew git restore` command, not started.
-    fn command(&self, url: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachew"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CACHEW_") {
-                cmd.env_remove(k);
-            }
-        }
-        isolate_git(&mut cmd);
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env(
-                "GIT_CONFIG_KEY_0",
-                format!("url.file://{}/example.test/.insteadOf", self.root.display()),
-            )
-            .env("GIT_CONFIG_VALUE_0", "https://example.test/")
-            .args(["--url", url, "git", "restore"])
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// `cachew --url URL git restore ARGS…`, with git isolated from the
-    /// user's configuration and the repository URL mapped to the upstream
-    /// directory (as a CI machine's git would reach the real origin).
-    fn restore(&self, url: &str, args: &[&str]) -> (i32, String) {
-        let out = self.command(url, args).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// A raw `Range: bytes=0-0` GET of the snapshot (which makes the server
-    /// take it), over plain HTTP/1.1.
-    fn snapshot_first_byte(&self) {
-        use std::io::{Read, Write};
-        let addr = self.server.as_ref().unwrap().addr();
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "GET /git/example.test/org/repo/snapshot.tar.zst HTTP/1.1\r\n\
-             Host: {addr}\r\nRange: bytes=0-0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = Vec::new();
-        conn.read_to_end(&mut answer).unwrap();
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.starts_with("HTTP/1.1 206"), "{answer}");
-    }
-
-    /// Names in the temporary directory (to spot staging leftovers).
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown());
-        }
-    }
-}
-
-fn isolate_git(cmd: &mut Command) {
-    cmd.env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.test")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.test")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0");
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args);
-    isolate_git(&mut cmd);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn head(dir: &Path) -> String {
-    git(dir, &["rev-parse", "HEAD"])
-}
-
-/// Incompressible bytes, so that the snapshot spans several chunks.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
+use git_support::{dead_url, git, head, isolate_git, noise, Fixture, REPO};
 
 #[test]
 fn a_restored_clone_ends_at_the_new_head_through_the_bundle() {
@@ -415,48 +236,55 @@ fn cachew_serve_with_a_git_root_serves_snapshots() {
     assert_eq!(head(&dir), first);
 }
 
+/// SIGINT, and SIGTERM (how CI cancels a job), stop a restore with 128 +
+/// the signal's number and leave nothing behind.
 #[test]
 fn an_interrupted_restore_leaves_nothing_behind() {
     // 2 MiB of noise at 256 KB/s per connection: several seconds of download.
     let fx = Fixture::with_rate(Some(256_000));
     fx.commit("blob.bin", &noise(2 << 20));
     // The first request takes the snapshot; ask for one byte of it so that
-    // the timed restore below starts streaming at once.
+    // the timed restores below start streaming at once.
     fx.snapshot_first_byte();
 
-    let dir = fx.path("slow");
-    let child = fx
-        .command(
-            &fx.url(),
-            &[REPO, dir.to_str().unwrap(), "--download-chunk-size-mb", "1"],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the staging directory exists, then interrupt.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !fx
-        .entries()
-        .iter()
-        .any(|e| e.starts_with(".slow.cachew-git-"))
-    {
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let dir = fx.path("slow");
+        let child = fx
+            .command(
+                &fx.url(),
+                &[REPO, dir.to_str().unwrap(), "--download-chunk-size-mb", "1"],
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the staging directory exists, then interrupt.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fx
+            .entries()
+            .iter()
+            .any(|e| e.starts_with(".slow.cachew-") && e.ends_with(".staging"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no staging directory appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
         assert!(
-            std::time::Instant::now() < deadline,
-            "no staging directory appeared"
+            err.contains(&format!("interrupted by SIG{signal}")),
+            "{signal}: {err}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!dir.exists());
+        assert_eq!(fx.entries(), ["root"]);
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!dir.exists());
-    assert_eq!(fx.entries(), ["root"]);
 }
 
 /// What DIR is before a table case runs.

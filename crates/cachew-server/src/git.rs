@@ -13,7 +13,9 @@
 //!   (working tree and `.git`), taken on the first request and kept until it
 //!   is explicitly refreshed (`DELETE …/snapshot.tar.zst`), so that a
 //!   repository that gains commits afterwards is brought up to date by a
-//!   bundle.
+//!   bundle;
+//! - `lfs-snapshot.tar.zst`, the LFS objects of the mirror's HEAD
+//!   (`git_lfs.rs`).
 //!
 //! Endpoints:
 //! - `GET …/snapshot.tar.zst`: the snapshot, with ranges and `If-Match` /
@@ -26,7 +28,9 @@
 //!   Go server answers it from its cache's metadata.
 //! - `DELETE …/snapshot.tar.zst`: drops the kept snapshot (a server-local
 //!   extension; the next request takes a fresh one).
-//! - `GET …/lfs-snapshot.tar.zst`: always 404 (no LFS support).
+//! - `GET …/lfs-snapshot.tar.zst`: the LFS objects the mirror's HEAD
+//!   needs, as upstream's server builds them (`git_lfs.rs`); 404 when the
+//!   HEAD tracks nothing with LFS or `git-lfs` is not installed.
 //! - `GET …/snapshot.bundle?base=<sha>`: `git bundle create` of the HEAD
 //!   branch from `base`; 204 when `base` is the mirror's HEAD.
 //! - `POST …/ensure-refs`: checks the requested refs and commits in the
@@ -48,7 +52,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use cachew_client::EntityTag;
 use cachew_proto::{
-    header, EnsureGitRefsRequest, EnsureGitRefsResponse, Precondition, RangeResolution,
+    header, EnsureGitRefsRequest, EnsureGitRefsResponse, OpenOptions, Precondition, RangeResolution,
 };
 use http::header::{
     HeaderName, HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
@@ -75,25 +79,57 @@ const MAX_REQUEST: usize = 1 << 20;
 pub(crate) struct GitState {
     root: PathBuf,
     state_dir: PathBuf,
-    repos: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Snapshot>>>>>,
+    repos: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Kept>>>>,
 }
 
-/// A snapshot taken and kept on disk.
+/// What is kept for one repository, behind its lock.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// The working-tree snapshot.
+    snapshot: Option<Snapshot>,
+    /// The LFS snapshot (`git_lfs.rs`), of the HEAD in its `commit`.
+    pub(crate) lfs: Option<Snapshot>,
+}
+
+/// A snapshot (or LFS snapshot) taken and kept on disk.
 #[derive(Debug, Clone)]
-struct Snapshot {
-    path: PathBuf,
-    commit: String,
-    etag: EntityTag,
-    size: u64,
-    modified: SystemTime,
+pub(crate) struct Snapshot {
+    pub(crate) path: PathBuf,
+    pub(crate) commit: String,
+    pub(crate) etag: EntityTag,
+    pub(crate) size: u64,
+    pub(crate) modified: SystemTime,
+}
+
+impl Snapshot {
+    /// The kept file at `path`, of `commit`, with ETag `etag`.
+    pub(crate) async fn kept(
+        path: PathBuf,
+        commit: String,
+        etag: &str,
+    ) -> Result<Snapshot, String> {
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        let etag = EntityTag::new(etag).map_err(|e| e.to_string())?;
+        Ok(Snapshot {
+            path,
+            commit,
+            etag,
+            size: meta.len(),
+            modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+        })
+    }
 }
 
 /// A repository addressed by a request.
 pub(crate) struct Repo {
     /// `{host}/{path}`.
     pub(crate) name: String,
-    upstream: PathBuf,
-    dir: PathBuf,
+    /// The upstream repository.
+    pub(crate) upstream: PathBuf,
+    /// The server's state for it (`{root}/.cachew/{host}/{path}`).
+    pub(crate) dir: PathBuf,
 }
 
 impl Repo {
@@ -116,7 +152,7 @@ impl GitState {
         }
     }
 
-    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<Option<Snapshot>>> {
+    pub(crate) fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<Kept>> {
         let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
         repos.entry(name.to_owned()).or_default().clone()
     }
@@ -207,10 +243,7 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBod
             }
             resp
         }
-        "lfs-snapshot.tar.zst" => text(
-            StatusCode::NOT_FOUND,
-            &format!("no LFS snapshot of {}", repo.name),
-        ),
+        "lfs-snapshot.tar.zst" => crate::git_lfs::lfs_snapshot(state, &repo, req.headers()).await,
         "snapshot.bundle" => bundle(state, &repo, req.uri().query().unwrap_or("")).await,
         _ => ensure_refs(state, &repo, req.into_body()).await,
     }
@@ -218,13 +251,16 @@ pub(crate) async fn handle(state: &GitState, rest: &str, req: Request<RequestBod
 
 /// Runs git and returns its trimmed standard output, or a message with its
 /// standard error.
-async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
+pub(crate) async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new("git");
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
     }
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // As upstream clones for snapshots: LFS files stay pointers, even
+        // where the user's configuration installs the LFS filter.
+        .env("GIT_LFS_SKIP_SMUDGE", "1")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = cmd
@@ -242,7 +278,7 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
 }
 
 /// Clones the mirror if it does not exist yet.
-async fn ensure_mirror(repo: &Repo) -> Result<(), String> {
+pub(crate) async fn ensure_mirror(repo: &Repo) -> Result<(), String> {
     let mirror = repo.mirror();
     if mirror.join("HEAD").is_file() {
         return Ok(());
@@ -267,13 +303,13 @@ async fn fetch(repo: &Repo) -> Result<(), String> {
     Ok(())
 }
 
-fn path_str(path: &Path) -> Result<String, String> {
+pub(crate) fn path_str(path: &Path) -> Result<String, String> {
     path.to_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("path is not UTF-8: {}", path.display()))
 }
 
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
@@ -320,17 +356,8 @@ async fn take_snapshot(repo: &Repo) -> Result<Snapshot, String> {
         tokio::fs::rename(&tmp, &final_path)
             .await
             .map_err(|e| format!("cannot move the snapshot into place: {e}"))?;
-        let meta = tokio::fs::metadata(&final_path)
-            .await
-            .map_err(|e| format!("cannot stat the snapshot: {e}"))?;
-        let etag = EntityTag::new(format!("{commit}-{id}")).map_err(|e| e.to_string())?;
-        Ok(Snapshot {
-            path: final_path,
-            commit,
-            etag,
-            size: meta.len(),
-            modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
-        })
+        let etag = format!("{commit}-{id}");
+        Snapshot::kept(final_path, commit, &etag).await
     }
     .await;
     let _ = tokio::fs::remove_dir_all(&work).await;
@@ -349,7 +376,7 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only:
     };
     let lock = state.lock_for(&repo.name);
     let (snap, head) = {
-        let mut current = lock.lock().await;
+        let mut kept = lock.lock().await;
         if let Err(e) = ensure_mirror(repo).await {
             return text(StatusCode::BAD_GATEWAY, &e);
         }
@@ -360,11 +387,11 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only:
                 return text(StatusCode::BAD_GATEWAY, &e);
             }
         }
-        let snap = match current.as_ref() {
+        let snap = match kept.snapshot.as_ref() {
             Some(s) => s.clone(),
             None => match take_snapshot(repo).await {
                 Ok(s) => {
-                    *current = Some(s.clone());
+                    kept.snapshot = Some(s.clone());
                     s
                 }
                 Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e),
@@ -378,13 +405,6 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only:
     };
 
     let mut h = HeaderMap::new();
-    set(&mut h, ETAG, &snap.etag.to_header());
-    set(
-        &mut h,
-        LAST_MODIFIED,
-        &header::format_http_date(snap.modified),
-    );
-    set(&mut h, ACCEPT_RANGES, "bytes");
     set_named(&mut h, header::SNAPSHOT_COMMIT, &snap.commit);
     if head != snap.commit {
         set_named(
@@ -393,6 +413,19 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only:
             &format!("/git/{}/snapshot.bundle?base={}", repo.name, snap.commit),
         );
     }
+    serve_kept(&snap, h, &options).await
+}
+
+/// Answers a request for the kept file of `snap` with headers `h` (plus its
+/// validators): conditionals and ranges as the object API applies them.
+pub(crate) async fn serve_kept(snap: &Snapshot, mut h: HeaderMap, options: &OpenOptions) -> Resp {
+    set(&mut h, ETAG, &snap.etag.to_header());
+    set(
+        &mut h,
+        LAST_MODIFIED,
+        &header::format_http_date(snap.modified),
+    );
+    set(&mut h, ACCEPT_RANGES, "bytes");
     match options.check(&snap.etag) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
@@ -451,8 +484,8 @@ async fn snapshot(state: &GitState, repo: &Repo, headers: &HeaderMap, head_only:
 /// Forgets the kept snapshot so that the next request takes a fresh one.
 async fn drop_snapshot(state: &GitState, repo: &Repo) -> Resp {
     let lock = state.lock_for(&repo.name);
-    let mut current = lock.lock().await;
-    if let Some(snap) = current.take() {
+    let mut kept = lock.lock().await;
+    if let Some(snap) = kept.snapshot.take() {
         // Downloads still reading it keep their open file; their pinned
         // chunk requests will see the new snapshot's ETag and fail cleanly.
         let _ = tokio::fs::remove_file(&snap.path).await;
@@ -525,15 +558,24 @@ async fn bundle(state: &GitState, repo: &Repo, query: &str) -> Resp {
     args.push(format!("^{base}"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = git(Some(&mirror), &args).await;
-    let data = match result {
-        Ok(_) => tokio::fs::read(&out).await.map_err(|e| e.to_string()),
+    // Streamed from the file, never held in memory; the name is removed
+    // at once (the open file stays readable).
+    let file = match result {
+        Ok(_) => async {
+            let file = tokio::fs::File::open(&out).await?;
+            let len = file.metadata().await?.len();
+            Ok::<_, std::io::Error>((file, len))
+        }
+        .await
+        .map_err(|e| format!("cannot read the bundle: {e}")),
         Err(e) => Err(e),
     };
     let _ = tokio::fs::remove_file(&out).await;
-    match data {
-        Ok(data) => {
-            let mut resp = Response::new(ResponseBody::full(Bytes::from(data)));
+    match file {
+        Ok((file, len)) => {
+            let mut resp = Response::new(ResponseBody::stream(Box::pin(file.take(len)), len));
             set(resp.headers_mut(), CONTENT_TYPE, "application/x-git-bundle");
+            set(resp.headers_mut(), CONTENT_LENGTH, &len.to_string());
             resp
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e),

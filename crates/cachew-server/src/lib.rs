@@ -52,6 +52,7 @@ mod body;
 mod connection;
 mod git;
 mod git_http;
+mod git_lfs;
 mod handler;
 mod limits;
 mod log_headers;

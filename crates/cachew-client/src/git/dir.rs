@@ -1,7 +1,15 @@
 //! DIR of `git restore`: resolving it (absolute, cleaned), what it is now,
-//! the staging directory and temporary files beside it, and moving a
-//! finished clone into place — by one rename for a new or empty DIR, or by
-//! a journaled merge into an existing DIR that is rolled back on failure.
+//! where its staging directory goes, and moving a finished clone into
+//! place — by one rename for a new or empty DIR, or by a journaled merge
+//! into an existing DIR that is rolled back on failure.
+//!
+//! The staging directory is a [`crate::staging`] one, named
+//! `.NAME.cachew-PID-START-RAND.staging` beside DIR, so that what a killed
+//! restore leaves is recognised by its owner's pid and removed by the next
+//! restore of DIR and by `cachew gc`. It holds everything the restore
+//! writes before the move: `clone/` (the snapshot, bundle applied, LFS
+//! objects in its `.git`), `bundle` (the delta bundle while it is applied)
+//! and `backup/` (DIR's replaced entries during a merge).
 
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -94,46 +102,39 @@ pub(super) async fn inspect(dir: &Path) -> Result<DirState> {
     })
 }
 
-/// Where the staging directory of a restore into `dir` goes: beside the
-/// real directory (symlinks resolved for an existing DIR), so that every
-/// rename stays on one file system (LESSONS 2).
-pub(super) fn staging_for(dir: &Path, state: DirState) -> Result<PathBuf> {
-    let real = match state {
-        DirState::Absent => dir.to_path_buf(),
-        _ => std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e))?,
-    };
-    let parent = real
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let name = real
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(parent.join(format!(
-        ".{name}.cachew-git-{}-{:x}",
-        std::process::id(),
-        nanos()
-    )))
+/// The directory the staging directory goes beside: DIR's real path
+/// (symlinks resolved for an existing DIR), so that every rename stays on
+/// one file system (LESSONS 2).
+pub(super) fn real_target(dir: &Path, state: DirState) -> Result<PathBuf> {
+    match state {
+        DirState::Absent => Ok(dir.to_path_buf()),
+        _ => std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e)),
+    }
 }
 
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+/// Where the finished clone is built inside a staging directory.
+pub(super) fn clone_in(staging: &Path) -> PathBuf {
+    staging.join("clone")
 }
 
-/// `staging` with `suffix` appended to its name (a sibling path).
-pub(super) fn sibling(staging: &Path, suffix: &str) -> PathBuf {
-    let mut name = staging.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+/// Where the delta bundle is written inside a staging directory.
+pub(super) fn bundle_in(staging: &Path) -> PathBuf {
+    staging.join("bundle")
+}
+
+/// The file a merge into DIR keeps in DIR while it runs: if it is still
+/// there, a restore was killed half-way through a merge, and DIR mixes old
+/// and new entries whatever its refs say.
+const MERGING: &str = ".cachew-git-restore-incomplete";
+
+/// Whether a merge into `dir` was interrupted (see [`MERGING`]): the next
+/// restore must merge a snapshot again rather than trust DIR's refs.
+pub(super) fn merge_interrupted(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir.join(MERGING)).is_ok()
 }
 
 /// Removes a path (file or directory tree) this restore created when it is
-/// dropped, e.g. when the restore is cancelled half-way; [`TempPath::keep`]
-/// disarms it.
+/// dropped, e.g. when the restore is cancelled half-way.
 #[derive(Debug)]
 pub(super) struct TempPath(Option<PathBuf>);
 
@@ -144,11 +145,6 @@ impl TempPath {
 
     pub(super) fn path(&self) -> &Path {
         self.0.as_deref().unwrap_or(Path::new(""))
-    }
-
-    /// Disarms the guard (the path was moved away or handed on).
-    pub(super) fn keep(&mut self) {
-        self.0 = None;
     }
 }
 
@@ -187,36 +183,38 @@ enum Step {
     Placed { from: PathBuf, at: PathBuf },
 }
 
-/// Moves the finished clone at `staging` into `dir`: one rename when DIR is
-/// absent or empty (rename(2) replaces nothing but an empty directory),
-/// else a merge. Runs on the calling (blocking) thread, and owns `staging`
-/// from here on: it is gone when this returns, whatever the outcome.
+/// Moves the finished clone in `staging` ([`clone_in`]) into `dir`: one
+/// rename when DIR is absent or empty (rename(2) replaces nothing but an
+/// empty directory), else a merge, whose backup tree is `staging/backup`.
+/// Runs on the calling (blocking) thread; the caller removes `staging`.
 ///
 /// The merge puts every entry of the snapshot where it belongs in DIR —
 /// what DIR has that the snapshot lacks stays (untracked build outputs of a
 /// persistent workspace), what both have is the snapshot's, as extracting
 /// in place would leave it. Every replaced entry is first moved aside into a
-/// backup tree beside DIR, and every step is journaled; when a rename fails,
+/// backup tree in the staging directory, and every step is journaled; when a rename fails,
 /// or when the result is not a usable clone (`git rev-parse HEAD`, `git
-/// status`), the journal is undone in reverse and DIR is as it was.
+/// status`), the journal is undone in reverse and DIR is as it was. While
+/// it runs, DIR holds the [`MERGING`] file ([`merge_interrupted`]).
 pub(super) fn place(staging: &Path, dir: &Path, state: DirState) -> Result<()> {
-    let result = place_inner(staging, dir, state);
-    remove_path(staging);
-    result
-}
-
-fn place_inner(staging: &Path, dir: &Path, state: DirState) -> Result<()> {
+    let clone = clone_in(staging);
     if matches!(state, DirState::Absent | DirState::Empty) {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io("create directory", parent, e))?;
         }
-        return std::fs::rename(staging, dir)
+        return std::fs::rename(&clone, dir)
             .map_err(|e| Error::io("move the clone into place at", dir, e));
     }
-    let backup = sibling(staging, ".backup");
+    let marker = dir.join(MERGING);
+    std::fs::write(
+        &marker,
+        b"a cachew git restore is merging a snapshot here\n",
+    )
+    .map_err(|e| Error::io("write", &marker, e))?;
+    let backup = staging.join("backup");
     let mut journal = Vec::new();
-    let merged = merge(staging, dir, &backup, &mut journal)
+    let merged = merge(&clone, dir, &backup, &mut journal)
         .map_err(|e| {
             Error::Backend(format!(
                 "cannot merge the snapshot into {}: {e}",
@@ -226,15 +224,24 @@ fn place_inner(staging: &Path, dir: &Path, state: DirState) -> Result<()> {
         .and_then(|()| verify(dir));
     if merged.is_err() {
         if let Err(e) = rollback(&journal) {
-            // Keep the backup: it holds what could not be put back.
+            // Keep the backup (and the marker): the backup holds what could
+            // not be put back.
+            let kept = dir.with_file_name(format!(
+                "{}.cachew-git-backup",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let kept = match std::fs::rename(&backup, &kept) {
+                Ok(()) => kept,
+                Err(_) => backup,
+            };
             return Err(Error::Backend(format!(
                 "{}; rolling back failed too ({e}); DIR's replaced entries are kept in {}",
                 merged.err().map(|e| e.to_string()).unwrap_or_default(),
-                backup.display()
+                kept.display()
             )));
         }
     }
-    remove_path(&backup);
+    let _ = std::fs::remove_file(&marker);
     merged
 }
 
@@ -351,10 +358,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(src.join("b")).unwrap(), "new");
         // Not a clone: verification fails and place() leaves dst as it was.
         let staging = tmp.path().join("staging");
-        std::fs::rename(&src, &staging).unwrap();
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::rename(&src, clone_in(&staging)).unwrap();
         assert!(place(&staging, &dst, DirState::Other).is_err());
         assert_eq!(std::fs::read_to_string(dst.join("d/a")).unwrap(), "old");
         assert!(!dst.join("b").exists());
-        assert!(!staging.exists());
+        assert!(!merge_interrupted(&dst));
+        let mut left: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["d", "keep"]);
     }
 }

@@ -20,6 +20,7 @@ use super::{GitClient, GitSnapshot};
 use crate::error::{Error, Result};
 use crate::parallel::ParallelOptions;
 use crate::save::Progress;
+use crate::staging::{self, Staging};
 
 /// A receiver of [`RestoreRepoEvent`]s; called on the restoring task, so it
 /// should return quickly.
@@ -226,14 +227,16 @@ pub struct RestoreRepoOutcome {
 /// paths):
 /// 1. With refs or commits requested, when DIR already is a clone that has
 ///    every requested SHA (every ref pinned), nothing else happens
-///    (LESSONS 12).
+///    (LESSONS 12) — unless a merge into DIR was killed half-way.
 /// 2. The snapshot is downloaded with parallel ranged requests and
 ///    extracted while it streams into a fresh staging directory beside DIR
-///    (same file system, LESSONS 2); unless skipped, the delta bundle is
-///    streamed to a temporary file beside it and applied there (`git pull
-///    --ff-only BUNDLE BRANCH`; a failure is only a warning, a 204 means
-///    already current, LESSONS 11); with [`RestoreRepoOptions::lfs`], the
-///    LFS snapshot goes into its `.git` (404: none).
+///    (same file system, LESSONS 2; named for this process, so that what a
+///    killed restore leaves is removed by the next restore of DIR and by
+///    [`gc`](crate::gc)); with [`RestoreRepoOptions::lfs`], the LFS
+///    snapshot goes into its `.git` (404: none); unless skipped, the delta
+///    bundle is streamed to a file in the staging directory and applied
+///    (`git pull --ff-only BUNDLE BRANCH`; a failure is only a warning, a
+///    204 means already current, LESSONS 11).
 /// 3. The finished clone is moved into place: renamed when DIR is absent or
 ///    empty; merged into DIR when it exists — a stale clone, a dirty one, or
 ///    a directory that is no clone — as extracting in place would (the
@@ -274,11 +277,22 @@ pub async fn restore_repo(
     };
 
     let state = dir::inspect(&dir).await?;
-    if state == DirState::Clone && wants_shas && refs::has_everything(&dir, options).await? {
+    // What killed restores of DIR left beside it (their owner is gone),
+    // whether or not this one needs a snapshot.
+    let real = dir::real_target(&dir, state)?;
+    {
+        let real = real.clone();
+        let _ = tokio::task::spawn_blocking(move || staging::recover(&real)).await;
+    }
+    if state == DirState::Clone
+        && wants_shas
+        && !dir::merge_interrupted(&dir)
+        && refs::has_everything(&dir, options).await?
+    {
         outcome.status = RestoreRepoStatus::HadCommits;
         return Ok(outcome);
     }
-    outcome.snapshot = Some(restore_snapshot(git, options, &dir, state).await?);
+    outcome.snapshot = Some(restore_snapshot(git, options, &dir, &real, state).await?);
     if wants_shas {
         let refs = refs::satisfy(git, &dir, options).await?;
         outcome.pulled = refs.pulled;
@@ -288,29 +302,31 @@ pub async fn restore_repo(
 }
 
 /// Restores the snapshot (with bundle and LFS objects) into a staging
-/// directory, then moves it into place at `dir`.
+/// directory beside `real` (DIR's real path), then moves it into place at
+/// `dir`.
 async fn restore_snapshot(
     git: &GitClient,
     options: &RestoreRepoOptions,
     dir: &Path,
+    real: &Path,
     state: DirState,
 ) -> Result<SnapshotSummary> {
-    let staging_path = dir::staging_for(dir, state)?;
-    if let Some(parent) = staging_path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| Error::io("create directory", parent, e))?;
-    }
-    let mut staging = TempPath::new(staging_path.clone());
-    let mut summary = restore_into(git, options, &staging_path).await?;
+    // Removed on drop (a failure, or this future dropped), with the parents
+    // of DIR it created.
+    let staging = Staging::create(real)?;
+    let mut summary = restore_into(git, options, &staging.path).await?;
     summary.in_place = !matches!(state, DirState::Absent | DirState::Empty);
     // From here the blocking task owns the staging directory: it runs to
-    // its end (rolling back on failure) even if this future is dropped.
-    staging.keep();
+    // its end (rolling back on failure) even if this future is dropped,
+    // then removes it.
     let target = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || dir::place(&staging_path, &target, state))
-        .await
-        .map_err(|e| Error::Backend(format!("moving the clone into place panicked: {e}")))??;
+    tokio::task::spawn_blocking(move || {
+        let placed = dir::place(&staging.path, &target, state);
+        drop(staging);
+        placed
+    })
+    .await
+    .map_err(|e| Error::Backend(format!("moving the clone into place panicked: {e}")))??;
     options.emit(RestoreRepoEvent::SnapshotRestored {
         dir,
         summary: &summary,
@@ -318,11 +334,13 @@ async fn restore_snapshot(
     Ok(summary)
 }
 
+/// Builds the clone in `staging` ([`dir::clone_in`]): snapshot, LFS, bundle.
 async fn restore_into(
     git: &GitClient,
     options: &RestoreRepoOptions,
     staging: &Path,
 ) -> Result<SnapshotSummary> {
+    let clone = dir::clone_in(staging);
     let started = Instant::now();
     let opts = &options.download;
     let snapshot: GitSnapshot = match git.open_snapshot_parallel(&options.repo, opts).await {
@@ -351,7 +369,7 @@ async fn restore_into(
     options.emit(RestoreRepoEvent::SnapshotStarted { size });
     let extract_opts =
         cachew_archive::ExtractOptions::default().with_threads(options.extract_threads);
-    let extracted = cachew_archive::extract_async(body, staging.to_path_buf(), extract_opts).await;
+    let extracted = cachew_archive::extract_async(body, clone.clone(), extract_opts).await;
     options.emit(RestoreRepoEvent::SnapshotExtracted);
     extracted.map_err(|e| {
         Error::Backend(format!(
@@ -368,6 +386,11 @@ async fn restore_into(
         lfs: LfsOutcome::Skipped,
         in_place: false,
     };
+    // LFS objects first: they are those of the mirror's HEAD, where the
+    // bundle leads, so a `git pull` that smudges finds them locally.
+    if options.lfs {
+        summary.lfs = restore_lfs(git, options, &clone).await?;
+    }
     if !options.skip_bundle {
         summary.bundle = match bundle_url {
             None => BundleOutcome::NotOffered,
@@ -379,9 +402,6 @@ async fn restore_into(
                 },
             },
         };
-    }
-    if options.lfs {
-        summary.lfs = restore_lfs(git, options, staging).await?;
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
@@ -411,16 +431,17 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
-/// Streams the bundle to a temporary file beside the staging directory
-/// (never into memory), then `git pull --ff-only`s the clone's branch from
-/// it. `Ok(None)`: the server said the snapshot is current (204).
-async fn apply_bundle(git: &GitClient, bundle_url: &str, clone: &Path) -> Result<Option<String>> {
+/// Streams the bundle to a file in the staging directory (never into
+/// memory), then `git pull --ff-only`s the clone's branch from it.
+/// `Ok(None)`: the server said the snapshot is current (204).
+async fn apply_bundle(git: &GitClient, bundle_url: &str, staging: &Path) -> Result<Option<String>> {
+    let clone = &dir::clone_in(staging);
     let mut body = match git.open_bundle(bundle_url).await {
         Ok(body) => body,
         Err(Error::UpToDate) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let bundle = TempPath::new(dir::sibling(clone, ".bundle"));
+    let bundle = TempPath::new(dir::bundle_in(staging));
     let mut file = tokio::fs::File::create(bundle.path())
         .await
         .map_err(|e| Error::io("create", bundle.path(), e))?;
