@@ -165,11 +165,11 @@ fn ci() -> Result<(), String> {
     // on one layer gets it: a test that only passes because another
     // crate's features were unified in would fail here.
     for krate in TESTED_CRATES {
-        run(cargo().args(["test", "--package", krate]))?;
+        run_tests(cargo().args(["test", "--package", krate]))?;
     }
     // The portable directory reader (readdir, as on macOS and the BSDs)
     // on Linux, where the default build takes getdents64.
-    run(cargo().args([
+    run_tests(cargo().args([
         "test",
         "--package",
         "cachew-archive",
@@ -178,8 +178,8 @@ fn ci() -> Result<(), String> {
     ]))?;
     // What only the optional features compile (the transport's otel test,
     // the server's bench-only throttle).
-    run(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;
-    run(cargo().args([
+    run_tests(cargo().args(["test", "--package", "cachew-transport", "--all-features"]))?;
+    run_tests(cargo().args([
         "test",
         "--package",
         "cachew-server",
@@ -189,6 +189,30 @@ fn ci() -> Result<(), String> {
         "throttle",
     ]))?;
     eprintln!("xtask: ci passed");
+    Ok(())
+}
+
+/// Runs one `cargo test` and then checks that `/dev/null` is still the
+/// character device: the suite runs as root, and a test that unlinks or
+/// renames over it (once seen on this machine, culprit unknown) breaks
+/// every later test that runs git with `GIT_CONFIG_GLOBAL=/dev/null`, far
+/// from the cause. Failing here names the test run that did it.
+fn run_tests(cmd: &mut Command) -> Result<(), String> {
+    let what = format!("{cmd:?}");
+    run(cmd)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let ok = std::fs::symlink_metadata("/dev/null")
+            .map(|m| m.file_type().is_char_device())
+            .unwrap_or(false);
+        if !ok {
+            return Err(format!(
+                "/dev/null is no longer a character device after {what}: one of its tests \
+                 removed or replaced it (restore it with `mknod -m 666 /dev/null c 1 3`)"
+            ));
+        }
+    }
     Ok(())
 }
 
