@@ -229,25 +229,7 @@ async fn get(ctx: &Ctx, namespace: &str, key: &str, output: Option<&str>) -> Out
             tokio::io::copy(&mut body, &mut stdout).await?;
             stdout.flush().await?;
         }
-        Some(path) => {
-            let path = Path::new(path);
-            let result = async {
-                let mut file = tokio::fs::File::create(path)
-                    .await
-                    .map_err(|e| Error::io("create", path, e))?;
-                tokio::io::copy(&mut body, &mut file).await?;
-                file.sync_all()
-                    .await
-                    .map_err(|e| Error::io("sync", path, e))?;
-                Ok::<_, Error>(())
-            }
-            .await;
-            if let Err(e) = result {
-                // A partial download is not left behind as if it were whole.
-                let _ = tokio::fs::remove_file(path).await;
-                return Err(e.into());
-            }
-        }
+        Some(path) => crate::download::write_to(Path::new(path), &mut body).await?,
     }
     Ok(Exit::Success)
 }

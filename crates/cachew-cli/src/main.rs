@@ -12,6 +12,7 @@ mod backend;
 mod cli;
 mod commands;
 mod completions;
+mod download;
 mod envars;
 mod errors;
 mod gc;

@@ -100,17 +100,15 @@ fn stalling_server() -> String {
 #[test]
 fn a_stalled_transfer_fails_after_the_timeout() {
     let url = stalling_server();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("out.bin");
     let started = std::time::Instant::now();
-    let (code, _, err) = run(cachew(&url.replacen("://", "://ci:st4ll-pw@", 1)).args([
-        "--timeout",
-        "700ms",
-        "get",
-        "ns",
-        "k",
-        "-o",
-        "/dev/null",
-    ]));
+    let (code, _, err) = run(cachew(&url.replacen("://", "://ci:st4ll-pw@", 1))
+        .args(["--timeout", "700ms", "get", "ns", "k", "-o"])
+        .arg(&out));
     let took = started.elapsed();
+    // Neither the partial body nor its temporary file is left.
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("700ms"), "the wait is named: {err}");
     assert!(err.contains(&url), "the URL is named: {err}");
