@@ -71,12 +71,10 @@ mod meta;
 mod sweep;
 #[cfg(feature = "cloud")]
 mod http_client;
-#[cfg(feature = "cloud")]
 mod url;
 mod writer;
 
 pub use sweep::SweepReport;
-#[cfg(feature = "cloud")]
 pub use url::{is_object_store_url, open_url};
 
 use meta::Loaded;
