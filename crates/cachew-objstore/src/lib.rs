@@ -67,10 +67,10 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncRead, ReadBuf};
 
-mod meta;
-mod sweep;
 #[cfg(feature = "cloud")]
 mod http_client;
+mod meta;
+mod sweep;
 mod url;
 mod writer;
 
@@ -241,7 +241,10 @@ impl ObjectStoreCache {
 
 impl Shared {
     pub(crate) fn object_path(&self, namespace: &Namespace, key: &Key) -> Path {
-        self.root.clone().join(namespace.as_str()).join(key.to_hex())
+        self.root
+            .clone()
+            .join(namespace.as_str())
+            .join(key.to_hex())
     }
 
     pub(crate) fn sidecar_path(&self, namespace: &Namespace, key: &Key, id: &str) -> Path {
@@ -299,9 +302,9 @@ impl Cache for ObjectStoreCache {
         if options.range.is_none() {
             let loaded = self.load(key, GetOptions::default()).await?;
             let meta = loaded.record.open(options)?;
-            let body = loaded.body.ok_or_else(|| {
-                Error::Backend(format!("{self}: GET of {key} returned no body"))
-            })?;
+            let body = loaded
+                .body
+                .ok_or_else(|| Error::Backend(format!("{self}: GET of {key} returned no body")))?;
             return Ok(Object {
                 body: reader(body, meta.size.unwrap_or(0)),
                 meta,

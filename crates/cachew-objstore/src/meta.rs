@@ -122,7 +122,10 @@ impl StoredRecord {
         let mut headers = HeaderMap::new();
         for h in self.headers {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-                Error::Backend(format!("{what}: stored header name {:?} is not valid", h.name))
+                Error::Backend(format!(
+                    "{what}: stored header name {:?} is not valid",
+                    h.name
+                ))
             })?;
             let bytes = match (h.text, h.bytes) {
                 (Some(text), _) => text.into_bytes(),
@@ -175,11 +178,10 @@ pub(crate) struct Loaded {
 /// [`Error::NotFound`].
 pub(crate) async fn load(shared: &Shared, path: &Path, options: GetOptions) -> Result<Loaded> {
     let head = options.head;
-    let result = shared
-        .store
-        .get_opts(path, options)
-        .await
-        .map_err(|e| shared.error(&format!("GET of {path}"), e))?;
+    let result = shared.store.get_opts(path, options).await.map_err(|e| {
+        let method = if head { "HEAD" } else { "GET" };
+        shared.error(&format!("{method} of {path}"), e)
+    })?;
     let what = format!("{path}");
     let metadata = |name: &'static str| {
         result

@@ -52,7 +52,12 @@ async fn a_large_record_goes_to_a_sidecar_and_comes_back() {
     let cache = cache_on(Arc::clone(&store), ObjectStoreOptions::default());
     let key = Key::new("sidecar");
     cache
-        .put_bytes(&key, "body".into(), big_headers(4000), &CreateOptions::default())
+        .put_bytes(
+            &key,
+            "body".into(),
+            big_headers(4000),
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     let object = cache.open(&key, &OpenOptions::default()).await.unwrap();
@@ -81,20 +86,35 @@ async fn a_large_record_goes_to_a_sidecar_and_comes_back() {
         .is_none());
     // A small record stays inline: no second sidecar.
     cache
-        .put_bytes(&Key::new("small"), "x".into(), big_headers(10), &CreateOptions::default())
+        .put_bytes(
+            &Key::new("small"),
+            "x".into(),
+            big_headers(10),
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
-        store.list(Some(&Path::from("root/cache/_meta"))).count().await,
+        store
+            .list(Some(&Path::from("root/cache/_meta")))
+            .count()
+            .await,
         1
     );
-    assert_eq!(cache.stats().await.unwrap().objects, 2, "sidecars are not objects");
+    assert_eq!(
+        cache.stats().await.unwrap().objects,
+        2,
+        "sidecars are not objects"
+    );
 }
 
 #[tokio::test]
 async fn an_aborted_upload_with_a_sidecar_leaves_nothing() {
     let store = Arc::new(InMemory::new());
-    let cache = cache_on(Arc::clone(&store), ObjectStoreOptions::default().with_part_size(1024));
+    let cache = cache_on(
+        Arc::clone(&store),
+        ObjectStoreOptions::default().with_part_size(1024),
+    );
     let key = Key::new("aborted");
     let mut writer = cache
         .create(&key, big_headers(4000), &CreateOptions::default())
@@ -119,7 +139,10 @@ async fn an_aborted_upload_with_a_sidecar_leaves_nothing() {
 #[tokio::test]
 async fn a_multipart_upload_is_invisible_until_commit() {
     let store = Arc::new(InMemory::new());
-    let cache = cache_on(Arc::clone(&store), ObjectStoreOptions::default().with_part_size(1024));
+    let cache = cache_on(
+        Arc::clone(&store),
+        ObjectStoreOptions::default().with_part_size(1024),
+    );
     let key = Key::new("multipart");
     let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let mut writer = cache
@@ -127,7 +150,10 @@ async fn a_multipart_upload_is_invisible_until_commit() {
         .await
         .unwrap();
     writer.write_all(&body).await.unwrap();
-    assert!(!cache.exists(&key).await.unwrap(), "parts uploaded, not committed");
+    assert!(
+        !cache.exists(&key).await.unwrap(),
+        "parts uploaded, not committed"
+    );
     writer.commit().await.unwrap();
     assert_eq!(cache.get_bytes(&key).await.unwrap(), body);
 }
@@ -153,17 +179,30 @@ async fn sweep_deletes_expired_objects_only() {
     let cache = cache_on(Arc::clone(&store), ObjectStoreOptions::default());
     let (short, long) = (Key::new("short"), Key::new("long"));
     cache
-        .put_bytes(&short, "s".into(), HeaderMap::new(), &CreateOptions::default().with_ttl(Duration::from_secs(1)))
+        .put_bytes(
+            &short,
+            "s".into(),
+            HeaderMap::new(),
+            &CreateOptions::default().with_ttl(Duration::from_secs(1)),
+        )
         .await
         .unwrap();
     cache
-        .put_bytes(&long, "l".into(), HeaderMap::new(), &CreateOptions::default())
+        .put_bytes(
+            &long,
+            "l".into(),
+            HeaderMap::new(),
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let report = cache.sweep().await.unwrap();
     assert_eq!((report.objects, report.expired), (2, 1), "{report:?}");
-    assert!(store.head(&cache.object_path(&short)).await.is_err(), "deleted from the store");
+    assert!(
+        store.head(&cache.object_path(&short)).await.is_err(),
+        "deleted from the store"
+    );
     assert_eq!(cache.get_bytes(&long).await.unwrap(), "l");
 }
 

@@ -35,7 +35,9 @@ pub fn is_object_store_url(url: &str) -> bool {
 /// `(scheme, bucket, prefix)`.
 fn split(url: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
-    SCHEMES.iter().find(|(s, _)| s.eq_ignore_ascii_case(scheme))?;
+    SCHEMES
+        .iter()
+        .find(|(s, _)| s.eq_ignore_ascii_case(scheme))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     Some((scheme, bucket, prefix))
 }

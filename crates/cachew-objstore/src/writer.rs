@@ -11,7 +11,9 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachew_client::record::{PendingRecord, WriterState};
-use cachew_client::{AbortCause, CacheWriter, CreateOptions, EntityTag, Error, Key, Namespace, Result};
+use cachew_client::{
+    AbortCause, CacheWriter, CreateOptions, EntityTag, Error, Key, Namespace, Result,
+};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use http::HeaderMap;
@@ -223,7 +225,8 @@ impl AsyncWrite for ObjectStoreWriter {
                         this.phase = Phase::Uploading(this.uploader(upload, first));
                     }
                     Poll::Ready(Err(e)) => {
-                        let message = format!("starting the multipart upload of {}: {e}", this.path);
+                        let message =
+                            format!("starting the multipart upload of {}: {e}", this.path);
                         return Poll::Ready(Err(this.fail(message)));
                     }
                 },
@@ -273,7 +276,11 @@ impl CacheWriter for ObjectStoreWriter {
                 Ok(())
             }
             Err(e) => {
-                let message = format!("{}: committing {}: {e}", self.shared_description(), self.path);
+                let message = format!(
+                    "{}: committing {}: {e}",
+                    self.shared_description(),
+                    self.path
+                );
                 self.fail(message.clone());
                 Err(Error::Backend(message))
             }
