@@ -130,18 +130,16 @@ fn save_restore_and_two_replicas_on_one_bucket() {
     // Two replicas on one store: a write through one, a read through the
     // other.
     let store = format!("s3://{}/replicas", server.bucket());
-    let (a, b) = (Replica::start(&server, &store), Replica::start(&server, &store));
+    let (a, b) = (
+        Replica::start(&server, &store),
+        Replica::start(&server, &store),
+    );
     let (code, _, err) =
         run(cachew(&a.url).args(["save", "ns", src.to_str().unwrap(), "--key", "shared"]));
     assert_eq!(code, 0, "save through replica a: {err}");
     let via_b = tmp.path().join("via-b");
-    let (code, _, err) = run(cachew(&b.url).args([
-        "restore",
-        "ns",
-        via_b.to_str().unwrap(),
-        "--key",
-        "shared",
-    ]));
+    let (code, _, err) =
+        run(cachew(&b.url).args(["restore", "ns", via_b.to_str().unwrap(), "--key", "shared"]));
     assert_eq!(code, 0, "restore through replica b: {err}");
     assert_same_tree(&src, &via_b);
 
@@ -170,7 +168,9 @@ fn save_restore_and_two_replicas_on_one_bucket() {
             );
         }
         for replica in [&a, &b] {
-            let out_dir = tmp.path().join(format!("race-{round}-{}", replica.url.len()));
+            let out_dir = tmp
+                .path()
+                .join(format!("race-{round}-{}", replica.url.len()));
             let _ = std::fs::remove_dir_all(&out_dir);
             let (code, _, err) = run(cachew(&replica.url).args([
                 "restore",

@@ -86,7 +86,13 @@ async fn against_seaweedfs() {
     writer.commit().await.unwrap();
     // curl reads back exactly our bytes, and sees the record in metadata.
     let out = std::process::Command::new("curl")
-        .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .args([
+            "-sS",
+            "--fail",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+        ])
         .arg(format!(
             "{}:{}",
             cachew_testkit::s3::ACCESS_KEY,
@@ -95,8 +101,16 @@ async fn against_seaweedfs() {
         .arg(&url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout == body, "curl got {} bytes, not ours", out.stdout.len());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == body,
+        "curl got {} bytes, not ours",
+        out.stdout.len()
+    );
     let head = server.curl(&["-I".into(), url.clone()]).unwrap();
     assert!(
         head.to_ascii_lowercase().contains("x-amz-meta-cachew:"),
@@ -140,7 +154,11 @@ async fn against_seaweedfs() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(gone, "aborted upload left: {}", listed(&server, "multipart/"));
+    assert!(
+        gone,
+        "aborted upload left: {}",
+        listed(&server, "multipart/")
+    );
     assert!(matches!(
         store.stat(&aborted, &OpenOptions::default()).await,
         Err(Error::NotFound)
@@ -149,7 +167,12 @@ async fn against_seaweedfs() {
     // A record over 2 KB goes to a sidecar and comes back whole.
     let sidecar = Key::new("sidecar");
     store
-        .put_bytes(&sidecar, "small body".into(), big, &CreateOptions::default())
+        .put_bytes(
+            &sidecar,
+            "small body".into(),
+            big,
+            &CreateOptions::default(),
+        )
         .await
         .unwrap();
     let meta = store.stat(&sidecar, &OpenOptions::default()).await.unwrap();
