@@ -23,6 +23,9 @@ use crate::{cargo, root};
 
 const SECTION: &str = "## Object storage (S3)";
 
+/// Environment variables for a child.
+type Env = Vec<(String, String)>;
+
 struct Opts {
     runs: usize,
     write: bool,
@@ -196,7 +199,7 @@ fn bench(
     shm: &Path,
 ) -> Result<Vec<Row>, String> {
     let s3 = start_s3(helper, shm)?;
-    let none: Vec<(String, String)> = Vec::new();
+    let none: Env = Vec::new();
     let disk_url = shm.join("disk-cache").display().to_string();
     let s3_url = format!("s3://{}/bench", s3.bucket);
     let mut rows = Vec::new();
@@ -212,7 +215,7 @@ fn bench(
         let out_s = out.to_str().ok_or("non-UTF-8 /dev/shm path")?.to_owned();
         let key = format!("bench-{set}");
         let mut cells = Vec::new();
-        let targets: [(&str, &str, &[(String, String)]); 2] =
+        let targets: [(&str, &str, &Env); 2] =
             [("disk", &disk_url, &none), ("S3", &s3_url, &s3.env)];
         for (name, url, env) in targets {
             let save = ["save", "bench", src_s, "--key", &key];
