@@ -117,7 +117,7 @@ fn save_restore_and_two_replicas_on_one_bucket() {
     // The object is where the layout says, as curl sees it.
     let listing = server
         .curl(&[format!(
-            "{}/{}?list-type=2&prefix=direct/ns/",
+            "{}/{}?list-type=2&prefix=direct%2Fns%2F",
             server.endpoint(),
             server.bucket()
         )])

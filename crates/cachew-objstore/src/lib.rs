@@ -404,12 +404,23 @@ impl Cache for ObjectStoreCache {
             .list_with_delimiter(Some(&self.shared.root))
             .await
             .map_err(|e| self.shared.error("LIST of the namespaces", e))?;
-        let mut names: Vec<String> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_owned))
-            .filter(|name| name != SIDECARS && Namespace::new(name.clone()).is_ok())
-            .collect();
+        let mut names = Vec::new();
+        for prefix in &listing.common_prefixes {
+            let Some(name) = prefix.filename() else {
+                continue;
+            };
+            if name == SIDECARS || Namespace::new(name).is_err() {
+                continue;
+            }
+            // A store over a file system (SeaweedFS's filer) may list an
+            // emptied "directory" as a prefix: only one with an object
+            // counts.
+            match self.shared.store.list(Some(prefix)).next().await {
+                Some(Ok(_)) => names.push(name.to_owned()),
+                None => {}
+                Some(Err(e)) => return Err(self.shared.error(&format!("LIST of {prefix}"), e)),
+            }
+        }
         names.sort();
         Ok(names)
     }

@@ -31,9 +31,11 @@ fn cache(server: &S3Server, prefix: &str, options: ObjectStoreOptions) -> Object
 fn listed(server: &S3Server, prefix: &str) -> String {
     server
         .curl(&[format!(
-            "{}/{}?list-type=2&prefix={prefix}",
+            "{}/{}?list-type=2&prefix={}",
             server.endpoint(),
-            server.bucket()
+            server.bucket(),
+            // Encoded, as SigV4's canonical query string has it.
+            prefix.replace('/', "%2F")
         )])
         .unwrap()
 }

@@ -157,7 +157,16 @@ impl S3Server {
             }
             let steps = [
                 vec!["-X", "PUT", &format!("{}/{}", self.endpoint, self.bucket)],
-                vec!["-X", "PUT", "--data-binary", "ready", &probe],
+                // curl signs a --data-binary body only with this header.
+                vec![
+                    "-X",
+                    "PUT",
+                    "-H",
+                    "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                    "--data-binary",
+                    "ready",
+                    &probe,
+                ],
                 vec![&probe],
                 vec!["-X", "DELETE", &probe],
             ]
