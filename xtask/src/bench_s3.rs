@@ -167,10 +167,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
     let shm = PathBuf::from(format!("/dev/shm/cachew-bench-s3-{}", std::process::id()));
     fs::create_dir_all(&shm).map_err(|e| format!("create {}: {e}", shm.display()))?;
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let result = bench(&opts, &bin, &helper, &sysroot, &shm);
     let _ = fs::remove_dir_all(&shm);
     let rows = result?;
-    let md = render(&opts, &rows);
+    let md = render(&opts, &rows, &load);
     print!("{md}");
     if opts.write {
         write_section(&root().join("docs/benchmarks.md"), &md)?;
@@ -266,7 +272,7 @@ fn bench(
     Ok(rows)
 }
 
-fn render(opts: &Opts, rows: &[Row]) -> String {
+fn render(opts: &Opts, rows: &[Row], load: &str) -> String {
     let mut md = format!("{SECTION}\n\n");
     let _ = writeln!(
         md,
@@ -277,7 +283,8 @@ fn render(opts: &Opts, rows: &[Row]) -> String {
          `--url /dev/shm/…`; restores go to `/dev/shm`. Restores from S3 with one \
          stream (`--download-concurrency 1`) and with 4 ranged streams (objects of \
          64 MiB and more; each range is a HEAD and a GET pinned with If-Match). \
-         Seconds, lower is better.\n",
+         Seconds, lower is better. Load average before the run: {load} (on a \
+         shared 2-core machine, differences under ~20% are noise).\n",
         opts.runs
     );
     let Some(first) = rows.first() else {
