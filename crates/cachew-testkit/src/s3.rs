@@ -34,7 +34,9 @@ pub struct S3Server {
 /// The `weed` binary, if there is one.
 pub fn weed() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CACHEW_WEED").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
+        // Named but missing is "not found", not a different error.
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
