@@ -14,6 +14,7 @@ mod bench_archive;
 mod bench_e2e;
 mod bench_http;
 mod bench_parallel;
+mod bench_s3;
 mod bench_serve;
 mod conformance;
 mod demo;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Some("bench") if args.get(1).map(String::as_str) == Some("serve") => {
             bench_serve::run(&args[2..])
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("s3") => bench_s3::run(&args[2..]),
         Some("bench") if args.get(1).map(String::as_str) == Some("parallel") => {
             bench_parallel::run(&args[2..])
         }
@@ -88,6 +90,9 @@ commands:
   bench archive [--runs N] [--no-write] [--frames]
               our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
               (--frames: our zstd frame writer/reader against zstd and pzstd, printed only)
+  bench s3 [--runs N] [--sets doc,lib] [--no-write]
+              save/restore through S3 (SeaweedFS) vs the disk backend, and
+              parallel ranged restores from S3; writes docs/benchmarks.md
   bench parallel [--no-write]
               256 MiB, 8-way ranged download vs one rate-limited stream; writes docs/benchmarks.md
 ";
@@ -135,6 +140,7 @@ const TESTED_CRATES: &[&str] = &[
     "cachew-client",
     "cachew-server",
     "cachew-cli",
+    "cachew-objstore",
     "cachew-testkit",
     "cachew-tests",
     "xtask",

@@ -9,7 +9,9 @@ use std::process::Command;
 ///
 /// **Architecture invariant:** `cachew-proto` is pure (no I/O runtime, no
 /// HTTP stack); `cachew-archive` knows nothing of HTTP; `cachew-transport`
-/// knows nothing of archives.
+/// knows nothing of archives; `cachew-client` does not bring in the object
+/// store (its users who need none build none); `cachew-objstore` sends
+/// through cachew-transport, so no second HTTP or TLS stack comes in.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "cachew-proto",
@@ -45,6 +47,8 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "cachew-transport",
         &["tar", "zstd", "cachew-archive", "cachew-client"],
     ),
+    ("cachew-client", &["object_store", "cachew-objstore"]),
+    ("cachew-objstore", &["reqwest", "aws-lc-rs", "aws-lc-sys"]),
 ];
 
 /// Fails if a crate's normal dependency tree contains a forbidden crate.

@@ -12,7 +12,13 @@ pub(crate) enum Target {
     Remote(String),
     /// The embedded on-disk cache in this directory.
     Disk(PathBuf),
+    /// An object store (`s3://`, `gs://`, `az://`), used directly.
+    ObjectStore(String),
 }
+
+/// The TTL of objects created without one, in the object store as in the
+/// disk cache (`DiskCacheOptions`' default).
+pub(crate) const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl Target {
     /// Opens the backend.
@@ -26,6 +32,11 @@ impl Target {
                 Ok(Arc::new(builder.build()?))
             }
             Target::Disk(path) => Ok(Arc::new(DiskCache::open(path)?)),
+            Target::ObjectStore(url) => {
+                let options =
+                    cachew_objstore::ObjectStoreOptions::default().with_default_ttl(DEFAULT_TTL);
+                Ok(Arc::new(cachew_objstore::open_url(url, options)?))
+            }
         }
     }
 }

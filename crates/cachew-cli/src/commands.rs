@@ -438,7 +438,9 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         .with_lookup_only(args.lookup_only)
         .with_progress(progress.clone())
         .with_max_size(args.max_size);
-    if matches!(ctx.target, Target::Remote(_)) && args.download_concurrency > 1 {
+    if matches!(ctx.target, Target::Remote(_) | Target::ObjectStore(_))
+        && args.download_concurrency > 1
+    {
         // Objects of 64 MiB and more come from a server in parallel ranged
         // requests (PROTOCOL.md §6). Buffering is about 2 x concurrency x
         // chunk: the defaults (4 x 2 MiB, 16 MiB) keep a restore's peak RSS

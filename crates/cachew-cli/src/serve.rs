@@ -1,7 +1,9 @@
 //! `cachew serve`: its flags (each also read from `CACHEW_<FLAG>`), the
 //! start-up checks that keep an open server off the network, and running
 //! the reference server over a directory — with its capacity, TTL cap,
-//! periodic sweep and eviction metrics — until SIGTERM or SIGINT.
+//! periodic sweep and eviction metrics — until SIGTERM or SIGINT; or, with
+//! `--store s3://…`, over an object store that any number of such
+//! replicas share (`docs/SCALING.md`).
 //!
 //! The flags live here, not in `cli.rs`, so the server's surface can grow
 //! without touching the Go-compatible client grammar.
@@ -21,12 +23,26 @@ use crate::cli::{Cli, Command};
 use crate::Exit;
 use anyhow::{anyhow, Context as _};
 
-/// `serve --dir PATH [--bind ADDR] …`.
+/// `serve --dir PATH | --store URL [--bind ADDR] …`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Directory holding the cache (created if missing).
-    #[arg(long, env = "CACHEW_DIR", value_name = "PATH")]
-    pub(crate) dir: PathBuf,
+    #[arg(
+        long,
+        env = "CACHEW_DIR",
+        value_name = "PATH",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
+    pub(crate) dir: Option<PathBuf>,
+
+    /// Serve from an object store instead of a directory:
+    /// s3://BUCKET/PREFIX (credentials, region and AWS_ENDPOINT_URL from
+    /// the standard AWS variables), gs://BUCKET/PREFIX, az://CONTAINER/PREFIX.
+    /// Replicas on one store serve the same objects; --max-size does not
+    /// apply (use the bucket's lifecycle rules).
+    #[arg(long, env = "CACHEW_STORE", value_name = "URL")]
+    pub(crate) store: Option<String>,
 
     /// Address to listen on. Any address but a loopback one needs
     /// --token-file (or --authorization), or --allow-anonymous.
@@ -200,11 +216,22 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
     if let Some(token) = authorization.and_then(cachew_server::bearer_token) {
         tokens.add("--authorization", token, Right::Write, "*");
     }
-    let options = DiskCacheOptions::default()
-        .with_capacity(args.max_size)
-        .with_max_ttl(args.max_ttl);
-    let cache = DiskCache::open_with(&args.dir, options)?;
-    let sweeper = tokio::spawn(sweep(cache.clone(), args.sweep_interval));
+    let (served, mut builder, sweeper) = match (&args.store, &args.dir) {
+        (Some(url), _) => {
+            let options = cachew_objstore::ObjectStoreOptions::default()
+                .with_default_ttl(crate::backend::DEFAULT_TTL)
+                .with_max_ttl(args.max_ttl);
+            let cache = cachew_objstore::open_url(url, options)?;
+            let sweeper = tokio::spawn(sweep_store(cache.clone(), args.sweep_interval));
+            let builder = cachew_server::Server::builder(Arc::new(cache));
+            (url.clone(), builder, sweeper)
+        }
+        (None, Some(dir)) => {
+            let (builder, sweeper) = disk_server(dir, &args)?;
+            (dir.display().to_string(), builder, sweeper)
+        }
+        (None, None) => return Err(anyhow!("serve needs --dir PATH or --store URL")),
+    };
     let limits = Limits::default()
         .with_header_timeout(args.header_timeout)
         .with_idle_timeout(args.idle_timeout)
@@ -212,22 +239,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
         .with_max_connections(args.max_connections)
         .with_max_connections_per_client(args.max_connections_per_client)
         .with_max_object_size((args.max_object_size > 0).then_some(args.max_object_size));
-    let (evicted, expired) = (cache.clone(), cache.clone());
-    let mut builder = cachew_server::Server::builder(Arc::new(cache))
-        .limits(limits)
-        .grace_period(args.shutdown_timeout)
-        .metric(
-            "cachew_evictions_total",
-            "Objects evicted to stay under --max-size.",
-            MetricKind::Counter,
-            move || evicted.counters().evictions,
-        )
-        .metric(
-            "cachew_expired_total",
-            "Expired objects removed (by the sweep or when requested).",
-            MetricKind::Counter,
-            move || expired.counters().expired,
-        );
+    builder = builder.limits(limits).grace_period(args.shutdown_timeout);
     let access = if tokens.is_empty() {
         "anonymous access".to_owned()
     } else {
@@ -249,8 +261,7 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     // Always said, even with --quiet: a script needs the address.
     eprintln!(
-        "cachew: serving {} at {} with {access} (SIGTERM or Ctrl-C to stop)",
-        args.dir.display(),
+        "cachew: serving {served} at {} with {access} (SIGTERM or Ctrl-C to stop)",
         server.url()
     );
     let signal = signal.await;
@@ -263,6 +274,34 @@ pub(crate) async fn run(args: ServeArgs, authorization: Option<&str>) -> anyhow:
     Ok(Exit::Success)
 }
 
+/// The server over the disk cache in `dir`, with its capacity, TTL cap,
+/// sweep task and eviction metrics.
+fn disk_server(
+    dir: &std::path::Path,
+    args: &ServeArgs,
+) -> anyhow::Result<(cachew_server::ServerBuilder, tokio::task::JoinHandle<()>)> {
+    let options = DiskCacheOptions::default()
+        .with_capacity(args.max_size)
+        .with_max_ttl(args.max_ttl);
+    let cache = DiskCache::open_with(dir, options)?;
+    let sweeper = tokio::spawn(sweep(cache.clone(), args.sweep_interval));
+    let (evicted, expired) = (cache.clone(), cache.clone());
+    let builder = cachew_server::Server::builder(Arc::new(cache))
+        .metric(
+            "cachew_evictions_total",
+            "Objects evicted to stay under --max-size.",
+            MetricKind::Counter,
+            move || evicted.counters().evictions,
+        )
+        .metric(
+            "cachew_expired_total",
+            "Expired objects removed (by the sweep or when requested).",
+            MetricKind::Counter,
+            move || expired.counters().expired,
+        );
+    Ok((builder, sweeper))
+}
+
 /// Sweeps `cache` now and then every `every` (never again if zero); a
 /// failed sweep is logged and retried at the next interval.
 async fn sweep(cache: DiskCache, every: Duration) {
@@ -272,6 +311,20 @@ async fn sweep(cache: DiskCache, every: Duration) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the cache failed"),
             Err(e) => tracing::warn!(error = %e, "the cache sweep stopped"),
+        }
+        if every.is_zero() {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Sweeps the object store now and then every `every`: expired objects
+/// and orphaned sidecars (a bucket lifecycle rule can do it instead).
+async fn sweep_store(cache: cachew_objstore::ObjectStoreCache, every: Duration) {
+    loop {
+        if let Err(e) = cache.sweep().await {
+            tracing::warn!(error = %e, "sweeping the object store failed");
         }
         if every.is_zero() {
             return;

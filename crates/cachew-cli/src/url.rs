@@ -7,7 +7,9 @@
 //!   a file URL naming another host is refused.
 //! - A bare path is the on-disk cache only when it is clearly a path: it
 //!   starts with `/`, `./`, `../` or `~` (`~` and `~/…` expand from `$HOME`).
-//! - Anything else — `cachew.example.com:8080`, `htp://host`, `s3://b` — is
+//! - `s3://BUCKET/PREFIX`, `gs://…` and `az://…` are an object store, used
+//!   directly (`cachew-objstore`; each scheme needs its cargo feature).
+//! - Anything else — `cachew.example.com:8080`, `htp://host`, `ftp://b` — is
 //!   a usage error naming the value and the accepted forms, never a
 //!   directory created by accident (LESSONS 22).
 
@@ -17,7 +19,7 @@ use crate::backend::Target;
 
 /// The accepted forms, for error messages.
 const FORMS: &str = "use http://HOST[:PORT], https://HOST[:PORT], file:///PATH, \
-     or a directory path starting with /, ./, ../ or ~";
+     s3://BUCKET/PREFIX, or a directory path starting with /, ./, ../ or ~";
 
 /// Parses `--url` (or `CACHEW_URL`).
 pub(crate) fn parse(text: &str) -> Result<Target, String> {
@@ -31,6 +33,9 @@ pub(crate) fn parse(text: &str) -> Result<Target, String> {
     }
     if lower.starts_with("file:") {
         return file_url(text);
+    }
+    if cachew_objstore::is_object_store_url(text) {
+        return Ok(Target::ObjectStore(text.to_owned()));
     }
     if text.starts_with('/') || text.starts_with("./") || text.starts_with("../") {
         return Ok(Target::Disk(PathBuf::from(text)));
@@ -81,6 +86,11 @@ mod tests {
             ("/var/cache", disk("/var/cache")),
             ("./cache", disk("./cache")),
             ("../cache", disk("../cache")),
+            (
+                "s3://bucket/ci",
+                Target::ObjectStore("s3://bucket/ci".to_owned()),
+            ),
+            ("gs://bucket", Target::ObjectStore("gs://bucket".to_owned())),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text), Ok(want), "{text}");
@@ -99,7 +109,7 @@ mod tests {
             "cachew.example.com:8080",
             "cache",
             "htp://host",
-            "s3://bucket",
+            "ftp://bucket",
             "file://host/x",
             "http://",
             "",

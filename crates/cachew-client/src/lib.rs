@@ -31,7 +31,7 @@ pub mod git;
 mod hashfiles;
 mod memory;
 pub mod parallel;
-mod record;
+pub mod record;
 mod remote;
 mod restore;
 mod save;

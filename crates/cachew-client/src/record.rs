@@ -2,6 +2,9 @@
 //! that both answer exactly like a Cachew server: which Create headers are
 //! stored, how the ETag and `Last-Modified` are chosen, which headers Open
 //! and Stat report, and the writer life cycle.
+//!
+//! Public so that backends in other crates (the object-store backend of
+//! `cachew-objstore`) apply the same rules rather than a copy of them.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,28 +18,28 @@ use crate::error::{Error, Result};
 
 /// What an embedded backend stores about an object besides its bytes.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Record {
+pub struct Record {
     /// The Create headers minus [`header::SERVER_FILTERED`] and minus the
     /// headers the backend generates itself (`ETag`, `Last-Modified`).
-    pub(crate) headers: HeaderMap,
+    pub headers: HeaderMap,
     /// The strong ETag.
-    pub(crate) etag: EntityTag,
+    pub etag: EntityTag,
     /// Whole seconds, as an HTTP date can carry them.
-    pub(crate) last_modified: SystemTime,
+    pub last_modified: SystemTime,
     /// Body size in bytes.
-    pub(crate) size: u64,
+    pub size: u64,
 }
 
 impl Record {
     /// Applies `If-Match` / `If-None-Match`, as Stat does.
-    pub(crate) fn stat(&self, options: &OpenOptions) -> Result<ObjectMeta> {
+    pub fn stat(&self, options: &OpenOptions) -> Result<ObjectMeta> {
         self.check(options)?;
         Ok(self.meta(None))
     }
 
     /// Applies the conditions and the range, as Open does. The returned
     /// metadata's `range` says which bytes to send.
-    pub(crate) fn open(&self, options: &OpenOptions) -> Result<ObjectMeta> {
+    pub fn open(&self, options: &OpenOptions) -> Result<ObjectMeta> {
         self.check(options)?;
         match options.resolve_range(self.size, &self.etag) {
             RangeResolution::Full => Ok(self.meta(None)),
@@ -59,7 +62,7 @@ impl Record {
 
     /// The metadata a server would report, for the whole object or for the
     /// part `(start, len)`.
-    pub(crate) fn meta(&self, range: Option<(u64, u64)>) -> ObjectMeta {
+    pub fn meta(&self, range: Option<(u64, u64)>) -> ObjectMeta {
         let mut headers = self.headers.clone();
         let mut set = |name: &'static str, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -89,7 +92,7 @@ impl Record {
 
 /// A Create's headers and options, checked before any byte is written.
 #[derive(Debug, Clone)]
-pub(crate) struct PendingRecord {
+pub struct PendingRecord {
     headers: HeaderMap,
     etag: Option<EntityTag>,
     last_modified: Option<SystemTime>,
@@ -104,7 +107,7 @@ impl PendingRecord {
     /// object's modification time; one that does not is ignored. The TTL is
     /// the caller's, else `default_ttl`, capped at `max_ttl`; `None` means the
     /// object does not expire.
-    pub(crate) fn new(
+    pub fn new(
         mut headers: HeaderMap,
         options: &CreateOptions,
         default_ttl: Option<Duration>,
@@ -143,7 +146,7 @@ impl PendingRecord {
 
     /// The record of the committed object, and when it expires. Without an
     /// ETag given at Create, `digest` supplies one.
-    pub(crate) fn finish(
+    pub fn finish(
         &self,
         size: u64,
         now: SystemTime,
@@ -159,13 +162,12 @@ impl PendingRecord {
     }
 
     /// Whether an ETag was given, so none needs generating.
-    pub(crate) fn has_etag(&self) -> bool {
+    pub fn has_etag(&self) -> bool {
         self.etag.is_some()
     }
 
     /// The TTL this object will get, if it expires.
-    #[cfg(test)]
-    pub(crate) fn ttl(&self) -> Option<Duration> {
+    pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 }
@@ -178,7 +180,7 @@ pub(crate) fn content_etag(hash: &blake3::Hash) -> EntityTag {
 }
 
 /// Truncates to whole seconds since the epoch, the precision of HTTP dates.
-pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
         Err(_) => SystemTime::UNIX_EPOCH,
@@ -187,16 +189,20 @@ pub(crate) fn whole_seconds(t: SystemTime) -> SystemTime {
 
 /// Where a writer is in its life: only `Open` accepts bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriterState {
+pub enum WriterState {
+    /// Accepting bytes.
     Open,
+    /// Committed: the object is visible.
     Committed,
+    /// Aborted (or dropped) by the caller.
     Aborted,
+    /// Failed while writing or committing.
     Failed,
 }
 
 impl WriterState {
     /// What a second `commit` answers.
-    pub(crate) fn commit_again(self) -> Result<()> {
+    pub fn commit_again(self) -> Result<()> {
         match self {
             WriterState::Committed => Ok(()),
             WriterState::Aborted => Err(Error::WriterClosed("aborted")),
@@ -206,7 +212,7 @@ impl WriterState {
     }
 
     /// The error a write after commit or abort gets.
-    pub(crate) fn closed_io_error(self) -> std::io::Error {
+    pub fn closed_io_error(self) -> std::io::Error {
         let what = match self {
             WriterState::Committed => "committed",
             WriterState::Aborted => "aborted",

@@ -6,12 +6,15 @@
 //! - [`data`]: deterministic test data, compressible or not.
 //! - [`shell`]: running the independent tools the tests check us against
 //!   (GNU tar, zstd, git) through `sh`, and child-process test logs.
+//! - [`s3`]: a real S3 server (SeaweedFS) on loopback for the object-store
+//!   tests, skipped where `weed` is missing unless `CACHEW_REQUIRE_S3=1`.
 //!
 //! This crate depends on no cachew crate, so that any of them — even
 //! `cachew-archive`'s own unit tests — can dev-depend on it without
 //! building a second copy of itself. Not published.
 
 pub mod data;
+pub mod s3;
 pub mod shell;
 pub mod tree;
 

@@ -67,6 +67,12 @@ pub struct Harness {
     /// Whether the backend reports statistics; if not, the stats check
     /// expects [`Error::StatsUnavailable`](crate::Error::StatsUnavailable). Default `true`.
     pub stats_available: bool,
+    /// Whether the backend enforces a capacity (evicts, refuses objects
+    /// larger than it). An object store has none (its bucket's lifecycle
+    /// rules bound it): then [`run_all`] skips the eviction and size-limit
+    /// checks, and the stats check expects a capacity of 0 (unlimited).
+    /// Default `true`.
+    pub has_capacity: bool,
 }
 
 impl Default for Harness {
@@ -75,6 +81,7 @@ impl Default for Harness {
             short_ttl: Duration::from_secs(1),
             expiry_slack: Duration::from_millis(300),
             stats_available: true,
+            has_capacity: true,
         }
     }
 }
@@ -99,6 +106,19 @@ impl Harness {
     pub fn with_stats_available(mut self, available: bool) -> Self {
         self.stats_available = available;
         self
+    }
+
+    /// Sets [`Harness::has_capacity`].
+    #[must_use]
+    pub fn with_capacity(mut self, has_capacity: bool) -> Self {
+        self.has_capacity = has_capacity;
+        self
+    }
+
+    /// Whether `check` applies to a backend with this harness: without a
+    /// capacity, the checks that configure [`SMALL_CAPACITY`] do not.
+    pub fn applies(&self, check: &Check) -> bool {
+        self.has_capacity || (check.setup)(self).capacity != Some(SMALL_CAPACITY)
     }
 
     /// How long an expiry check sleeps.
@@ -261,8 +281,9 @@ pub fn disk_backend(root: &std::path::Path, setup: &Setup) -> Arc<dyn Cache> {
     Arc::new(crate::DiskCache::open_with(root, options).expect("open disk cache"))
 }
 
-/// Runs every check in [`CHECKS`], each on a fresh cache from `factory`,
-/// and panics listing every check that failed (with its message).
+/// Runs every check in [`CHECKS`] that [applies](Harness::applies), each on
+/// a fresh cache from `factory`, and panics listing every check that failed
+/// (with its message).
 pub async fn run_all<F, Fut>(harness: &Harness, mut factory: F)
 where
     F: FnMut(Setup) -> Fut,
@@ -270,7 +291,7 @@ where
 {
     let mut failures = Vec::new();
     let mut backend = String::new();
-    for check in CHECKS {
+    for check in CHECKS.iter().filter(|check| harness.applies(check)) {
         let cache = factory((check.setup)(harness)).await;
         backend = cache.to_string();
         if let Err(message) = run_check(check, cache.as_ref(), harness).await {
