@@ -54,6 +54,9 @@ pub(crate) struct Worker {
     path: PathBuf,
     /// Parents of the target created for this restore, top first.
     created_parents: Vec<PathBuf>,
+    /// For a staging directory inside the target: the target and its
+    /// modification time before, put back when the staging is removed.
+    inside: Option<(PathBuf, std::time::SystemTime)>,
     /// Set when the restore is dropped: a clone in progress stops early.
     stop: AtomicBool,
 }
@@ -77,9 +80,34 @@ impl Worker {
         state.running = false;
         if state.abandoned {
             drop(state);
-            remove_tree(&self.path);
-            remove_parents(&self.created_parents);
+            self.remove();
         }
+    }
+
+    /// Removes an unpublished staging directory and what was created for it.
+    fn remove(&self) {
+        remove_tree(&self.path);
+        remove_parents(&self.created_parents);
+        if let Some((target, mtime)) = &self.inside {
+            set_mtime(target, *mtime);
+        }
+    }
+}
+
+/// Sets a directory's modification time, if it can.
+fn set_mtime(dir: &Path, mtime: std::time::SystemTime) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.set_times(std::fs::FileTimes::new().set_modified(mtime));
+    }
+}
+
+/// Removes a staging directory inside `target` without changing the
+/// target's modification time (`None`: the staging is beside it).
+fn remove_inside(staging: &Path, target: Option<&Path>) {
+    let mtime = target.and_then(|t| std::fs::metadata(t).and_then(|m| m.modified()).ok());
+    remove_tree(staging);
+    if let (Some(t), Some(m)) = (target, mtime) {
+        set_mtime(t, m);
     }
 }
 
@@ -237,6 +265,9 @@ impl Staging {
     /// that cannot itself be renamed (a mount point).
     pub(crate) fn create_inside(target: &Path) -> Result<Staging> {
         let name = target.file_name().unwrap_or(OsStr::new("root"));
+        let mtime = std::fs::metadata(target)
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io("stat", target, e))?;
         let seed = u64::from(std::process::id()) ^ nanos();
         for attempt in 0..100u64 {
             let n = seed
@@ -251,6 +282,7 @@ impl Staging {
                         committed: false,
                         worker: Arc::new(Worker {
                             path: path.clone(),
+                            inside: Some((target.to_path_buf(), mtime)),
                             ..Worker::default()
                         }),
                     })
@@ -302,17 +334,19 @@ impl Staging {
         };
         // From here on the blocking thread owns the staging directory.
         self.committed = true;
-        let (t, staging) = (target.to_path_buf(), self.path.clone());
+        let (t, staging, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
         tokio::task::spawn_blocking(move || {
             let result = crate::publish::publish(&t, &staging, &plan);
             match result {
                 Ok(_) => {
-                    remove_tree(&staging);
+                    // The old entries go; the target keeps the time the
+                    // publish gave it.
+                    remove_inside(&staging, worker.inside.as_ref().map(|(t, _)| t.as_path()));
                     Ok(())
                 }
                 Err(failed) => {
                     if failed.undone {
-                        remove_tree(&staging);
+                        worker.remove();
                     }
                     Err(failed.error)
                 }
@@ -335,8 +369,7 @@ impl Drop for Staging {
             return;
         }
         drop(state);
-        remove_tree(&self.path);
-        remove_parents(&self.worker.created_parents);
+        self.worker.remove();
     }
 }
 
@@ -416,7 +449,11 @@ fn scan_dir(dir: &Path, only: Option<&OsStr>, out: &mut Cleanup) -> Vec<PathBuf>
                 continue;
             }
         }
-        remove_tree(&path);
+        // Inside a target (a mount point): its time is kept.
+        let inside = (Some(dir.file_name().unwrap_or_default())
+            == Some(stale.target_name.as_os_str()))
+        .then_some(dir);
+        remove_inside(&path, inside);
         tracing::info!("removed stale staging directory {}", path.display());
         out.removed.push(path);
     }
