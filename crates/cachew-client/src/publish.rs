@@ -366,9 +366,11 @@ impl Publisher<'_> {
                     Err(e) => return Err(Error::io("stat", &at, e)),
                     Ok(m) => {
                         let both_dirs = s_dir && m.is_dir();
-                        if both_dirs && plan.merge.contains(&child) {
-                            todo.push(Step::Enter(child));
-                        } else if !self.replace(&child, both_dirs)? {
+                        // Marked, or a directory that could not be
+                        // exchanged: merged.
+                        if (both_dirs && plan.merge.contains(&child))
+                            || !self.replace(&child, both_dirs)?
+                        {
                             todo.push(Step::Enter(child));
                         }
                     }

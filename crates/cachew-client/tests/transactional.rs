@@ -157,7 +157,7 @@ async fn a_successful_in_place_restore_merges_and_swaps_entries_in() {
     let target = existing(parent.path());
     let ino = |p: &str| fs::symlink_metadata(target.join(p)).unwrap().ino();
     let (root, sub, ro) = (ino("."), ino("sub"), ino("sub/ro"));
-    let hit = restore(&cache, &[key.clone()], &target, &RestoreOptions::default())
+    let hit = restore(&cache, &[key], &target, &RestoreOptions::default())
         .await
         .unwrap();
     // Verified before publishing, as a new target is.
@@ -187,13 +187,13 @@ async fn a_successful_in_place_restore_merges_and_swaps_entries_in() {
 
     // Restored again over the same tree plus extras: the same result.
     let once = snapshot(&target);
-    restore(&cache, &[key.clone()], &target, &RestoreOptions::default())
+    restore(&cache, &[key], &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert_eq!(snapshot(&target), once);
     // A target the archive covers entirely is exchanged in one step.
     let plain = parent.path().join("plain");
-    restore(&cache, &[key.clone()], &plain, &RestoreOptions::default())
+    restore(&cache, &[key], &plain, &RestoreOptions::default())
         .await
         .unwrap();
     let (before, ino) = (snapshot(&plain), fs::metadata(&plain).unwrap().ino());
