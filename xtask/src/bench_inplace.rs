@@ -67,7 +67,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 }
 
 /// Another version of the doc tree: the first other toolchain whose
-/// `share/doc` differs from `doc`.
+/// `share/doc` has another number of entries and directories.
 fn other_doc(sysroot: &Path) -> Option<PathBuf> {
     let toolchains = sysroot.parent()?;
     let mut names: Vec<_> = fs::read_dir(toolchains)
@@ -77,15 +77,11 @@ fn other_doc(sysroot: &Path) -> Option<PathBuf> {
         .collect();
     names.sort();
     let ours = fs::canonicalize(sysroot).ok()?;
+    let size = count(&sysroot.join("share/doc"));
     names.into_iter().find_map(|p| {
         let doc = p.join("share/doc");
-        let same = fs::canonicalize(&p).ok()? == ours
-            || fs::read(doc.join("rust/README.md")).ok()?
-                == fs::read(sysroot.join("share/doc/rust/README.md")).ok()?
-                && fs::read_dir(doc.join("rust/html")).ok()?.count()
-                    == fs::read_dir(sysroot.join("share/doc/rust/html"))
-                        .ok()?
-                        .count();
+        // Another toolchain of the same version has the same tree.
+        let same = fs::canonicalize(&p).ok()? == ours || count(&doc) == size;
         (!same && doc.is_dir()).then_some(doc)
     })
 }

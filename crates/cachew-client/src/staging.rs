@@ -105,6 +105,7 @@ fn set_mtime(dir: &Path, mtime: std::time::SystemTime) {
 /// target's modification time (`None`: the staging is beside it).
 fn remove_inside(staging: &Path, target: Option<&Path>) {
     let mtime = target.and_then(|t| std::fs::metadata(t).and_then(|m| m.modified()).ok());
+    unlink_files_in_parallel(staging);
     remove_tree(staging);
     if let (Some(t), Some(m)) = (target, mtime) {
         set_mtime(t, m);
@@ -480,6 +481,59 @@ fn nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Unlinks every non-directory below `root` on two threads sharing a
+/// queue of directories (the removal of a displaced old tree is most of
+/// what an in-place restore costs beyond a fresh one; the kernel work of
+/// unlinking spreads over cores). Never follows symlinks and never enters
+/// another file system; what it leaves (directories, anything it could
+/// not unlink) is for [`remove_tree`].
+fn unlink_files_in_parallel(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dev) = std::fs::symlink_metadata(root).map(|m| m.dev()) else {
+        return;
+    };
+    let queue = Mutex::new((vec![root.to_path_buf()], 0usize));
+    let ready = std::sync::Condvar::new();
+    let work = || loop {
+        let dir = {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(d) = q.0.pop() {
+                    q.1 += 1;
+                    break d;
+                }
+                if q.1 == 0 {
+                    ready.notify_all();
+                    return;
+                }
+                q = ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let mut subdirs = Vec::new();
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.dev() == dev) {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for ent in rd.flatten() {
+                    match ent.file_type() {
+                        Ok(t) if t.is_dir() => subdirs.push(ent.path()),
+                        Ok(_) => {
+                            let _ = std::fs::remove_file(ent.path());
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0.extend(subdirs);
+        q.1 -= 1;
+        ready.notify_all();
+    };
+    std::thread::scope(|s| {
+        s.spawn(work);
+        work();
+    });
 }
 
 /// Removes a staged tree, first making read-only directories writable so
