@@ -8,7 +8,8 @@
 //! - in place, other tree: into a directory holding a different version
 //!   of the doc tree (another toolchain's `share/doc`, restored untimed
 //!   from its own key), so directories must be merged;
-//! - GNU `tar -x` fresh and over the same tree, as the reference for what
+//! - GNU `tar -x` fresh, over the same tree and over the other version,
+//!   as the reference for what
 //!   overwriting costs; and `rm -rf` of one restored tree, the removal of
 //!   the displaced old tree that an in-place restore includes.
 //!
@@ -144,6 +145,7 @@ struct Results {
     other: Sample,
     tar_fresh: Sample,
     tar_same: Sample,
+    tar_other: Sample,
     rm: Sample,
 }
 
@@ -183,7 +185,7 @@ fn bench(opts: &Opts, bin: &str, doc: &Path, other: &Path, shm: &Path) -> Result
     ));
     let untimed =
         |argv: &[String]| -> Result<(), String> { timed(&refs(argv), shm, false).map(|_| ()) };
-    let mut all: [Vec<Sample>; 6] = Default::default();
+    let mut all: [Vec<Sample>; 7] = Default::default();
     for i in 0..=opts.runs {
         let one = |case: usize| -> Result<Sample, String> {
             remove(&dest)?;
@@ -202,17 +204,21 @@ fn bench(opts: &Opts, bin: &str, doc: &Path, other: &Path, shm: &Path) -> Result
                     untimed(&tar)?;
                     timed(&refs(&tar), shm, opts.rt)
                 }
-                _ => {
+                5 => {
                     untimed(&restore)?;
                     timed(&["rm", "-rf", &dest_s], shm, opts.rt)
+                }
+                _ => {
+                    untimed(&restore_other)?;
+                    timed(&refs(&tar), shm, opts.rt)
                 }
             }
         };
         // Alternate the order so no case always runs first.
         let order: Vec<usize> = if i % 2 == 0 {
-            (0..6).collect()
+            (0..7).collect()
         } else {
-            (0..6).rev().collect()
+            (0..7).rev().collect()
         };
         for case in order {
             let sample = one(case)?;
@@ -222,18 +228,19 @@ fn bench(opts: &Opts, bin: &str, doc: &Path, other: &Path, shm: &Path) -> Result
         }
         if i > 0 {
             eprintln!(
-                "xtask: run {i}: fresh {:.2}s, same {:.2}s, other {:.2}s, tar {:.2}s / {:.2}s, rm {:.2}s",
+                "xtask: run {i}: fresh {:.2}s, same {:.2}s, other {:.2}s, tar {:.2}s / {:.2}s / {:.2}s, rm {:.2}s",
                 all[0][i - 1].secs,
                 all[1][i - 1].secs,
                 all[2][i - 1].secs,
                 all[3][i - 1].secs,
                 all[4][i - 1].secs,
+                all[6][i - 1].secs,
                 all[5][i - 1].secs
             );
         }
     }
     remove(&dest)?;
-    let [mut a, mut b, mut c, mut d, mut e, mut f] = all;
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g] = all;
     Ok(Results {
         fresh: median(&mut a),
         same: median(&mut b),
@@ -241,6 +248,7 @@ fn bench(opts: &Opts, bin: &str, doc: &Path, other: &Path, shm: &Path) -> Result
         tar_fresh: median(&mut d),
         tar_same: median(&mut e),
         rm: median(&mut f),
+        tar_other: median(&mut g),
     })
 }
 
@@ -263,7 +271,8 @@ fn render(opts: &Opts, r: &Results, doc: &Path, other: &Path) -> String {
          version of it (`{}`, {ofiles} entries, {odirs} directories, restored untimed from \
          its own key). Every restore is verified against the digest trailer before it is \
          published. Next to it GNU `zstd -dc | tar -xpf -` of the same archive into a new \
-         directory and over the same tree, and `rm -rf` of one restored tree. Median of {} \
+         directory, over the same tree and over the other version, and `rm -rf` of one \
+         restored tree (\"vs fresh\": against cachew's fresh restore). Median of {} \
          runs after a warm-up, the cases alternating{}. Machine: {} cores, {}; load average \
          before/after: {} / {}.\n",
         doc.display(),
@@ -309,6 +318,12 @@ fn render(opts: &Opts, r: &Results, doc: &Path, other: &Path) -> String {
         &mut md,
         "GNU tar, over the same tree",
         &r.tar_same,
+        &r.tar_fresh,
+    );
+    row(
+        &mut md,
+        "GNU tar, over the other version",
+        &r.tar_other,
         &r.tar_fresh,
     );
     row(&mut md, "`rm -rf` of one restored tree", &r.rm, &r.fresh);

@@ -319,6 +319,7 @@ impl Staging {
             let _ = std::fs::remove_dir_all(&self.path);
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let plan = {
             let (t, tree) = (target.to_path_buf(), self.tree());
             let skip = self
@@ -336,13 +337,23 @@ impl Staging {
         // From here on the blocking thread owns the staging directory.
         self.committed = true;
         let (t, staging, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
+        let planned = started.elapsed();
         tokio::task::spawn_blocking(move || {
             let result = crate::publish::publish(&t, &staging, &plan);
             match result {
-                Ok(_) => {
+                Ok(done) => {
+                    let published = started.elapsed();
                     // The old entries go; the target keeps the time the
                     // publish gave it.
                     remove_inside(&staging, worker.inside.as_ref().map(|(t, _)| t.as_path()));
+                    tracing::debug!(
+                        "published into {}: planned in {planned:?}; {} directories merged, {} \
+                         renames, done at {published:?}; old entries removed at {:?}",
+                        t.display(),
+                        done.merged,
+                        done.swaps,
+                        started.elapsed()
+                    );
                     Ok(())
                 }
                 Err(failed) => {
