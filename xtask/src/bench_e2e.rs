@@ -80,15 +80,15 @@ fn next_num<T: std::str::FromStr>(
 
 /// One timed command: wall time and peak RSS in KiB.
 #[derive(Clone, Copy)]
-struct Sample {
-    secs: f64,
+pub(crate) struct Sample {
+    pub(crate) secs: f64,
     /// User + system CPU seconds (for a pipeline: all its processes).
-    cpu: f64,
-    rss_kib: u64,
+    pub(crate) cpu: f64,
+    pub(crate) rss_kib: u64,
 }
 
 /// Median wall time, median CPU time, maximum peak RSS.
-fn median(samples: &mut [Sample]) -> Sample {
+pub(crate) fn median(samples: &mut [Sample]) -> Sample {
     samples.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
     let cpu = samples[samples.len() / 2].cpu;
     samples.sort_by(|a, b| a.secs.total_cmp(&b.secs));
@@ -100,7 +100,7 @@ fn median(samples: &mut [Sample]) -> Sample {
 }
 
 /// Runs `argv` under GNU time, returning wall time and peak RSS.
-fn timed(argv: &[&str], scratch: &Path, rt: bool) -> Result<Sample, String> {
+pub(crate) fn timed(argv: &[&str], scratch: &Path, rt: bool) -> Result<Sample, String> {
     let rss_file = scratch.join("rss.txt");
     let start = Instant::now();
     let mut cmd = crate::maybe_realtime("/usr/bin/time", rt);
@@ -135,11 +135,11 @@ fn timed(argv: &[&str], scratch: &Path, rt: bool) -> Result<Sample, String> {
     })
 }
 
-fn refs(v: &[String]) -> Vec<&str> {
+pub(crate) fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn sh(script: &str) -> Vec<String> {
+pub(crate) fn sh(script: &str) -> Vec<String> {
     vec![
         "bash".into(),
         "-e".into(),
@@ -150,14 +150,14 @@ fn sh(script: &str) -> Vec<String> {
     ]
 }
 
-fn remove(path: &Path) -> Result<(), String> {
+pub(crate) fn remove(path: &Path) -> Result<(), String> {
     if path.exists() {
         fs::remove_dir_all(path).map_err(|e| format!("remove {}: {e}", path.display()))?;
     }
     Ok(())
 }
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -166,7 +166,7 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bin: &Path, dir: &Path, rt: bool) -> Result<(Server, String), String> {
+pub(crate) fn start_server(bin: &Path, dir: &Path, rt: bool) -> Result<(Server, String), String> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("pick a port: {e}"))?
@@ -446,7 +446,7 @@ fn bench(
 
 /// Key text to hex, as `Key::parse` does for non-hex text (SHA-256): uses
 /// `sha256sum` so xtask stays dependency-free.
-fn key_hex(text: &str) -> String {
+pub(crate) fn key_hex(text: &str) -> String {
     let out = Command::new("bash")
         .args(["-c", &format!("printf %s '{text}' | sha256sum")])
         .output()
@@ -553,17 +553,17 @@ fn render(opts: &Opts, rows: &[Row], sets: &[SetInfo]) -> String {
     md
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn uname() -> String {
+pub(crate) fn uname() -> String {
     Command::new("uname")
         .args(["-srm"])
         .output()

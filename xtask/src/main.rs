@@ -13,6 +13,7 @@
 mod bench_archive;
 mod bench_e2e;
 mod bench_http;
+mod bench_inplace;
 mod bench_parallel;
 mod bench_s3;
 mod bench_serve;
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
         Some("release") => release::release(),
         Some("bench") if args.get(1).map(String::as_str) == Some("e2e") => {
             bench_e2e::run_bench(&args[2..])
+        }
+        Some("bench") if args.get(1).map(String::as_str) == Some("inplace") => {
+            bench_inplace::run_bench(&args[2..])
         }
         Some("bench") if args.get(1).map(String::as_str) == Some("archive") => {
             bench_archive::run(&args[2..])
@@ -87,6 +91,8 @@ commands:
               (wrk); writes docs/benchmarks.md
   bench e2e [--runs N] [--level L] [--sets doc,lib] [--no-disk] [--no-rt] [--no-write]
               cachew save/restore vs the Go pipelines; writes docs/benchmarks.md
+  bench inplace [--runs N] [--other DIR] [--no-rt] [--no-write]
+              restore into a new vs an existing share/doc; writes docs/benchmarks.md
   bench archive [--runs N] [--no-write] [--frames]
               our tar+zstd against GNU tar/pzstd; writes docs/benchmarks.md
               (--frames: our zstd frame writer/reader against zstd and pzstd, printed only)

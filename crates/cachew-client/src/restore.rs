@@ -3,10 +3,10 @@
 //! Every restore is all or nothing (`staging.rs`): the
 //! archive is extracted into a staging directory beside the target — on the
 //! same file system, so a small `/tmp` cannot run out of space (LESSONS 2)
-//! — which for an existing target starts as a hard-linked clone of it, and
-//! the result is published (renamed, or atomically exchanged with the
-//! existing target) only when extraction and verification succeeded. A
-//! failure, a cancellation or a signal leaves the target as it was. The
+//! — and the result is published only when extraction and verification
+//! succeeded: renamed into place, or swapped into an existing target entry
+//! by entry with a journal (`publish.rs`). A failure, a cancellation or a
+//! signal leaves the target as it was. The
 //! extractor makes read-only directories writable and restores them
 //! (LESSONS 1). The target path is cleaned first, so `dir/` is staged like
 //! `dir` (LESSONS 3). A corrupt object under one key falls through to the
@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,12 +38,11 @@ pub struct RestoreOptions {
     pub zstd_threads: usize,
     /// Check that the restored tree has the tree digest stored with the
     /// object; a mismatch (or an object without a digest) is an error. The
-    /// check runs on the staging tree before it is published, so a mismatch
-    /// leaves the target as it was. Files that were already in an existing
-    /// target under the saved paths count as differences. Without this, a
-    /// restore into a new directory is still verified when the object
-    /// announces a digest trailer (objects saved by cachew-rs), since the
-    /// staging tree then holds exactly the archive.
+    /// check runs on the staging tree, which holds exactly the archive,
+    /// before it is published, so a mismatch leaves the target as it was.
+    /// Entries of an existing target that the archive lacks are kept and
+    /// not checked. Without this, every restore is still verified when the
+    /// object announces a digest trailer (objects saved by cachew-rs).
     pub verify: bool,
     /// Only look the keys up (a Stat each): report the first hit without
     /// downloading or touching the directory.
@@ -137,15 +136,16 @@ pub enum RestoreOutcome {
 /// failure to write the tree is an error.
 ///
 /// The archive is extracted into a staging directory beside `dir` (same
-/// file system) — a hard-linked clone of `dir` when it exists, whose
-/// inodes are never written through — and published only when extraction
-/// and verification succeeded: renamed into place, or atomically exchanged
-/// with the existing `dir`. So any failure leaves `dir` as it was, and
+/// file system; inside `dir` when it is a mount point) and published only
+/// when extraction and verification succeeded: renamed into place, or
+/// swapped into the existing `dir` — which keeps its entries that the
+/// archive lacks, as with `tar -x` — with `renameat2(RENAME_EXCHANGE)`,
+/// each step journaled. So any failure leaves `dir` as it was, and
 /// removes the parents of `dir` that the restore created. Stale staging
-/// left by a killed restore of the same `dir` is removed first. A trailing
-/// slash on `dir` does not change this. (Where `dir` is or holds a mount
-/// point, it cannot be swapped: it is then extracted into in place, with a
-/// warning.)
+/// left by a killed restore of the same `dir` is rolled back or removed
+/// first. A trailing slash on `dir` does not change this. (A mount point
+/// inside `dir` where the archive has entries cannot take them by rename:
+/// the restore then fails and rolls back.)
 pub async fn restore(
     cache: &dyn Cache,
     keys: &[Key],
@@ -248,17 +248,13 @@ async fn extract_object(
     dir: &Path,
     options: &RestoreOptions,
 ) -> Result<(u64, u64, Option<TreeDigest>)> {
-    // Check that verification is possible before touching the disk.
+    // Check that verification is possible before touching the disk. An
+    // object that announces a digest trailer is verified even without
+    // `verify`: the staging tree holds exactly the archive, for a new
+    // target and an existing one alike, so it is checked before it becomes
+    // visible.
     let expected = if options.verify {
         Some(expected_digest(&object)?)
-    } else {
-        None
-    };
-    // An object that announces a digest trailer is verified even without
-    // `verify` when the staging tree holds only the archive (a new target),
-    // before it becomes visible; see below.
-    let announced = if options.verify {
-        None
     } else {
         expected_digest(&object).ok()
     };
@@ -281,84 +277,53 @@ async fn extract_object(
         let _ = tokio::task::spawn_blocking(move || staging::recover(&d)).await;
     }
     let existing = match tokio::fs::metadata(dir).await {
-        Ok(meta) if meta.is_dir() => true,
+        Ok(meta) if meta.is_dir() => Some(meta),
         Ok(_) => {
             return Err(Error::InvalidInput(format!(
                 "{} exists and is not a directory",
                 dir.display()
             )))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("stat", dir, e)),
     };
 
     // A symlink to a directory: the directory it names is restored.
-    let dir = if existing {
+    let dir = if existing.is_some() {
         tokio::fs::canonicalize(dir)
             .await
             .map_err(|e| Error::io("resolve", dir, e))?
     } else {
         dir.to_path_buf()
     };
-    // A mount point cannot be swapped, and one inside must not end up in
-    // an old tree that is removed.
-    let mut in_place = existing && is_mount_point(&dir);
-    let staging = if in_place {
-        None
-    } else {
-        Some(Staging::create(&dir)?)
+    // A mount point cannot be renamed: its staging goes inside it.
+    let staging = match &existing {
+        Some(_) if is_mount_point(&dir) => Staging::create_inside(&dir)?,
+        _ => Staging::create(&dir)?,
     };
-    if let (Some(s), true) = (&staging, existing) {
-        in_place = !s.clone_from(&dir).await?;
+    if let Some(meta) = &existing {
+        // The archive's `./` entry, if any, overrides this; without one
+        // the target keeps its mode.
+        let tree = staging.tree();
+        std::fs::create_dir(&tree).map_err(|e| Error::io("create directory", &tree, e))?;
+        std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| Error::io("change mode of", &tree, e))?;
     }
-    let staging = match staging {
-        Some(s) if !in_place => s,
-        _ => {
-            return extract_in_place(body, dir, extract_options, expected, options).await;
-        }
-    };
 
     let summary = extract_stream(
         body,
-        staging.path.clone(),
+        staging.tree(),
         extract_options,
         Some(staging.worker.clone()),
     )
     .await?;
-    let expected = match (expected, announced) {
-        (Some(e), _) => Some(e),
-        (None, Some(e)) if !existing => Some(e),
-        _ => None,
-    };
     let verified = match expected {
         Some(expected) => {
-            Some(verify(staging.path.clone(), summary.tree_digest, expected, options).await?)
+            Some(verify(staging.tree(), summary.tree_digest, expected, options).await?)
         }
         None => None,
     };
-    staging.commit(&dir, existing).await?;
-    Ok((summary.entries, summary.bytes, verified))
-}
-
-/// The fallback for a target that is or holds a mount point: extraction
-/// straight into it, as before all-or-nothing restores.
-async fn extract_in_place<R: AsyncRead + Unpin + Send>(
-    body: R,
-    dir: PathBuf,
-    extract_options: ExtractOptions,
-    expected: Option<Expected>,
-    options: &RestoreOptions,
-) -> Result<(u64, u64, Option<TreeDigest>)> {
-    tracing::warn!(
-        "{} is or holds a mount point, which cannot be swapped: restoring into it in place, \
-         not all or nothing",
-        dir.display()
-    );
-    let summary = extract_stream(body, dir.clone(), extract_options, None).await?;
-    let verified = match expected {
-        Some(expected) => Some(verify(dir, summary.tree_digest, expected, options).await?),
-        None => None,
-    };
+    staging.commit(&dir, existing.is_some()).await?;
     Ok((summary.entries, summary.bytes, verified))
 }
 
@@ -433,7 +398,7 @@ where
         };
         let result = cachew_archive::extract(reader, &target, &options);
         if let Some(worker) = staging {
-            worker.done(&target);
+            worker.done();
         }
         result
     });

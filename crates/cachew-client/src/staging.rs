@@ -3,27 +3,27 @@
 //! removed or rolled back (`docs/ARCHITECTURE.md`, "Restores: staging,
 //! swap, recovery").
 //!
-//! A staging directory sits beside the target, on the same file system,
-//! and its name marks it as ours and names its owner:
-//! `.NAME.cachew-PID-START-RAND.staging`, where `START` is the owner's
-//! start time (clock ticks since boot, `/proc/PID/stat`), so a reused pid
-//! is not mistaken for the owner. For an existing target the staging tree
-//! starts as a clone of it — directories copied, every other entry hard
-//! linked — and the extractor never writes through an existing inode
-//! (it unlinks before creating), so the target is not modified. It is
-//! published with one atomic `renameat2(RENAME_EXCHANGE)`; where the file
-//! system lacks that, with two renames through `.NAME.cachew-…​.old`, whose
-//! name is the journal: a run that finds the target missing and such a
-//! directory of a dead owner renames it back.
+//! A staging directory sits beside the target (inside it, for a target
+//! that is a mount point), on the same file system, and its name marks it
+//! as ours and names its owner: `.NAME.cachew-PID-START-RAND.staging`,
+//! where `START` is the owner's start time (clock ticks since boot,
+//! `/proc/PID/stat`), so a reused pid is not mistaken for the owner. The
+//! archive is extracted into its `tree`; a new target is that tree renamed
+//! into place, an existing one gets it swapped in (`publish.rs`, journaled
+//! in `journal.rs`). Recovery settles a dead owner's journal (rolls the
+//! publish back, or finds it finished) and removes the directory. A `.old`
+//! directory (`.NAME.cachew-….old`) is what an earlier version left
+//! mid-swap: a run that finds the target missing renames it back.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::journal::TREE;
 use crate::{Error, Result};
 
 /// What marks a staging directory's name as ours.
@@ -50,8 +50,13 @@ pub(crate) struct Staging {
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     state: Mutex<WorkerState>,
+    /// The staging directory.
+    path: PathBuf,
     /// Parents of the target created for this restore, top first.
     created_parents: Vec<PathBuf>,
+    /// For a staging directory inside the target: the target and its
+    /// modification time before, put back when the staging is removed.
+    inside: Option<(PathBuf, std::time::SystemTime)>,
     /// Set when the restore is dropped: a clone in progress stops early.
     stop: AtomicBool,
 }
@@ -68,16 +73,42 @@ impl Worker {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).running = true;
     }
 
-    /// The thread stopped writing into `path`; removes it if the restore
-    /// was abandoned meanwhile.
-    pub(crate) fn done(&self, path: &Path) {
+    /// The thread stopped writing into the staging directory; removes it
+    /// if the restore was abandoned meanwhile.
+    pub(crate) fn done(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.running = false;
         if state.abandoned {
             drop(state);
-            remove_tree(path);
-            remove_parents(&self.created_parents);
+            self.remove();
         }
+    }
+
+    /// Removes an unpublished staging directory and what was created for it.
+    fn remove(&self) {
+        remove_tree(&self.path);
+        remove_parents(&self.created_parents);
+        if let Some((target, mtime)) = &self.inside {
+            set_mtime(target, *mtime);
+        }
+    }
+}
+
+/// Sets a directory's modification time, if it can.
+fn set_mtime(dir: &Path, mtime: std::time::SystemTime) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.set_times(std::fs::FileTimes::new().set_modified(mtime));
+    }
+}
+
+/// Removes a staging directory inside `target` without changing the
+/// target's modification time (`None`: the staging is beside it).
+fn remove_inside(staging: &Path, target: Option<&Path>) {
+    let mtime = target.and_then(|t| std::fs::metadata(t).and_then(|m| m.modified()).ok());
+    unlink_files_in_parallel(staging);
+    remove_tree(staging);
+    if let (Some(t), Some(m)) = (target, mtime) {
+        set_mtime(t, m);
     }
 }
 
@@ -208,9 +239,10 @@ impl Staging {
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     return Ok(Staging {
-                        path,
+                        path: path.clone(),
                         committed: false,
                         worker: Arc::new(Worker {
+                            path: path.clone(),
                             created_parents,
                             ..Worker::default()
                         }),
@@ -230,55 +262,110 @@ impl Staging {
         )))
     }
 
-    /// Fills the (empty) staging directory with a clone of `target`:
-    /// directories copied with their modes, owners and times, everything
-    /// else hard linked (copied where linking is not permitted). Runs on a
-    /// blocking thread; stops early if the restore is dropped. `false`
-    /// when `target` holds a mount point: it cannot be staged (and its old
-    /// tree must never be removed with a mount inside).
-    pub(crate) async fn clone_from(&self, target: &Path) -> Result<bool> {
-        let (src, dst, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
-        self.worker.start();
+    /// Creates an empty staging directory inside `target`, for a target
+    /// that cannot itself be renamed (a mount point).
+    pub(crate) fn create_inside(target: &Path) -> Result<Staging> {
+        let name = target.file_name().unwrap_or(OsStr::new("root"));
+        let mtime = std::fs::metadata(target)
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io("stat", target, e))?;
+        let seed = u64::from(std::process::id()) ^ nanos();
+        for attempt in 0..100u64 {
+            let n = seed
+                .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(attempt);
+            let path = target.join(our_name(name, STAGING, n >> 17));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    return Ok(Staging {
+                        path: path.clone(),
+                        committed: false,
+                        worker: Arc::new(Worker {
+                            path: path.clone(),
+                            inside: Some((target.to_path_buf(), mtime)),
+                            ..Worker::default()
+                        }),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("create staging directory", &path, e)),
+            }
+        }
+        Err(Error::InvalidInput(format!(
+            "cannot create a staging directory in {}",
+            target.display()
+        )))
+    }
+
+    /// Where the archive is extracted: `tree` in the staging directory
+    /// (beside the publish journal).
+    pub(crate) fn tree(&self) -> PathBuf {
+        self.path.join(TREE)
+    }
+
+    /// Publishes the staged tree as `target`. A new target: one rename.
+    /// An existing one: planned, then swapped in entry by entry where
+    /// needed (`publish.rs`); the old entries, left in the staging
+    /// directory, are removed with it. The publish runs on a blocking
+    /// thread that finishes (or rolls back) and cleans up even if the
+    /// restore is dropped meanwhile.
+    pub(crate) async fn commit(mut self, target: &Path, existing: bool) -> Result<()> {
+        if !existing {
+            let tree = self.tree();
+            std::fs::rename(&tree, target)
+                .map_err(|e| Error::io("rename into place", target, e))?;
+            self.committed = true;
+            let _ = std::fs::remove_dir_all(&self.path);
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let plan = {
+            let (t, tree) = (target.to_path_buf(), self.tree());
+            let skip = self
+                .path
+                .strip_prefix(target)
+                .ok()
+                .map(|p| p.as_os_str().to_owned());
+            tokio::task::spawn_blocking(move || {
+                let whole = skip.is_none();
+                crate::publish::plan(&t, &tree, skip.as_deref(), whole)
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("staging task failed: {e}")))??
+        };
+        // From here on the blocking thread owns the staging directory.
+        self.committed = true;
+        let (t, staging, worker) = (target.to_path_buf(), self.path.clone(), self.worker.clone());
+        let planned = started.elapsed();
         tokio::task::spawn_blocking(move || {
-            let r = clone_tree(&src, &dst, &worker.stop);
-            worker.done(&dst);
-            r
+            let result = crate::publish::publish(&t, &staging, &plan);
+            match result {
+                Ok(done) => {
+                    let published = started.elapsed();
+                    // The old entries go; the target keeps the time the
+                    // publish gave it.
+                    remove_inside(&staging, worker.inside.as_ref().map(|(t, _)| t.as_path()));
+                    tracing::debug!(
+                        "published into {}: planned in {planned:?}; {} directories merged, {} \
+                         renames, done at {published:?}; old entries removed at {:?}",
+                        t.display(),
+                        done.merged,
+                        done.swaps,
+                        started.elapsed()
+                    );
+                    Ok(())
+                }
+                Err(failed) => {
+                    if failed.undone {
+                        worker.remove();
+                    }
+                    Err(failed.error)
+                }
+            }
         })
         .await
         .map_err(|e| Error::Backend(format!("staging task failed: {e}")))?
-    }
-
-    /// Publishes the staging tree as `target`: a rename for a new target,
-    /// an atomic exchange for an existing one (whose old tree is then
-    /// removed).
-    pub(crate) async fn commit(mut self, target: &Path, existing: bool) -> Result<()> {
-        if !existing {
-            std::fs::rename(&self.path, target)
-                .map_err(|e| Error::io("rename into place", target, e))?;
-            self.committed = true;
-            return Ok(());
-        }
-        let old = match exchange(&self.path, target) {
-            // The old tree is now at the staging path.
-            Ok(()) => self.path.clone(),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
-                // No RENAME_EXCHANGE here: two renames, the `.old` name
-                // being the journal a later run rolls back from.
-                let name = target.file_name().unwrap_or_default();
-                let old = parent_of(target).join(our_name(name, OLD, nanos()));
-                std::fs::rename(target, &old).map_err(|e| Error::io("move aside", target, e))?;
-                if let Err(e) = std::fs::rename(&self.path, target) {
-                    let _ = std::fs::rename(&old, target);
-                    return Err(Error::io("rename into place", target, e));
-                }
-                old
-            }
-            Err(e) => return Err(Error::io("swap into place", target, e)),
-        };
-        self.committed = true;
-        // The old tree is garbage now; removing it may take a while.
-        let _ = tokio::task::spawn_blocking(move || remove_tree(&old)).await;
-        Ok(())
     }
 }
 
@@ -294,8 +381,7 @@ impl Drop for Staging {
             return;
         }
         drop(state);
-        remove_tree(&self.path);
-        remove_parents(&self.worker.created_parents);
+        self.worker.remove();
     }
 }
 
@@ -304,112 +390,6 @@ fn remove_parents(created: &[PathBuf]) {
     for p in created.iter().rev() {
         let _ = std::fs::remove_dir(p);
     }
-}
-
-/// `renameat2(from, to, RENAME_EXCHANGE)`.
-fn exchange(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-    };
-    let (a, b) = (c(from)?, c(to)?);
-    // SAFETY: valid C strings; renameat2 has no other preconditions.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Clones `src` into the existing empty directory `dst` (see
-/// [`Staging::clone_from`]), without recursion and without following
-/// symlinks; `false` if a mount point is found below `src`.
-fn clone_tree(src: &Path, dst: &Path, stop: &AtomicBool) -> Result<bool> {
-    // SAFETY: no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    // Directories whose metadata is applied once their entries are in.
-    let mut dirs: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-    let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
-    let mut dev = None;
-    while let Some((from, to)) = todo.pop() {
-        let meta = std::fs::symlink_metadata(&from).map_err(|e| Error::io("stat", &from, e))?;
-        if *dev.get_or_insert(meta.dev()) != meta.dev() {
-            return Ok(false);
-        }
-        dirs.push((to.clone(), meta));
-        let rd = std::fs::read_dir(&from).map_err(|e| Error::io("read directory", &from, e))?;
-        for ent in rd {
-            if stop.load(Ordering::Relaxed) {
-                return Err(Error::Backend("restore cancelled".into()));
-            }
-            let ent = ent.map_err(|e| Error::io("read directory", &from, e))?;
-            let (a, b) = (ent.path(), to.join(ent.file_name()));
-            let ft = ent.file_type().map_err(|e| Error::io("stat", &a, e))?;
-            if ft.is_dir() {
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&b)
-                    .map_err(|e| Error::io("create directory", &b, e))?;
-                todo.push((a, b));
-                continue;
-            }
-            match std::fs::hard_link(&a, &b) {
-                Ok(()) => {}
-                // protected_hardlinks: another user's file may not be
-                // linked by an ordinary user; copy it instead.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => copy_entry(&a, &b, ft)?,
-                // A file bind-mounted into the tree.
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
-                Err(e) => return Err(Error::io("link into staging", &b, e)),
-            }
-        }
-    }
-    // Deepest first, so setting a parent's time is not undone below it.
-    for (path, meta) in dirs.into_iter().rev() {
-        if root {
-            let _ = std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid()));
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|e| Error::io("change mode of", &path, e))?;
-        set_mtime(&path, &meta)?;
-    }
-    Ok(true)
-}
-
-fn copy_entry(a: &Path, b: &Path, ft: std::fs::FileType) -> Result<()> {
-    if ft.is_symlink() {
-        let t = std::fs::read_link(a).map_err(|e| Error::io("read link", a, e))?;
-        std::os::unix::fs::symlink(t, b).map_err(|e| Error::io("create symlink", b, e))?;
-        return Ok(());
-    }
-    if !ft.is_file() {
-        return Err(Error::InvalidInput(format!(
-            "cannot stage {}: a special file that cannot be linked",
-            a.display()
-        )));
-    }
-    std::fs::copy(a, b).map_err(|e| Error::io("copy into staging", b, e))?;
-    let meta = std::fs::symlink_metadata(a).map_err(|e| Error::io("stat", a, e))?;
-    set_mtime(b, &meta)
-}
-
-fn set_mtime(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    let mtime = meta
-        .modified()
-        .map_err(|e| Error::io("read the time of", path, e))?;
-    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
-        .map_err(|e| Error::io("set times of", path, e))
 }
 
 /// What [`gc`] (or the recovery before a restore) did.
@@ -432,6 +412,10 @@ pub(crate) fn recover(target: &Path) -> Cleanup {
         return out;
     };
     scan_dir(&parent_of(target), Some(name), &mut out);
+    // A target that is a mount point has its staging inside.
+    if target.is_dir() {
+        scan_dir(target, Some(name), &mut out);
+    }
     out
 }
 
@@ -454,13 +438,34 @@ fn scan_dir(dir: &Path, only: Option<&OsStr>, out: &mut Cleanup) -> Vec<PathBuf>
         let path = ent.path();
         let target = dir.join(&stale.target_name);
         if stale.old && std::fs::symlink_metadata(&target).is_err() {
+            // Left by an earlier version's two-rename swap.
             if std::fs::rename(&path, &target).is_ok() {
                 tracing::warn!("rolled back an interrupted restore of {}", target.display());
                 out.rolled_back.push(target);
             }
             continue;
         }
-        remove_tree(&path);
+        // A publish that was killed halfway: undone first (or, if it had
+        // finished, what is left is the old tree).
+        match crate::journal::settle(&path) {
+            Ok(crate::journal::Settled::RolledBack(t)) => {
+                tracing::warn!("rolled back an interrupted restore of {}", t.display());
+                out.rolled_back.push(t);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(
+                    "could not roll back the interrupted restore in {}: {e}; left as it is",
+                    path.display()
+                );
+                continue;
+            }
+        }
+        // Inside a target (a mount point): its time is kept.
+        let inside = (Some(dir.file_name().unwrap_or_default())
+            == Some(stale.target_name.as_os_str()))
+        .then_some(dir);
+        remove_inside(&path, inside);
         tracing::info!("removed stale staging directory {}", path.display());
         out.removed.push(path);
     }
@@ -487,6 +492,59 @@ fn nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Unlinks every non-directory below `root` on two threads sharing a
+/// queue of directories (the removal of a displaced old tree is most of
+/// what an in-place restore costs beyond a fresh one; the kernel work of
+/// unlinking spreads over cores). Never follows symlinks and never enters
+/// another file system; what it leaves (directories, anything it could
+/// not unlink) is for [`remove_tree`].
+fn unlink_files_in_parallel(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dev) = std::fs::symlink_metadata(root).map(|m| m.dev()) else {
+        return;
+    };
+    let queue = Mutex::new((vec![root.to_path_buf()], 0usize));
+    let ready = std::sync::Condvar::new();
+    let work = || loop {
+        let dir = {
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(d) = q.0.pop() {
+                    q.1 += 1;
+                    break d;
+                }
+                if q.1 == 0 {
+                    ready.notify_all();
+                    return;
+                }
+                q = ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let mut subdirs = Vec::new();
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.dev() == dev) {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for ent in rd.flatten() {
+                    match ent.file_type() {
+                        Ok(t) if t.is_dir() => subdirs.push(ent.path()),
+                        Ok(_) => {
+                            let _ = std::fs::remove_file(ent.path());
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0.extend(subdirs);
+        q.1 -= 1;
+        ready.notify_all();
+    };
+    std::thread::scope(|s| {
+        s.spawn(work);
+        work();
+    });
 }
 
 /// Removes a staged tree, first making read-only directories writable so

@@ -148,19 +148,33 @@ async fn a_failed_restore_into_an_existing_directory_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_successful_in_place_restore_merges_and_swaps_atomically() {
+async fn a_successful_in_place_restore_merges_and_swaps_entries_in() {
     let src = source();
     let cache = MemoryCache::new(0);
     let key = Key::new("good");
     saved(&cache, &key, src.path()).await;
     let parent = tempfile::tempdir().unwrap();
     let target = existing(parent.path());
-    let old_ino = fs::metadata(&target).unwrap().ino();
+    let ino = |p: &str| fs::symlink_metadata(target.join(p)).unwrap().ino();
+    let (root, sub, ro) = (ino("."), ino("sub"), ino("sub/ro"));
     let hit = restore(&cache, &[key], &target, &RestoreOptions::default())
         .await
         .unwrap();
-    assert!(matches!(hit, RestoreOutcome::Hit { .. }));
-    assert_ne!(fs::metadata(&target).unwrap().ino(), old_ino, "swapped in");
+    // Verified before publishing, as a new target is.
+    assert!(
+        matches!(
+            hit,
+            RestoreOutcome::Hit {
+                verified: Some(_),
+                ..
+            }
+        ),
+        "{hit:?}"
+    );
+    // The target and `sub` hold entries the archive lacks: merged, same
+    // directories; `sub/ro` holds nothing else: exchanged whole.
+    assert_eq!((ino("."), ino("sub")), (root, sub));
+    assert_ne!(ino("sub/ro"), ro, "swapped in");
     assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"new a");
     // The old file's other name keeps the old data: nothing was written through.
     assert_eq!(fs::read(target.join("a-link")).unwrap(), b"old a");
@@ -170,6 +184,25 @@ async fn a_successful_in_place_restore_merges_and_swaps_atomically() {
     let ro = fs::metadata(target.join("sub/ro")).unwrap().mode() & 0o777;
     assert_eq!(ro, 0o555);
     assert!(leftovers(parent.path(), &["target"]).is_empty());
+
+    // Restored again over the same tree plus extras: the same result.
+    let once = snapshot(&target);
+    restore(&cache, &[key], &target, &RestoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&target), once);
+    // A target the archive covers entirely is exchanged in one step.
+    let plain = parent.path().join("plain");
+    restore(&cache, &[key], &plain, &RestoreOptions::default())
+        .await
+        .unwrap();
+    let (before, ino) = (snapshot(&plain), fs::metadata(&plain).unwrap().ino());
+    restore(&cache, &[key], &plain, &RestoreOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(fs::metadata(&plain).unwrap().ino(), ino);
+    assert_eq!(snapshot(&plain), before);
+    assert!(leftovers(parent.path(), &["target", "plain"]).is_empty());
 }
 
 #[tokio::test]
