@@ -151,6 +151,26 @@ pub(crate) fn plan(
             match staged_entries.get(&name) {
                 None => plan.mark(&rel),
                 Some(true) if t_dir => todo.push(child),
+                Some(true) => {
+                    let path = join(target, &child);
+                    if let Ok(dest) = std::fs::read_link(&path) {
+                        // GNU tar writes `a/f` through an existing symlink
+                        // `a`, but replaces it for an `a/` entry; the staged
+                        // tree no longer tells which the archive had, so
+                        // neither is guessed: refused before anything changes.
+                        return Err(Error::Io {
+                            op: "restore in place over",
+                            path,
+                            error: io::Error::other(format!(
+                                "it is a symlink (to `{}`) where the archive has a directory; an \
+                                 in-place restore neither writes through nor replaces a \
+                                 symlink of the target: remove it, or restore into a new \
+                                 directory",
+                                cachew_archive::escape_path(&dest)
+                            )),
+                        });
+                    }
+                }
                 Some(false) if t_dir => {
                     let path = join(target, &child);
                     let empty = std::fs::read_dir(&path)

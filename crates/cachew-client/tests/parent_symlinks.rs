@@ -1,8 +1,7 @@
-//! The archive crate's policy for symlinks in a parent position, through
-//! an all-or-nothing restore into an existing directory: one leading
-//! inside the target is followed (as GNU tar does) and the result swapped
-//! in; one leading outside fails the restore, and the target and what is
-//! outside are left as they were.
+//! Symlinks in a parent position through an all-or-nothing restore into an
+//! existing directory: an archive with entries below a symlink of the
+//! target is refused by name, the target and what is outside left as they
+//! were; symlinks it does not pass through are kept.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -62,23 +61,43 @@ async fn restore_object(body: Vec<u8>, target: &Path) -> cachew_client::Result<(
         .map(|_| ())
 }
 
+/// The staging dir has gone and the target is as before.
+fn assert_untouched(
+    parent: &Path,
+    target: &Path,
+    before: &std::collections::BTreeMap<Vec<u8>, String>,
+) {
+    assert_eq!(&snapshot(target), before, "the target changed");
+    assert_eq!(fs::read_dir(parent.join("outside")).unwrap().count(), 0);
+    let names: Vec<_> = fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "staging left behind: {names:?}");
+}
+
+/// GNU tar writes `a/f` through an existing `a -> sub` and replaces `a` for
+/// an `a/` entry. An in-place restore extracts into a fresh staging tree, in
+/// which the two look alike, so it refuses both, naming the symlink, before
+/// anything in the target changes (extracting straight into a directory
+/// with `cachew-archive` follows GNU: `cachew-archive/tests/parent_symlinks.rs`).
 #[tokio::test]
-async fn a_symlink_inside_the_target_is_followed() {
+async fn a_symlink_inside_the_target_is_refused_by_name_and_nothing_changes() {
     let parent = tempfile::tempdir().unwrap();
     let target = existing(parent.path());
-    restore_object(object(&[("a/f", b"through a")]), &target)
-        .await
-        .unwrap();
-    assert_eq!(fs::read(target.join("sub/f")).unwrap(), b"through a");
-    assert_eq!(fs::read_link(target.join("a")).unwrap(), Path::new("sub"));
-    assert_eq!(fs::read(target.join("keep")).unwrap(), b"mine");
-    // A directory entry at the symlink's name replaces it, as GNU tar does.
-    restore_object(object(&[("a/", b""), ("a/g", b"g")]), &target)
-        .await
-        .unwrap();
-    assert!(fs::symlink_metadata(target.join("a")).unwrap().is_dir());
-    assert_eq!(fs::read(target.join("a/g")).unwrap(), b"g");
-    assert_eq!(fs::read(target.join("sub/f")).unwrap(), b"through a");
+    let before = snapshot(&target);
+    for entries in [
+        &[("a/f", &b"through a"[..])][..],
+        &[("a/", &b""[..]), ("a/g", &b"g"[..])][..],
+    ] {
+        let err = restore_object(object(entries), &target)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a symlink (to `sub`)"), "{err}");
+        assert!(err.contains("target/a"), "{err}");
+        assert_untouched(parent.path(), &target, &before);
+    }
 }
 
 #[tokio::test]
@@ -86,25 +105,27 @@ async fn a_symlink_leading_outside_fails_the_restore_and_changes_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let target = existing(parent.path());
     let before = snapshot(&target);
-    let err = restore_object(
-        object(&[("first", b"1"), ("a/f", b"2"), ("out/f", b"3")]),
-        &target,
-    )
-    .await
-    .unwrap_err();
+    let err = restore_object(object(&[("first", b"1"), ("out/f", b"3")]), &target)
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("`out/f` would be written through `out`, a symlink to `../outside`"),
-        "{msg}"
-    );
-    assert_eq!(snapshot(&target), before, "the target changed");
+    assert!(msg.contains("a symlink (to `../outside`)"), "{msg}");
+    assert_untouched(parent.path(), &target, &before);
+}
+
+/// Symlinks the archive does not reach below are kept as they are.
+#[tokio::test]
+async fn symlinks_the_archive_does_not_pass_through_are_kept() {
+    let parent = tempfile::tempdir().unwrap();
+    let target = existing(parent.path());
+    restore_object(object(&[("sub/f", b"direct"), ("new", b"n")]), &target)
+        .await
+        .unwrap();
+    assert_eq!(fs::read(target.join("sub/f")).unwrap(), b"direct");
+    assert_eq!(fs::read_link(target.join("a")).unwrap(), Path::new("sub"));
     assert_eq!(
-        fs::read_dir(parent.path().join("outside")).unwrap().count(),
-        0
+        fs::read_link(target.join("out")).unwrap(),
+        Path::new("../outside")
     );
-    let names: Vec<_> = fs::read_dir(parent.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names.len(), 2, "staging left behind: {names:?}");
+    assert_eq!(fs::read(target.join("keep")).unwrap(), b"mine");
 }
