@@ -16,8 +16,11 @@ use cachew_client::{restore, CacheExt, CreateOptions, Key, MemoryCache, RestoreO
 use cachew_testkit::snapshot;
 use http::HeaderMap;
 
-/// A tar of regular files and directories (`name/`), in order.
-fn tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
+/// A regular file (or a directory, `name/`) and its contents.
+type Entry<'a> = (&'a str, &'a [u8]);
+
+/// A tar of regular files and directories, in order.
+fn tarball(entries: &[Entry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in entries {
         let mut h = tar::Header::new_gnu();
@@ -125,7 +128,7 @@ fn assert_untouched(parent: &Path, target: &Path, before: &BTreeMap<Vec<u8>, Str
 /// Symlinks inside the target: the result is GNU tar's over the same tree.
 #[tokio::test]
 async fn symlinks_inside_the_target_are_treated_as_gnu_tar_treats_them() {
-    let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    let cases: Vec<(&str, Vec<Entry<'_>>)> = vec![
         ("a file below the symlink", vec![("a/f", b"through a")]),
         (
             "a directory entry at the symlink's name replaces it",
@@ -176,9 +179,9 @@ async fn symlinks_inside_the_target_are_treated_as_gnu_tar_treats_them() {
 #[tokio::test]
 async fn symlinks_that_cannot_be_followed_fail_the_restore_and_change_nothing() {
     let many: Vec<String> = (0..4097).map(|i| format!("p{i}/f")).collect();
-    let mut overflow: Vec<(&str, &[u8])> = many.iter().map(|n| (n.as_str(), &b""[..])).collect();
+    let mut overflow: Vec<Entry<'_>> = many.iter().map(|n| (n.as_str(), &b""[..])).collect();
     overflow.push(("a/f", b"1"));
-    let cases: Vec<(Vec<(&str, &[u8])>, &str)> =
+    let cases: Vec<(Vec<Entry<'_>>, &str)> =
         vec![
         (
             vec![("first", b"1"), ("out/f", b"3")],
