@@ -252,3 +252,50 @@ fn a_death_after_any_record_is_rolled_back_exactly() {
     assert_eq!(journal::settle(&c.staging).unwrap(), Settled::Committed);
     assert_eq!(fs::read(c.target.join("same/deep/f")).unwrap(), b"new f");
 }
+
+/// A symlink of the target that an implied directory of the archive goes
+/// through: followed (the staged entries moved to where it leads), and a
+/// death after any record of that publish rolled back exactly.
+#[test]
+fn a_followed_symlink_is_published_and_rolled_back_like_any_merge() {
+    let setup = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let (t, staging) = (tmp.path().join("t"), tmp.path().join("s"));
+        fs::create_dir_all(t.join("sub")).unwrap();
+        fs::write(t.join("sub/old"), b"kept").unwrap();
+        fs::write(t.join("sub/f"), b"old f").unwrap();
+        symlink("sub", t.join("a")).unwrap();
+        set_mtime(&t.join("sub"), 1_000_000);
+        let s = staging.join(TREE);
+        fs::create_dir_all(s.join("a/x")).unwrap();
+        fs::write(s.join("a/f"), b"new f").unwrap();
+        fs::write(s.join("a/x/g"), b"g").unwrap();
+        let implied: std::collections::HashMap<_, _> = [("a", false), ("a/x", false)]
+            .map(|(p, l)| (p.into(), l))
+            .into();
+        (tmp, t, staging, implied)
+    };
+    let (_tmp, t, staging, implied) = setup();
+    let p = plan(&t, &staging.join(TREE), None, true, Some(&implied)).unwrap();
+    publish(&t, &staging, &p).unwrap();
+    assert_eq!(fs::read(t.join("sub/f")).unwrap(), b"new f");
+    assert_eq!(fs::read(t.join("sub/x/g")).unwrap(), b"g");
+    assert_eq!(fs::read(t.join("sub/old")).unwrap(), b"kept");
+    assert_eq!(fs::read_link(t.join("a")).unwrap(), Path::new("sub"));
+    let steps = journal::read(&staging).unwrap().unwrap().1.len() as u64 - 1;
+    assert!(steps >= 3, "{steps}");
+    for n in 0..steps {
+        let (_tmp, t, staging, implied) = setup();
+        let before = snapshot(&t);
+        let p = plan(&t, &staging.join(TREE), None, true, Some(&implied)).unwrap();
+        crash::at(Some(n), true);
+        let failed = publish(&t, &staging, &p).unwrap_err();
+        crash::at(None, false);
+        assert!(!failed.undone, "step {n}");
+        assert!(matches!(
+            journal::settle(&staging).unwrap(),
+            Settled::RolledBack(_)
+        ));
+        assert_eq!(snapshot(&t), before, "step {n}: not rolled back");
+    }
+}
