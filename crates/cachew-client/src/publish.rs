@@ -213,7 +213,8 @@ fn resolve_link(
 /// has the target's layout. Creates the missing directories of `to` with
 /// the target's metadata; fails, naming both, where an entry of the
 /// archive is already at a name that one moved would take. Records each
-/// move in `moved` (new staged path, old one).
+/// move in `moved` (new staged path, its name in the archive: `origin`
+/// is `from`'s).
 fn follow(
     target: &Path,
     staged: &Path,
@@ -344,7 +345,11 @@ pub(crate) fn plan(
                         continue;
                     };
                     // Its name in the archive (it may have been moved here
-                    // by an earlier symlink).
+                    // by an earlier symlink): the last move that put it or
+                    // a parent here says, as `moved` holds archive names
+                    // and no move lands below a later one's source (those
+                    // are symlinks of the target, destinations real
+                    // directories).
                     let mut origin = child.clone();
                     for (new, old) in moved.iter().rev() {
                         if let Some(rest) = under(&origin, new) {
@@ -354,6 +359,7 @@ pub(crate) fn plan(
                                 o.extend_from_slice(rest);
                             }
                             origin = o;
+                            break;
                         }
                     }
                     let dest = cachew_archive::escape_path(&dest);

@@ -41,6 +41,7 @@ fn tarball(entries: &[Entry<'_>]) -> Vec<u8> {
 }
 
 /// `parent/target` with `sub/`, `keep`, `a -> sub`, `chain -> a`,
+/// `other/`, `sub/y -> ../other`,
 /// `out -> ../outside`, `abs -> /…/outside`, `gone -> nothere` and
 /// `tofile -> keep`, and an empty `parent/outside`.
 fn existing(parent: &Path) -> PathBuf {
@@ -50,6 +51,8 @@ fn existing(parent: &Path) -> PathBuf {
     fs::write(t.join("keep"), b"mine").unwrap();
     symlink("sub", t.join("a")).unwrap();
     symlink("a", t.join("chain")).unwrap();
+    fs::create_dir(t.join("other")).unwrap();
+    symlink("../other", t.join("sub/y")).unwrap();
     symlink("../outside", t.join("out")).unwrap();
     symlink(parent.join("outside"), t.join("abs")).unwrap();
     symlink("nothere", t.join("gone")).unwrap();
@@ -143,6 +146,10 @@ async fn symlinks_inside_the_target_are_treated_as_gnu_tar_treats_them() {
             vec![("sub/", b""), ("sub/g", b"g"), ("a/f", b"through a")],
         ),
         ("a chain of symlinks", vec![("chain/f", b"twice")]),
+        (
+            "a symlink below a followed one",
+            vec![("a/y/f", b"2"), ("a/y/z/g", b"3"), ("a/h", b"4")],
+        ),
         (
             "replacing a file there",
             vec![("keep", b"old"), ("a/f", b"1")],
