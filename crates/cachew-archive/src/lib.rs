@@ -108,8 +108,10 @@
 //!   what must be remembered until the end (each distinct directory's mode
 //!   and times, and each pre-existing read-only directory) is limited to
 //!   a budget of 128 MiB, about a million directories with 60-byte names;
-//!   an archive beyond it fails with [`Error::LimitExceeded`]. All
-//!   together, extraction holds at most about 200 MiB of bookkeeping plus
+//!   an archive beyond it fails with [`Error::LimitExceeded`]. The
+//!   directories created only as parents are named in the summary up to
+//!   [`IMPLIED_DIRS_MAX`] (and 1 MiB of names), past which it says they
+//!   are unknown. All together, extraction holds at most about 200 MiB of bookkeeping plus
 //!   the queues above, whatever the archive.
 //! - Names are limited to 512 components ([`Error::LimitExceeded`]), and
 //!   nothing recurses per component, so a tiny archive with one very deep
@@ -180,12 +182,17 @@ mod sys;
 mod tarfmt;
 mod walk;
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use digest::{tree_digest, TreeDigest};
+
+/// Most directories [`ExtractSummary::implied_dirs`] names (and at most
+/// 1 MiB of their names); past either it is `None`.
+pub const IMPLIED_DIRS_MAX: usize = 4096;
 pub use error::{escape_name, escape_path, Error, Result};
 pub use exclude::ExcludeSet;
 pub use frames::SkippableFrame;
@@ -322,6 +329,13 @@ pub struct ExtractSummary {
     /// The tree digest from the archive's trailer, when it has one (see
     /// [`ArchiveOptions::digest`]).
     pub tree_digest: Option<TreeDigest>,
+    /// Directories (relative to the target, where they physically are)
+    /// that the extraction created as parents of other entries, each with
+    /// whether a directory entry of its own came after some of those
+    /// entries; a directory the archive has an entry for before anything
+    /// below it is not here. `None` when there were more than
+    /// [`IMPLIED_DIRS_MAX`] of them (or more than 1 MiB of names): then unknown.
+    pub implied_dirs: Option<HashMap<PathBuf, bool>>,
 }
 
 pub(crate) fn resolve_threads(threads: usize) -> usize {

@@ -347,3 +347,39 @@ fn parent_symlinks_match_gnu_tar_or_are_refused() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The summary names the directories made only as parents (what an
+/// in-place restore through a staging tree needs to follow GNU tar), and
+/// says when there were too many to name.
+#[test]
+fn the_summary_names_directories_created_only_as_parents() {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    let tmp = fast_tempdir();
+    let raw = tar_bytes(
+        &[
+            dir("d/"),
+            file("d/x/f", b"1"),
+            file("i/f", b"1"),
+            file("j/f", b"1"),
+            dir("j/"),
+        ],
+        true,
+    );
+    let t = tmp.path().join("t");
+    let s = extract(compress(&raw).as_slice(), &t, &ExtractOptions::default()).unwrap();
+    let want: HashMap<PathBuf, bool> = [("d/x", false), ("i", false), ("j", true)]
+        .into_iter()
+        .map(|(p, later)| (PathBuf::from(p), later))
+        .collect();
+    assert_eq!(s.implied_dirs, Some(want));
+
+    let many: Vec<Vec<u8>> = (0..4097).map(|i| file(&format!("p{i}/f"), b"")).collect();
+    let s = extract(
+        compress(&tar_bytes(&many, true)).as_slice(),
+        &tmp.path().join("many"),
+        &ExtractOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(s.implied_dirs, None, "over the 4096 cap: unknown");
+}

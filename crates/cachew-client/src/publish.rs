@@ -8,7 +8,10 @@
 //! where the target has an entry the archive lacks — they, and their
 //! parents, must be merged; every other directory pair is exchanged in
 //! one call. It also finds conflicts (a non-empty directory where the
-//! archive has a file, as GNU tar refuses) before anything changes.
+//! archive has a file, as GNU tar refuses) before anything changes. A
+//! symlink of the target met by a directory the archive only implies
+//! (`a/f` without `a/`) is followed as GNU tar follows it: the staged
+//! entries are moved, inside the staging tree, to where it leads.
 //! [`publish`] then, from the top: exchanges an unmarked directory whole
 //! with `renameat2(RENAME_EXCHANGE)`; in a marked one, renames each staged
 //! entry the target lacks into it (`RENAME_NOREPLACE`), exchanges each one
@@ -110,16 +113,199 @@ fn mounts_below(target: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A refusal of the in-place restore at `path` of the target, before
+/// anything in it changed.
+fn refuse(path: PathBuf, why: String) -> Error {
+    Error::Io {
+        op: "restore in place over",
+        path,
+        error: io::Error::other(why),
+    }
+}
+
+fn under<'p>(p: &'p [u8], prefix: &[u8]) -> Option<&'p [u8]> {
+    if prefix.is_empty() {
+        return Some(p);
+    }
+    let rest = p.strip_prefix(prefix)?;
+    match rest.first() {
+        None => Some(rest),
+        Some(b'/') => Some(&rest[1..]),
+        Some(_) => None,
+    }
+}
+
+/// Most symlinks followed to resolve one (as the kernel's `ELOOP`).
+const SYMLINK_HOPS: usize = 40;
+
+/// Where the symlink `link` (relative to the target) leads, resolved as
+/// `cachew-archive`'s extraction policy resolves a symlink in a parent
+/// position: component by component below the target, `lstat` at each
+/// step. `Err`: why it cannot be followed (absolute, dangling, to a
+/// non-directory, above the target, into the staging directory).
+fn resolve_link(
+    target: &Path,
+    link: &[u8],
+    skip: Option<&OsStr>,
+) -> std::result::Result<Vec<u8>, String> {
+    // The real directories reached so far, below the target.
+    let mut stack: Vec<Vec<u8>> = link.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
+    stack.pop();
+    let mut left: Vec<Vec<u8>> = Vec::new();
+    let mut at = Some(link.to_vec());
+    let mut hops = 0;
+    loop {
+        if let Some(link) = at.take() {
+            hops += 1;
+            if hops > SYMLINK_HOPS {
+                return Err("it is one of a loop of symlinks".into());
+            }
+            let t = std::fs::read_link(join(target, &link))
+                .map_err(|e| format!("it cannot be read: {e}"))?;
+            let t = t.as_os_str().as_bytes();
+            if t.first() == Some(&b'/') {
+                return Err("it leads to an absolute path, outside the target directory".into());
+            }
+            left.extend(t.split(|&c| c == b'/').rev().map(<[u8]>::to_vec));
+        }
+        let Some(c) = left.pop() else { break };
+        match &c[..] {
+            b"" | b"." => continue,
+            b".." => {
+                if stack.pop().is_none() {
+                    return Err("it leads to a path above the target directory".into());
+                }
+                continue;
+            }
+            _ => stack.push(c),
+        }
+        let rel = stack.join(&b'/');
+        match std::fs::symlink_metadata(join(target, &rel)) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                stack.pop();
+                at = Some(rel);
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "it leads to `{}`, which is not a directory",
+                    cachew_archive::escape_name(&rel)
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "it leads to `{}`: {e}",
+                    cachew_archive::escape_name(&rel)
+                ))
+            }
+        }
+    }
+    if let (Some(skip), Some(first)) = (skip, stack.first()) {
+        if first[..] == *skip.as_bytes() {
+            return Err("it leads into the staging directory".into());
+        }
+    }
+    Ok(stack.join(&b'/'))
+}
+
+/// Moves the staged directory `from`'s entries to `to` in the staged tree
+/// (where the target's symlink at `from` leads), so that the staged tree
+/// has the target's layout. Creates the missing directories of `to` with
+/// the target's metadata; fails, naming both, where an entry of the
+/// archive is already at a name that one moved would take. Records each
+/// move in `moved` (new staged path, its name in the archive: `origin`
+/// is `from`'s).
+fn follow(
+    target: &Path,
+    staged: &Path,
+    from: &[u8],
+    to: &[u8],
+    origin: &[u8],
+    moved: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<()> {
+    let clash = |rel: &[u8], landing: &[u8]| {
+        refuse(
+            join(target, landing),
+            format!(
+                "two entries of the archive, `{}` (through the symlink `{}`) and `{}`, land \
+                 on it; the in-place restore does not choose between them: nothing was changed",
+                cachew_archive::escape_name(rel),
+                cachew_archive::escape_name(from),
+                cachew_archive::escape_name(landing)
+            ),
+        )
+    };
+    // The staged directories on the way, created with the target's metadata.
+    let mut rel = Vec::new();
+    let comps: Vec<&[u8]> = if to.is_empty() {
+        Vec::new()
+    } else {
+        to.split(|&c| c == b'/').collect()
+    };
+    for (i, c) in comps.iter().enumerate() {
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(c);
+        let s = join(staged, &rel);
+        match std::fs::symlink_metadata(&s) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => return Err(clash(origin, &rel)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", &s, e)),
+        }
+        let t = join(target, &rel);
+        let m = std::fs::symlink_metadata(&t).map_err(|e| Error::io("stat", &t, e))?;
+        let src = join(staged, from);
+        if i + 1 == comps.len() {
+            std::fs::rename(&src, &s).map_err(|e| Error::io("rename", &src, e))?;
+            moved.push((to.to_vec(), origin.to_vec()));
+        } else {
+            std::fs::create_dir(&s).map_err(|e| Error::io("create directory", &s, e))?;
+        }
+        journal::restore_meta(&s, m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec())
+            .map_err(|e| Error::io("set the mode and time of", &s, e))?;
+        if i + 1 == comps.len() {
+            return Ok(());
+        }
+    }
+    // The staged directory at `to` exists: the entries go in one by one.
+    let src = join(staged, from);
+    for (name, _) in list(&src)? {
+        let (old, new) = (rel_join(from, &name), rel_join(to, &name));
+        let dst = join(staged, &new);
+        if std::fs::symlink_metadata(&dst).is_ok() {
+            return Err(clash(&rel_join(origin, &name), &new));
+        }
+        let from_path = join(staged, &old);
+        rename_new(&from_path, &dst).map_err(|e| Error::io("rename", &from_path, e))?;
+        moved.push((new, rel_join(origin, &name)));
+    }
+    std::fs::remove_dir(&src).map_err(|e| Error::io("remove directory", &src, e))
+}
+
 /// Reads both trees and decides what to exchange whole and what to merge
 /// (see the module docs). `skip` is a name at the top of the target that
 /// is left alone (the staging directory, when it is inside the target);
 /// `whole` is false when the target itself cannot be exchanged (a mount
-/// point). Fails, before anything changes, on a conflict.
+/// point); `implied` is the extraction's
+/// [`cachew_archive::ExtractSummary::implied_dirs`]. Fails, before
+/// anything in the target changes, on a conflict.
+///
+/// A symlink of the target where the archive has a directory is treated
+/// as GNU tar treats it: replaced when the archive has an entry of its own
+/// for the directory (`a/`); otherwise (only `a/f`) resolved as
+/// `cachew-archive` resolves it, and the staged directory's entries are
+/// moved, in the staged tree, to where it leads, so that the staged tree
+/// has the target's layout and is published like any other. This costs
+/// nothing where the target has no symlink where the archive has a
+/// directory (the `read_link` is only tried on non-directories).
 pub(crate) fn plan(
     target: &Path,
     staged: &Path,
     skip: Option<&OsStr>,
     whole: bool,
+    implied: Option<&HashMap<PathBuf, bool>>,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     if !whole {
@@ -133,6 +319,8 @@ pub(crate) fn plan(
             plan.mark(rel.as_os_str().as_bytes());
         }
     }
+    // Staged entries moved to follow a symlink: (new path, old path).
+    let mut moved: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut todo: Vec<Vec<u8>> = vec![Vec::new()];
     while let Some(rel) = todo.pop() {
         let (t, s) = (join(target, &rel), join(staged, &rel));
@@ -153,22 +341,79 @@ pub(crate) fn plan(
                 Some(true) if t_dir => todo.push(child),
                 Some(true) => {
                     let path = join(target, &child);
-                    if let Ok(dest) = std::fs::read_link(&path) {
-                        // GNU tar writes `a/f` through an existing symlink
-                        // `a`, but replaces it for an `a/` entry; the staged
-                        // tree no longer tells which the archive had, so
-                        // neither is guessed: refused before anything changes.
-                        return Err(Error::Io {
-                            op: "restore in place over",
-                            path,
-                            error: io::Error::other(format!(
-                                "it is a symlink (to `{}`) where the archive has a directory; an \
-                                 in-place restore neither writes through nor replaces a \
-                                 symlink of the target: remove it, or restore into a new \
-                                 directory",
-                                cachew_archive::escape_path(&dest)
-                            )),
-                        });
+                    let Ok(dest) = std::fs::read_link(&path) else {
+                        continue;
+                    };
+                    // Its name in the archive (it may have been moved here
+                    // by an earlier symlink): the last move that put it or
+                    // a parent here says, as `moved` holds archive names
+                    // and no move lands below a later one's source (those
+                    // are symlinks of the target, destinations real
+                    // directories).
+                    let mut origin = child.clone();
+                    for (new, old) in moved.iter().rev() {
+                        if let Some(rest) = under(&origin, new) {
+                            let mut o = old.clone();
+                            if !rest.is_empty() {
+                                o.push(b'/');
+                                o.extend_from_slice(rest);
+                            }
+                            origin = o;
+                            break;
+                        }
+                    }
+                    let dest = cachew_archive::escape_path(&dest);
+                    let entry = cachew_archive::escape_name(&origin);
+                    let later = match implied {
+                        None => {
+                            return Err(refuse(
+                                path,
+                                format!(
+                                    "it is a symlink (to `{dest}`) where the archive has the \
+                                     directory `{entry}`, and the archive created more than {} \
+                                     directories without entries of their own, so whether \
+                                     `{entry}/` has one is not known: nothing was changed \
+                                     (remove the symlink, or restore into a new directory)",
+                                    cachew_archive::IMPLIED_DIRS_MAX
+                                ),
+                            ))
+                        }
+                        Some(map) => map.get(Path::new(OsStr::from_bytes(&origin))),
+                    };
+                    match later {
+                        // `a/` in the archive: replaced, as GNU tar does.
+                        None => {}
+                        Some(true) => {
+                            return Err(refuse(
+                                path,
+                                format!(
+                                    "it is a symlink (to `{dest}`), and the archive has entries \
+                                     below `{entry}` before its directory entry `{entry}/`; GNU \
+                                     tar writes the first through the symlink and then replaces \
+                                     it, which an in-place restore cannot reproduce: nothing \
+                                     was changed (remove the symlink, or restore into a new \
+                                     directory)"
+                                ),
+                            ))
+                        }
+                        Some(false) => {
+                            let to = resolve_link(target, &child, skip).map_err(|why| {
+                                refuse(
+                                    path.clone(),
+                                    format!(
+                                        "the archive's entries below `{entry}` would be written \
+                                         through this symlink (to `{dest}`), and {why}: nothing \
+                                         was changed"
+                                    ),
+                                )
+                            })?;
+                            follow(target, staged, &child, &to, &origin, &mut moved)?;
+                            // The symlink stays (its parent is merged), and
+                            // where it leads is merged and walked again.
+                            plan.mark(&rel);
+                            plan.mark(&to);
+                            todo.push(to);
+                        }
                     }
                 }
                 Some(false) if t_dir => {

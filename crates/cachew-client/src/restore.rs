@@ -310,7 +310,7 @@ async fn extract_object(
             .map_err(|e| Error::io("change mode of", &tree, e))?;
     }
 
-    let summary = extract_stream(
+    let mut summary = extract_stream(
         body,
         staging.tree(),
         extract_options,
@@ -323,7 +323,9 @@ async fn extract_object(
         }
         None => None,
     };
-    staging.commit(&dir, existing.is_some()).await?;
+    staging
+        .commit(&dir, existing.is_some(), summary.implied_dirs.take())
+        .await?;
     Ok((summary.entries, summary.bytes, verified))
 }
 

@@ -310,7 +310,14 @@ impl Staging {
     /// directory, are removed with it. The publish runs on a blocking
     /// thread that finishes (or rolls back) and cleans up even if the
     /// restore is dropped meanwhile.
-    pub(crate) async fn commit(mut self, target: &Path, existing: bool) -> Result<()> {
+    /// `implied`: the extraction's `implied_dirs`, for symlinks of the
+    /// target in a parent position (`publish::plan`).
+    pub(crate) async fn commit(
+        mut self,
+        target: &Path,
+        existing: bool,
+        implied: Option<std::collections::HashMap<PathBuf, bool>>,
+    ) -> Result<()> {
         if !existing {
             let tree = self.tree();
             std::fs::rename(&tree, target)
@@ -329,7 +336,7 @@ impl Staging {
                 .map(|p| p.as_os_str().to_owned());
             tokio::task::spawn_blocking(move || {
                 let whole = skip.is_none();
-                crate::publish::plan(&t, &tree, skip.as_deref(), whole)
+                crate::publish::plan(&t, &tree, skip.as_deref(), whole, implied.as_ref())
             })
             .await
             .map_err(|e| Error::Backend(format!("staging task failed: {e}")))??

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::entries::Meta;
 use crate::sys;
-use crate::{Error, ExtractSummary, Result};
+use crate::{Error, ExtractSummary, Result, IMPLIED_DIRS_MAX};
 
 /// Most components an entry name may have. Nothing recurses per
 /// component, but each level of a directory costs a descriptor when modes
@@ -44,6 +44,10 @@ const IN_FLIGHT_MAX: usize = 64 * 1024;
 const IN_FLIGHT_BYTES: usize = 16 << 20;
 /// Pending links are flushed at this many bytes of names and targets.
 pub(super) const LINK_BYTES: usize = 16 << 20;
+/// Directories created only as parents ([`ExtractSummary::implied_dirs`])
+/// are remembered up to [`IMPLIED_DIRS_MAX`], and this many bytes of
+/// names; past either, the summary says they are unknown.
+const IMPLIED_DIRS_BYTES: usize = 1 << 20;
 
 /// What must happen before an entry is applied so that it takes effect
 /// after every earlier entry (GNU tar's order: the last one wins).
@@ -257,6 +261,8 @@ pub(super) struct Extractor<'a> {
     /// now reach the same file, so from here on every entry waits for
     /// the ones before it ([`Extractor::order`]).
     aliased: bool,
+    /// Bytes of names in `summary.implied_dirs`.
+    implied_bytes: usize,
     pub(super) summary: ExtractSummary,
 }
 
@@ -280,7 +286,11 @@ impl<'a> Extractor<'a> {
             in_flight: HashSet::new(),
             in_flight_bytes: 0,
             aliased: false,
-            summary: ExtractSummary::default(),
+            implied_bytes: 0,
+            summary: ExtractSummary {
+                implied_dirs: Some(HashMap::new()),
+                ..ExtractSummary::default()
+            },
         }
     }
 }
@@ -334,6 +344,14 @@ impl Extractor<'_> {
     pub(super) fn dir(&mut self, rel: PathBuf, meta: Meta) -> Result<()> {
         let r = self.ensure_dir(&rel, &rel, Last::Replace, true)?;
         let rel = r.and_then(|r| r.physical).unwrap_or(rel);
+        if let Some(later) = self
+            .summary
+            .implied_dirs
+            .as_mut()
+            .and_then(|m| m.get_mut(&rel))
+        {
+            *later = true;
+        }
         let cost = rel.as_os_str().len() + KEPT_OVERHEAD;
         match self.dir_meta.get_mut(&rel) {
             Some(m) => *m = meta,
@@ -701,7 +719,10 @@ impl Extractor<'_> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     match fs::DirBuilder::new().mode(0o777).create(&path) {
                         // Loop once more to learn what the new directory inherited.
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            self.created(rel, follow);
+                            continue;
+                        }
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                         Err(e) => return Err(Error::io("create directory", &path, e)),
                     }
@@ -713,6 +734,27 @@ impl Extractor<'_> {
             path,
             reason: "it keeps changing while being replaced by a directory",
         })
+    }
+
+    /// Notes the directory `rel` just created: in a parent position
+    /// (`implied`), or for a directory entry of its own.
+    fn created(&mut self, rel: &Path, implied: bool) {
+        let Some(map) = self.summary.implied_dirs.as_mut() else {
+            return;
+        };
+        if !implied {
+            if map.remove(rel).is_some() {
+                self.implied_bytes -= rel.as_os_str().len();
+            }
+            return;
+        }
+        if map.len() >= IMPLIED_DIRS_MAX || self.implied_bytes > IMPLIED_DIRS_BYTES {
+            self.summary.implied_dirs = None;
+            return;
+        }
+        if map.insert(rel.to_path_buf(), false).is_none() {
+            self.implied_bytes += rel.as_os_str().len();
+        }
     }
 
     /// A read-only directory would stop us replacing its files: make it

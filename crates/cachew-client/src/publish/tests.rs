@@ -85,7 +85,14 @@ fn case() -> Case {
 fn the_result_is_the_archive_over_the_target() {
     let c = case();
     let expected_new = snapshot(&c.staging.join(TREE));
-    let p = plan(&c.target, &c.staging.join(TREE), None, true).unwrap();
+    let p = plan(
+        &c.target,
+        &c.staging.join(TREE),
+        None,
+        true,
+        Some(&Default::default()),
+    )
+    .unwrap();
     let done = publish(&c.target, &c.staging, &p).unwrap();
     let now = snapshot(&c.target);
     // Every archive entry as staged (directories too: mode and time)...
@@ -126,13 +133,27 @@ fn a_target_the_archive_covers_is_exchanged_whole() {
     fs::write(staging.join(TREE).join("a/f"), b"new").unwrap();
     fs::write(staging.join(TREE).join("g"), b"new").unwrap();
     let ino = fs::metadata(&t).unwrap().ino();
-    let p = plan(&t, &staging.join(TREE), None, true).unwrap();
+    let p = plan(
+        &t,
+        &staging.join(TREE),
+        None,
+        true,
+        Some(&Default::default()),
+    )
+    .unwrap();
     let done = publish(&t, &staging, &p).unwrap();
     assert_eq!((done.merged, done.swaps), (0, 1));
     assert_ne!(fs::metadata(&t).unwrap().ino(), ino);
     assert_eq!(fs::read(t.join("a/f")).unwrap(), b"new");
     // A target that cannot be exchanged (a mount point) is merged.
-    let p = plan(&t, &staging.join(TREE), None, false).unwrap();
+    let p = plan(
+        &t,
+        &staging.join(TREE),
+        None,
+        false,
+        Some(&Default::default()),
+    )
+    .unwrap();
     assert!(p.merge.contains(&b""[..]));
 }
 
@@ -143,7 +164,14 @@ fn a_conflict_fails_before_anything_changes() {
     fs::remove_dir_all(c.staging.join(TREE).join("same/deep")).unwrap();
     fs::write(c.staging.join(TREE).join("same/deep"), b"a file").unwrap();
     let before = snapshot(&c.target);
-    let err = plan(&c.target, &c.staging.join(TREE), None, true).unwrap_err();
+    let err = plan(
+        &c.target,
+        &c.staging.join(TREE),
+        None,
+        true,
+        Some(&Default::default()),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("non-empty directory"), "{err}");
     assert_eq!(snapshot(&c.target), before);
 }
@@ -151,7 +179,14 @@ fn a_conflict_fails_before_anything_changes() {
 #[test]
 fn a_death_after_any_record_is_rolled_back_exactly() {
     let c = case();
-    let p = plan(&c.target, &c.staging.join(TREE), None, true).unwrap();
+    let p = plan(
+        &c.target,
+        &c.staging.join(TREE),
+        None,
+        true,
+        Some(&Default::default()),
+    )
+    .unwrap();
     publish(&c.target, &c.staging, &p).unwrap();
     let (_, ops) = journal::read(&c.staging).unwrap().unwrap();
     let steps = ops.len() as u64 - 1; // all but Commit
@@ -160,7 +195,14 @@ fn a_death_after_any_record_is_rolled_back_exactly() {
     for n in 0..steps {
         let c = case();
         let before = snapshot(&c.target);
-        let p = plan(&c.target, &c.staging.join(TREE), None, true).unwrap();
+        let p = plan(
+            &c.target,
+            &c.staging.join(TREE),
+            None,
+            true,
+            Some(&Default::default()),
+        )
+        .unwrap();
         crash::at(Some(n), false);
         let failed = publish(&c.target, &c.staging, &p).unwrap_err();
         crash::at(None, false);
@@ -172,7 +214,14 @@ fn a_death_after_any_record_is_rolled_back_exactly() {
     for n in 0..steps {
         let c = case();
         let before = snapshot(&c.target);
-        let p = plan(&c.target, &c.staging.join(TREE), None, true).unwrap();
+        let p = plan(
+            &c.target,
+            &c.staging.join(TREE),
+            None,
+            true,
+            Some(&Default::default()),
+        )
+        .unwrap();
         crash::at(Some(n), true);
         let failed = publish(&c.target, &c.staging, &p).unwrap_err();
         crash::at(None, false);
@@ -188,11 +237,65 @@ fn a_death_after_any_record_is_rolled_back_exactly() {
     }
     // A death after the commit record: the result stays.
     let c = case();
-    let p = plan(&c.target, &c.staging.join(TREE), None, true).unwrap();
+    let p = plan(
+        &c.target,
+        &c.staging.join(TREE),
+        None,
+        true,
+        Some(&Default::default()),
+    )
+    .unwrap();
     crash::at(Some(steps), true);
     let after = publish(&c.target, &c.staging, &p);
     crash::at(None, false);
     assert!(after.is_err());
     assert_eq!(journal::settle(&c.staging).unwrap(), Settled::Committed);
     assert_eq!(fs::read(c.target.join("same/deep/f")).unwrap(), b"new f");
+}
+
+/// A symlink of the target that an implied directory of the archive goes
+/// through: followed (the staged entries moved to where it leads), and a
+/// death after any record of that publish rolled back exactly.
+#[test]
+fn a_followed_symlink_is_published_and_rolled_back_like_any_merge() {
+    let setup = || {
+        let tmp = tempfile::tempdir().unwrap();
+        let (t, staging) = (tmp.path().join("t"), tmp.path().join("s"));
+        fs::create_dir_all(t.join("sub")).unwrap();
+        fs::write(t.join("sub/old"), b"kept").unwrap();
+        fs::write(t.join("sub/f"), b"old f").unwrap();
+        symlink("sub", t.join("a")).unwrap();
+        set_mtime(&t.join("sub"), 1_000_000);
+        let s = staging.join(TREE);
+        fs::create_dir_all(s.join("a/x")).unwrap();
+        fs::write(s.join("a/f"), b"new f").unwrap();
+        fs::write(s.join("a/x/g"), b"g").unwrap();
+        let implied: std::collections::HashMap<_, _> = [("a", false), ("a/x", false)]
+            .map(|(p, l)| (p.into(), l))
+            .into();
+        (tmp, t, staging, implied)
+    };
+    let (_tmp, t, staging, implied) = setup();
+    let p = plan(&t, &staging.join(TREE), None, true, Some(&implied)).unwrap();
+    publish(&t, &staging, &p).unwrap();
+    assert_eq!(fs::read(t.join("sub/f")).unwrap(), b"new f");
+    assert_eq!(fs::read(t.join("sub/x/g")).unwrap(), b"g");
+    assert_eq!(fs::read(t.join("sub/old")).unwrap(), b"kept");
+    assert_eq!(fs::read_link(t.join("a")).unwrap(), Path::new("sub"));
+    let steps = journal::read(&staging).unwrap().unwrap().1.len() as u64 - 1;
+    assert!(steps >= 3, "{steps}");
+    for n in 0..steps {
+        let (_tmp, t, staging, implied) = setup();
+        let before = snapshot(&t);
+        let p = plan(&t, &staging.join(TREE), None, true, Some(&implied)).unwrap();
+        crash::at(Some(n), true);
+        let failed = publish(&t, &staging, &p).unwrap_err();
+        crash::at(None, false);
+        assert!(!failed.undone, "step {n}");
+        assert!(matches!(
+            journal::settle(&staging).unwrap(),
+            Settled::RolledBack(_)
+        ));
+        assert_eq!(snapshot(&t), before, "step {n}: not rolled back");
+    }
 }
