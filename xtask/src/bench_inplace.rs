@@ -414,9 +414,12 @@ fn write_section(path: &Path, generated: &str) -> Result<(), String> {
         Some(start) => {
             let start = start + 1;
             let rest = &old[start + SECTION.len()..];
-            let end = rest
-                .find("\n## ")
-                .or_else(|| rest.find("\n<!-- notes -->"))
+            // The section ends where the next one or the notes begin,
+            // whichever comes first.
+            let end = [rest.find("\n## "), rest.find("\n<!-- notes -->")]
+                .into_iter()
+                .flatten()
+                .min()
                 .map_or(old.len(), |i| start + SECTION.len() + i + 1);
             format!("{}{}{}", &old[..start], generated, &old[end..])
         }
