@@ -214,18 +214,24 @@ fn restore_and_kill_the_removal(url: &str, parent: &Path, target: &Path) -> bool
         .unwrap();
     let start = Instant::now();
     let mut killed = false;
-    while !killed && start.elapsed() < Duration::from_secs(20) {
+    while !killed && start.elapsed() < Duration::from_secs(30) {
         for pid in removal_children(parent) {
             // SAFETY: kill(2) of a process we found by its command line.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed = true;
+        }
+        // The removal finished before it was seen: this round missed.
+        if !killed
+            && restore.try_wait().unwrap().is_some()
+            && beside(parent, &["target"]).is_empty()
+        {
+            break;
         }
         if !killed {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
     assert!(restore.wait().unwrap().success());
-    assert!(killed, "no removal process seen");
     // The killed process is gone once /proc no longer lists it.
     let start = Instant::now();
     while !removal_children(parent).is_empty() && start.elapsed() < Duration::from_secs(5) {
@@ -236,7 +242,7 @@ fn restore_and_kill_the_removal(url: &str, parent: &Path, target: &Path) -> bool
 
 #[test]
 fn a_killed_removal_leaves_staging_that_gc_and_the_next_restore_remove() {
-    let (_tmp, server, parent, target) = restored(10_000);
+    let (_tmp, server, parent, target) = restored(5_000);
     let url = server.url();
     for next in ["gc", "restore"] {
         let landed = (0..5).any(|_| restore_and_kill_the_removal(&url, &parent, &target));
