@@ -322,6 +322,21 @@ pub(crate) struct RestoreArgs {
     /// zstd bombs.
     #[arg(long, env = "CACHEW_MAX_SIZE", value_parser = crate::size::parse_size, value_name = "SIZE")]
     pub(crate) max_size: Option<u64>,
+    /// Who removes the old entries an in-place restore displaced:
+    /// `background` (a detached `cachew` process, after this one exits) or
+    /// `sync` (this process, before it exits). Hidden; also
+    /// `CACHEW_CLEANUP` (`crate::cleanup`).
+    #[arg(long, hide = true, value_enum, default_value_t = Cleanup::Background, value_name = "WHEN")]
+    pub(crate) cleanup: Cleanup,
+}
+
+/// `restore --cleanup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Cleanup {
+    /// Handed to a detached child process.
+    Background,
+    /// Before the restore's process exits.
+    Sync,
 }
 
 /// Where a save/restore key comes from: `--key K` or `-H GLOB…`.

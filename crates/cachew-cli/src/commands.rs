@@ -16,7 +16,7 @@ use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::Target;
-use crate::cli::{expand_dir, Cli, Command, RestoreArgs, SaveArgs};
+use crate::cli::{expand_dir, Cleanup, Cli, Command, RestoreArgs, SaveArgs};
 use crate::keys::Prefixes;
 use crate::progress::{self, Live, Mode, Phase};
 use crate::signals::{Interrupted, Signals};
@@ -437,7 +437,8 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         .with_verify(args.verify)
         .with_lookup_only(args.lookup_only)
         .with_progress(progress.clone())
-        .with_max_size(args.max_size);
+        .with_max_size(args.max_size)
+        .with_deferred_cleanup(true);
     if matches!(ctx.target, Target::Remote(_) | Target::ObjectStore(_))
         && args.download_concurrency > 1
     {
@@ -499,6 +500,7 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
         lookup_only: args.lookup_only,
         ..Default::default()
     };
+    let mut displaced = None;
     let (exit, summary) = match result? {
         RestoreOutcome::Hit {
             key,
@@ -507,8 +509,10 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
             bytes,
             entries,
             verified,
+            displaced: old,
             ..
         } => {
+            displaced = old;
             let which = if index == 0 {
                 String::new()
             } else {
@@ -570,6 +574,14 @@ async fn restore_cmd(ctx: &Ctx, args: RestoreArgs) -> Outcome {
     );
     if args.json.json {
         crate::json::print(&report.to_json());
+    }
+    // The target is restored and the outcome printed: the old entries it
+    // displaced go off the critical path (`cleanup.rs`).
+    if let Some(staging) = displaced {
+        match args.cleanup {
+            Cleanup::Background => crate::cleanup::hand_off(&staging),
+            Cleanup::Sync => crate::cleanup::remove_now(&staging),
+        }
     }
     Ok(exit)
 }

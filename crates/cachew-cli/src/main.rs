@@ -9,6 +9,7 @@
 //! chain of causes (anyhow's `{:#}`).
 
 mod backend;
+mod cleanup;
 mod cli;
 mod commands;
 mod completions;
@@ -69,7 +70,11 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let parsed = cli::parse(std::env::args_os(), &|name| std::env::var_os(name))
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == cleanup::SUBCOMMAND) {
+        return cleanup::child_main(&args[2..]);
+    }
+    let parsed = cli::parse(args, &|name| std::env::var_os(name))
         .and_then(|cli| serve::check_usage(cli).map_err(ParseFailure::Clap));
     let cli = match parsed {
         Ok(cli) => cli,

@@ -52,4 +52,4 @@ pub use memory::MemoryCache;
 pub use remote::{RemoteCache, RemoteCacheBuilder};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
 pub use save::{save, Progress, SaveOptions, SaveOutcome};
-pub use staging::{gc, Cleanup};
+pub use staging::{gc, remove_staging, Cleanup};

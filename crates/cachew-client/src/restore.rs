@@ -57,6 +57,18 @@ pub struct RestoreOptions {
     /// Most bytes an archive may unpack to (its tar stream); a larger one
     /// is treated as a corrupt object. `None` (the default): no limit.
     pub max_size: Option<u64>,
+    /// Leave the removal of what an in-place restore displaced to the
+    /// caller: a committed publish into an existing target keeps its
+    /// staging directory (the old entries, and the journal that says the
+    /// publish finished) and names it in [`RestoreOutcome::Hit`]'s
+    /// `displaced`, for [`remove_staging`](crate::remove_staging) — e.g. by
+    /// another process, off the restore's critical path. If nobody removes
+    /// it, the next restore of the same target or [`gc`](crate::gc) does,
+    /// once this process has exited (never while it runs: the directory is
+    /// named for its owner). Not for a target that is a mount point (its
+    /// staging is inside it and is always removed at once), nor for a new
+    /// target (nothing is displaced). Off by default.
+    pub deferred_cleanup: bool,
 }
 
 impl RestoreOptions {
@@ -101,6 +113,14 @@ impl RestoreOptions {
         self.max_size = max_size;
         self
     }
+
+    /// Leaves the removal of displaced old entries to the caller (see
+    /// [`RestoreOptions::deferred_cleanup`]).
+    #[must_use]
+    pub fn with_deferred_cleanup(mut self, deferred: bool) -> Self {
+        self.deferred_cleanup = deferred;
+        self
+    }
 }
 
 /// What [`restore`] found.
@@ -123,6 +143,12 @@ pub enum RestoreOutcome {
         bytes: u64,
         /// The digest the restored tree was verified against, with `verify`.
         verified: Option<TreeDigest>,
+        /// With [`RestoreOptions::deferred_cleanup`], after an in-place
+        /// restore: the staging directory holding the entries it displaced,
+        /// left for the caller to remove with
+        /// [`remove_staging`](crate::remove_staging). `None` otherwise (it
+        /// was removed, or nothing was displaced).
+        displaced: Option<PathBuf>,
     },
     /// None of the keys is in the cache.
     Miss,
@@ -171,6 +197,7 @@ pub async fn restore(
                         entries: 0,
                         bytes: 0,
                         verified: None,
+                        displaced: None,
                     })
                 }
                 Err(Error::NotFound) => continue,
@@ -187,7 +214,9 @@ pub async fn restore(
             Err(e) => return Err(e),
         };
         let size = object.meta.size.unwrap_or(0);
-        let (entries, bytes, verified) = match extract_object(object, &dir, options).await {
+        let (entries, bytes, verified, displaced) = match extract_object(object, &dir, options)
+            .await
+        {
             Ok(done) => done,
             Err(e) if e.is_corrupt_object() && index + 1 < keys.len() => {
                 tracing::warn!("the object for key {key} is unusable ({e}); trying the next key");
@@ -203,6 +232,7 @@ pub async fn restore(
             entries,
             bytes,
             verified,
+            displaced,
         });
     }
     match skipped {
@@ -247,7 +277,7 @@ async fn extract_object(
     object: Object,
     dir: &Path,
     options: &RestoreOptions,
-) -> Result<(u64, u64, Option<TreeDigest>)> {
+) -> Result<(u64, u64, Option<TreeDigest>, Option<PathBuf>)> {
     // Check that verification is possible before touching the disk. An
     // object that announces a digest trailer is verified even without
     // `verify`: the staging tree holds exactly the archive, for a new
@@ -323,10 +353,15 @@ async fn extract_object(
         }
         None => None,
     };
-    staging
-        .commit(&dir, existing.is_some(), summary.implied_dirs.take())
+    let displaced = staging
+        .commit(
+            &dir,
+            existing.is_some(),
+            summary.implied_dirs.take(),
+            options.deferred_cleanup,
+        )
         .await?;
-    Ok((summary.entries, summary.bytes, verified))
+    Ok((summary.entries, summary.bytes, verified, displaced))
 }
 
 /// Whether `dir` is on another file system than its parent.

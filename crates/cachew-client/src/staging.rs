@@ -307,7 +307,10 @@ impl Staging {
     /// Publishes the staged tree as `target`. A new target: one rename.
     /// An existing one: planned, then swapped in entry by entry where
     /// needed (`publish.rs`); the old entries, left in the staging
-    /// directory, are removed with it. The publish runs on a blocking
+    /// directory, are removed with it — or, with `defer` and a staging
+    /// directory beside the target (not inside a mount point), left there
+    /// with the committed journal and its path returned, for the caller to
+    /// remove ([`remove_staging`]). The publish runs on a blocking
     /// thread that finishes (or rolls back) and cleans up even if the
     /// restore is dropped meanwhile.
     /// `implied`: the extraction's `implied_dirs`, for symlinks of the
@@ -317,14 +320,15 @@ impl Staging {
         target: &Path,
         existing: bool,
         implied: Option<std::collections::HashMap<PathBuf, bool>>,
-    ) -> Result<()> {
+        defer: bool,
+    ) -> Result<Option<PathBuf>> {
         if !existing {
             let tree = self.tree();
             std::fs::rename(&tree, target)
                 .map_err(|e| Error::io("rename into place", target, e))?;
             self.committed = true;
             let _ = std::fs::remove_dir_all(&self.path);
-            return Ok(());
+            return Ok(None);
         }
         let started = std::time::Instant::now();
         let plan = {
@@ -350,18 +354,28 @@ impl Staging {
             match result {
                 Ok(done) => {
                     let published = started.elapsed();
-                    // The old entries go; the target keeps the time the
-                    // publish gave it.
-                    remove_inside(&staging, worker.inside.as_ref().map(|(t, _)| t.as_path()));
+                    // Inside a mount point the staging is in the target
+                    // itself: it never outlives the restore.
+                    let left = (defer && worker.inside.is_none()).then(|| staging.clone());
+                    if left.is_none() {
+                        // The old entries go; the target keeps the time the
+                        // publish gave it.
+                        remove_inside(&staging, worker.inside.as_ref().map(|(t, _)| t.as_path()));
+                    }
                     tracing::debug!(
                         "published into {}: planned in {planned:?}; {} directories merged, {} \
-                         renames, done at {published:?}; old entries removed at {:?}",
+                         renames, done at {published:?}; old entries {} at {:?}",
                         t.display(),
                         done.merged,
                         done.swaps,
+                        if left.is_some() {
+                            "left for the caller to remove"
+                        } else {
+                            "removed"
+                        },
                         started.elapsed()
                     );
-                    Ok(())
+                    Ok(left)
                 }
                 Err(failed) => {
                     if failed.undone {
@@ -477,6 +491,92 @@ fn scan_dir(dir: &Path, only: Option<&OsStr>, out: &mut Cleanup) -> Vec<PathBuf>
         out.removed.push(path);
     }
     subdirs
+}
+
+/// Removes the staging directory that a committed in-place restore left
+/// with [`RestoreOptions::deferred_cleanup`](crate::RestoreOptions::deferred_cleanup):
+/// the old entries it displaced. Refuses (an [`Error::InvalidInput`], and
+/// nothing is touched) anything else: a path whose name is not a staging
+/// directory's (`.NAME.cachew-PID-START-RAND.staging`), that is not a
+/// directory (a symlink is not followed), whose journal does not end the
+/// publish with its commit record (it may have to be rolled back), whose
+/// committed journal names a target it is not beside, or that has no
+/// journal while its owner runs (an extraction under way). Without a
+/// journal and with its owner gone it is removed as [`gc`] would (a
+/// recovery removing it unlinks the journal first). A directory already
+/// gone (removed meanwhile by the recovery of another restore, or by
+/// [`gc`]) is success; so is one that vanishes while it is being removed.
+pub fn remove_staging(path: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Error::InvalidInput(format!(
+            "refusing to remove {}: {why}",
+            cachew_archive::escape_path(path)
+        ))
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| refuse("it has no final name".into()))?;
+    let stale = match parse_name(name) {
+        Some(s) if !s.old => s,
+        _ => {
+            return Err(refuse(
+                "its name is not that of a cachew staging directory \
+                 (.NAME.cachew-PID-START-RAND.staging)"
+                    .into(),
+            ))
+        }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refuse("it is not a directory".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("stat", path, e)),
+    }
+    match crate::journal::read(path) {
+        Ok(Some((target, ops))) if ops.contains(&crate::journal::Op::Commit) => {
+            let parent = std::fs::canonicalize(parent_of(path))
+                .map_err(|e| Error::io("resolve", parent_of(path), e))?;
+            let beside = target.parent() == Some(parent.as_path())
+                && target
+                    .file_name()
+                    .is_some_and(|n| n.as_bytes().starts_with(stale.target_name.as_bytes()));
+            if !beside {
+                return Err(refuse(format!(
+                    "it is not beside {}, the target its journal names",
+                    cachew_archive::escape_path(&target)
+                )));
+            }
+        }
+        Ok(Some(_)) => {
+            return Err(refuse(
+                "its publish journal is not committed (the publish may have to be rolled \
+                 back: `cachew gc` does that)"
+                    .into(),
+            ))
+        }
+        // No journal: gone meanwhile, or being removed by the recovery of
+        // another restore (which unlinks the journal first), or what a
+        // killed extraction left — what `gc` removes too, once its owner
+        // is gone.
+        Ok(None) if std::fs::symlink_metadata(path).is_err() => return Ok(()),
+        Ok(None) if !owner_alive(stale.pid, stale.start) => {}
+        Ok(None) => {
+            return Err(refuse(format!(
+                "it has no committed publish journal and its owner (pid {}) still runs",
+                stale.pid
+            )))
+        }
+        Err(e) => return Err(Error::io("read the journal in", path, e)),
+    }
+    remove_inside(path, None);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => Err(Error::io(
+            "remove",
+            path,
+            io::Error::other("some of its entries could not be removed"),
+        )),
+    }
 }
 
 /// Removes stale staging directories (of restores whose process is gone,
