@@ -200,6 +200,26 @@ fn parent_of(target: &Path) -> PathBuf {
     }
 }
 
+/// Makes a new staging directory for `name` in `dir` (mode 0700, under a
+/// name no other run picks): `Ok(None)` when 100 tries all met an existing
+/// name.
+fn make_dir(dir: &Path, name: &OsStr) -> Result<Option<PathBuf>> {
+    let seed = u64::from(std::process::id()) ^ nanos();
+    for attempt in 0..100u64 {
+        let n = seed
+            .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(attempt);
+        let path = dir.join(our_name(name, STAGING, n >> 17));
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => return Ok(Some(path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create staging directory", &path, e)),
+        }
+    }
+    Ok(None)
+}
+
 impl Staging {
     /// Creates an empty staging directory beside `target`, creating the
     /// target's missing parents (removed again if the restore fails).
@@ -229,37 +249,28 @@ impl Staging {
                 }
             }
         }
-        let seed = u64::from(std::process::id()) ^ nanos();
-        for attempt in 0..100u64 {
-            let n = seed
-                .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(attempt);
-            let path = parent.join(our_name(name, STAGING, n >> 17));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => {
-                    return Ok(Staging {
-                        path: path.clone(),
-                        committed: false,
-                        worker: Arc::new(Worker {
-                            path: path.clone(),
-                            created_parents,
-                            ..Worker::default()
-                        }),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    remove_parents(&created_parents);
-                    return Err(Error::io("create staging directory", &path, e));
-                }
+        let made = make_dir(&parent, name).and_then(|made| {
+            made.ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "cannot create a staging directory beside {}",
+                    target.display()
+                ))
+            })
+        });
+        match made {
+            Ok(path) => Ok(Staging::new(
+                path.clone(),
+                Worker {
+                    path,
+                    created_parents,
+                    ..Worker::default()
+                },
+            )),
+            Err(e) => {
+                remove_parents(&created_parents);
+                Err(e)
             }
         }
-        remove_parents(&created_parents);
-        Err(Error::InvalidInput(format!(
-            "cannot create a staging directory beside {}",
-            target.display()
-        )))
     }
 
     /// Creates an empty staging directory inside `target`, for a target
@@ -269,33 +280,28 @@ impl Staging {
         let mtime = std::fs::metadata(target)
             .and_then(|m| m.modified())
             .map_err(|e| Error::io("stat", target, e))?;
-        let seed = u64::from(std::process::id()) ^ nanos();
-        for attempt in 0..100u64 {
-            let n = seed
-                .wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(attempt);
-            let path = target.join(our_name(name, STAGING, n >> 17));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => {
-                    return Ok(Staging {
-                        path: path.clone(),
-                        committed: false,
-                        worker: Arc::new(Worker {
-                            path: path.clone(),
-                            inside: Some((target.to_path_buf(), mtime)),
-                            ..Worker::default()
-                        }),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("create staging directory", &path, e)),
-            }
+        let path = make_dir(target, name)?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "cannot create a staging directory in {}",
+                target.display()
+            ))
+        })?;
+        Ok(Staging::new(
+            path.clone(),
+            Worker {
+                path,
+                inside: Some((target.to_path_buf(), mtime)),
+                ..Worker::default()
+            },
+        ))
+    }
+
+    fn new(path: PathBuf, worker: Worker) -> Staging {
+        Staging {
+            path,
+            committed: false,
+            worker: Arc::new(worker),
         }
-        Err(Error::InvalidInput(format!(
-            "cannot create a staging directory in {}",
-            target.display()
-        )))
     }
 
     /// Where the archive is extracted: `tree` in the staging directory
